@@ -1,0 +1,137 @@
+"""Typed configs filled from ``key=value`` options.
+
+A component's ``Config`` is a dataclass. Declare fields with `param` to give
+them a help text, a range or a fixed set of choices; `build_config` turns the
+strings of ``--attack-opt budget=0.05`` into typed values and refuses an
+unknown key, a badly typed value or a value out of range with one line that
+names what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Iterable
+
+from recguard.errors import RecguardError, did_you_mean
+
+# Open and closed bounds: ("(", 0, 1, ")") is 0 < x < 1.
+Bounds = tuple[str, float | None, float | None, str]
+
+
+def param(default: Any, help: str = "", *, low: float | None = None, high: float | None = None,
+          open_low: bool = False, open_high: bool = False, choices: Iterable[Any] | None = None):
+    """A dataclass field with documentation and validation metadata."""
+    meta = {"help": help, "bounds": ("(" if open_low else "[", low, high, ")" if open_high else "]"),
+            "choices": tuple(choices) if choices is not None else None}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def parse_options(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; a pair without '=' is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RecguardError(f"{what} option {pair!r} is not of the form key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def build_config(config_cls: type, overrides: dict[str, Any], what: str) -> Any:
+    """An instance of ``config_cls`` with ``overrides`` (strings or typed values) applied."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    hints = typing.get_type_hints(config_cls)
+    values: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        if key not in fields:
+            accepted = ", ".join(fields) or "none"
+            raise RecguardError(f"unknown {what} option {key!r}{did_you_mean(key, fields)}; "
+                                f"accepted: {accepted}")
+        values[key] = coerce(raw, hints[key], f"{what} option {key}")
+    try:
+        config = config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise RecguardError(f"invalid {what} options: {exc}") from None
+    for f in dataclasses.fields(config_cls):
+        check_field(f, getattr(config, f.name), f"{what} option {f.name}")
+    return config
+
+
+def coerce(raw: Any, hint: Any, what: str) -> Any:
+    """Convert a string to the type ``hint`` names (int, float, bool, str, Optional, tuple, list)."""
+    if not isinstance(raw, str):
+        return raw
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if raw.lower() in ("none", "null", "") and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for option in inner:
+            try:
+                return coerce(raw, option, what)
+            except RecguardError as exc:
+                errors.append(str(exc))
+        raise RecguardError(errors[0])
+    if origin is typing.Literal:
+        if raw in args:
+            return raw
+        raise RecguardError(f"{what}: {raw!r} is not one of {', '.join(map(repr, args))}")
+    if origin in (tuple, list):
+        item_type = args[0] if args else str
+        items = tuple(coerce(p.strip(), item_type, what) for p in raw.split(",") if p.strip())
+        return items if origin is tuple else list(items)
+    try:
+        if hint is bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is str or hint is Any:
+            return raw
+    except ValueError:
+        raise RecguardError(f"{what}: expected {hint.__name__}, got {raw!r}") from None
+    raise RecguardError(f"{what}: cannot parse a value of type {hint}")
+
+
+def check_field(f: dataclasses.Field, value: Any, what: str) -> None:
+    meta = f.metadata
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise RecguardError(f"{what}: {value!r} is not one of {', '.join(map(repr, choices))}")
+    bounds = meta.get("bounds")
+    if not bounds or value is None or isinstance(value, bool):
+        return
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    left, low, high, right = bounds
+    for v in values:
+        if not isinstance(v, (int, float)):
+            continue
+        too_low = low is not None and (v <= low if left == "(" else v < low)
+        too_high = high is not None and (v >= high if right == ")" else v > high)
+        if too_low or too_high:
+            lo = "-inf" if low is None else f"{low:g}"
+            hi = "inf" if high is None else f"{high:g}"
+            raise RecguardError(f"{what}: {v!r} is outside {left}{lo}, {hi}{right}")
+
+
+def describe_fields(config_cls: type) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of each field, for documentation and `recguard list`."""
+    hints = typing.get_type_hints(config_cls)
+    out = []
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        hint = hints[f.name]
+        out.append((f.name, getattr(hint, "__name__", str(hint)), default, f.metadata.get("help", "")))
+    return out

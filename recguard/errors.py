@@ -1,0 +1,30 @@
+"""The one exception type the CLI turns into a one-line message."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class RecguardError(Exception):
+    """A user-facing error: bad input, an unknown name, an impossible combination.
+
+    The CLI prints ``error: <message>`` on stderr and exits with status 2; no
+    traceback is shown. Messages are one line and say what would work instead.
+    """
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A ' (did you mean ...?)' suffix for an unknown name, or '' if nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[name.lower()]] if name.lower() in lowered else []
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def unknown(kind: str, name: str, choices: Iterable[str]) -> RecguardError:
+    """An 'unknown <kind>' error naming the suggestions and every accepted choice."""
+    choices = sorted(choices)
+    listing = ", ".join(choices) if choices else "none registered"
+    return RecguardError(f"unknown {kind} {name!r}{did_you_mean(name, choices)}; available: {listing}")

@@ -1,0 +1,115 @@
+"""Evaluation protocols: each paper's split, feedback type, budget, targets and metrics.
+
+Numbers are only comparable within a protocol, so a protocol is a named,
+documented preset taken from its paper, stored resolved in every record.
+``--protocol NAME`` picks one; ``--protocol-opt key=value`` overrides a field.
+Plugins add presets through the ``register_protocols`` hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from recguard.config import build_config, param
+from recguard.errors import RecguardError
+
+METRIC_SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*?)@(?P<k>-?\d+)$")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A bundle of evaluation choices. Every field is a ``--protocol-opt``."""
+
+    name: str = param("custom", "preset name")
+    paper: str = param("", "where the preset comes from")
+    feedback: Literal["explicit", "implicit"] = param("explicit", "train on ratings or on positives")
+    implicit_threshold: float | None = param(
+        None, "implicit: keep interactions rated >= this as positives (None keeps all)")
+    normalise_ratings: bool = param(False, "explicit: divide ratings by the maximum rating")
+    min_user_interactions: int = param(0, "k-core filter: drop users with fewer interactions", low=0)
+    min_item_interactions: int = param(0, "k-core filter: drop items with fewer interactions", low=0)
+    split: Literal["random_holdout", "chrono_ratio", "leave_one_out"] = param(
+        "random_holdout", "how test and validation items are held out")
+    split_ratios: tuple[float, ...] = param(
+        (0.7, 0.1, 0.2), "chrono_ratio: train/valid/test shares of each user's history", low=0, high=1)
+    holdout_min_rating: float = param(
+        0.0, "random_holdout: the test item is drawn among the user's ratings >= this", low=0)
+    valid_fraction: float = param(
+        0.1, "random_holdout: share of the remaining ratings kept for validation",
+        low=0, high=1, open_high=True)
+    budget: float = param(0.01, "fake users as a fraction of genuine users",
+                          low=0, high=1, open_low=True, open_high=True)
+    filler_size: int = param(0, "items per fake profile besides the targets; 0 = average genuine "
+                                "profile length", low=0)
+    n_targets: int = param(5, "number of target items", low=1)
+    target_rule: Literal["unpopular", "random", "popular"] = param("unpopular", "how targets are drawn")
+    unpopular_below: int = param(5, "unpopular: targets have fewer interactions than this", low=1)
+    metrics: tuple[str, ...] = param(("HR@10",), "metrics, each NAME@k")
+
+    def __post_init__(self):
+        for spec in self.metrics:
+            parse_metric(spec)
+        if self.split == "chrono_ratio":
+            if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
+                raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def parse_metric(spec: str) -> tuple[str, int]:
+    """'T-HR@50' -> ('T-HR', 50). A missing or non-positive k is an error."""
+    m = METRIC_SPEC.match(spec.strip())
+    if not m:
+        raise RecguardError(f"metric {spec!r} is not of the form NAME@k (e.g. HR@10)")
+    k = int(m.group("k"))
+    if k <= 0:
+        raise RecguardError(f"metric {spec!r}: k must be a positive integer, got {k}")
+    return m.group("name"), k
+
+
+APT = Protocol(
+    name="apt",
+    paper="Wu et al., Fight Fire with Fire: Adversarial Poisoning Training, SIGIR 2021, sec. 5.1",
+    feedback="explicit", normalise_ratings=True,
+    split="random_holdout", holdout_min_rating=4.0, valid_fraction=0.1,
+    budget=0.03, filler_size=0, n_targets=5, target_rule="unpopular", unpopular_below=5,
+    metrics=("HR@50", "NDCG@50", "T-HR@50", "T-NDCG@50"),
+)
+
+PAMACF = Protocol(
+    name="pamacf",
+    paper="Zhang et al., Understanding and Improving Adversarial Collaborative Filtering, "
+          "NeurIPS 2024, sec. 5.1 and App. C.1",
+    feedback="implicit", implicit_threshold=None,
+    min_user_interactions=10, min_item_interactions=10,
+    split="chrono_ratio", split_ratios=(0.7, 0.1, 0.2),
+    budget=0.01, filler_size=0, n_targets=5, target_rule="unpopular", unpopular_below=20,
+    metrics=("Recall@20", "NDCG@20", "T-HR@50", "T-NDCG@50"),
+)
+
+LOREC = Protocol(
+    name="lorec",
+    paper="Zhang et al., LoRec: LLM for Robust Sequential Recommendation, 2024, sec. 6.1",
+    feedback="implicit", implicit_threshold=None,
+    min_user_interactions=5, min_item_interactions=0,
+    split="leave_one_out",
+    budget=0.01, filler_size=0, n_targets=5, target_rule="unpopular", unpopular_below=10,
+    metrics=("HR@10", "NDCG@10", "T-HR@50", "T-NDCG@50", "RC-HR@10", "RC-NDCG@10"),
+)
+
+PRESETS = (APT, PAMACF, LOREC)
+
+
+def resolve(base: Protocol, overrides: dict[str, str]) -> Protocol:
+    """``base`` with ``--protocol-opt`` overrides applied and validated."""
+    if not overrides:
+        return base
+    if "name" in overrides:
+        raise RecguardError("protocol option 'name' cannot be overridden; use --protocol")
+    current = {f.name: getattr(base, f.name) for f in dataclasses.fields(Protocol)}
+    merged = build_config(Protocol, {**current, **overrides}, "protocol")
+    return merged
