@@ -59,6 +59,12 @@ class Component:
     def __init__(self, config: Config | None = None):
         self.config = config if config is not None else self.Config()
 
+    def resolved_config(self, protocol: "Protocol") -> dict[str, Any]:
+        """The configuration actually used under ``protocol`` (recorded in results).
+
+        Override when a None option means "the paper's default for this protocol"."""
+        return self.config.to_dict()
+
     @classmethod
     def describe(cls) -> str:
         """What it supports, in one line, for `recguard list`."""

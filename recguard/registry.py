@@ -73,6 +73,9 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
+    def iter_objects(self) -> Iterator[T]:
+        return (entry.obj for entry in self)
+
     def __iter__(self) -> Iterator[Entry[T]]:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 

@@ -1,0 +1,91 @@
+"""`recguard eval`: run one cell (every seed) and write its record."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from recguard.errors import RecguardError
+
+OPT_HELP = "key=value, repeatable (see `recguard list`)"
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,2' or '0-4' (or a mix) -> a tuple of distinct non-negative ints, in order."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            values = range(int(lo), int(hi) + 1) if dash else [int(part)]
+        except ValueError:
+            raise RecguardError(f"--seeds {text!r}: {part!r} is not an integer or a range a-b") from None
+        for seed in values:
+            if seed < 0:
+                raise RecguardError(f"--seeds {text!r}: seeds must be non-negative")
+            if seed not in seeds:
+                seeds.append(seed)
+    if not seeds:
+        raise RecguardError("--seeds is empty: give e.g. 0,1,2")
+    return tuple(seeds)
+
+
+@click.command("eval")
+@click.option("--dataset", default="ml-100k", show_default=True, help="dataset name (recguard list datasets)")
+@click.option("--data-path", default=None, help="file or folder of the dataset")
+@click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE", help=OPT_HELP)
+@click.option("--backbone", default="mf", show_default=True)
+@click.option("--backbone-opt", multiple=True, metavar="KEY=VALUE", help=OPT_HELP)
+@click.option("--attack", default="average", show_default=True)
+@click.option("--attack-opt", multiple=True, metavar="KEY=VALUE", help=OPT_HELP)
+@click.option("--defense", default="none", show_default=True)
+@click.option("--defense-opt", multiple=True, metavar="KEY=VALUE", help=OPT_HELP)
+@click.option("--protocol", default=None, help="protocol preset; default: the defense's, else the backbone's")
+@click.option("--protocol-opt", multiple=True, metavar="KEY=VALUE", help="override a protocol field")
+@click.option("--budget", type=str, default=None, help="fake users / genuine users (protocol budget)")
+@click.option("--metrics", default=None, help="comma-separated NAME@k list (protocol metrics)")
+@click.option("--seeds", default="0,1,2", show_default=True, help="e.g. 0,1,2 or 0-4")
+@click.option("--output", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="folder for the JSON record")
+@click.option("--json", "as_json", is_flag=True, help="print the record as JSON on stdout")
+@click.option("--no-cache", is_flag=True, help="refit the undefended conditions")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack, attack_opt,
+                 defense, defense_opt, protocol, protocol_opt, budget, metrics, seeds, output,
+                 as_json, no_cache, quiet):
+    """Evaluate one cell: clean, attacked and (with a defense) defended conditions, per seed."""
+    from recguard.config import parse_options
+    from recguard.evaluate import run_cell
+    from recguard.plan import CellSpec, make_plan
+    from recguard.progress import Progress, RichProgress
+    from recguard.records import write_record
+
+    protocol_options = parse_options(protocol_opt, "protocol")
+    if budget is not None:
+        protocol_options["budget"] = budget
+    if metrics is not None:
+        protocol_options["metrics"] = metrics
+    spec = CellSpec(
+        dataset=dataset, data_path=data_path, dataset_options=parse_options(dataset_opt, "dataset"),
+        backbone=backbone, backbone_options=parse_options(backbone_opt, "backbone"),
+        attack=attack, attack_options=parse_options(attack_opt, "attack"),
+        defense=defense, defense_options=parse_options(defense_opt, "defense"),
+        protocol=protocol, protocol_options=protocol_options, seeds=parse_seeds(seeds),
+    )
+    plan = make_plan(spec)
+    progress = Progress() if quiet or as_json else RichProgress()
+    record = run_cell(plan, progress, use_cache=not no_cache)
+    path = write_record(record, output)
+    if as_json:
+        sys.stdout.write(json.dumps(record, indent=2) + "\n")
+        return
+    from rich.console import Console
+
+    from recguard.cli.render import render_record
+
+    console = Console()
+    render_record(record, console)
+    console.print(f"[dim]record: {path}[/]")

@@ -1,0 +1,40 @@
+"""Terminal rendering of result records."""
+
+from __future__ import annotations
+
+
+def fmt(stat: dict) -> str:
+    if stat["mean"] is None:
+        return "n/a"
+    if len(stat["per_seed"]) > 1:
+        return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+    return f"{stat['mean']:.4f}"
+
+
+def render_record(record: dict, console) -> None:
+    from rich.table import Table
+
+    spec = record["spec"]
+    protocol = spec["protocol"]
+    title = (f"{spec['backbone']['name']} on {spec['dataset']['name']} · attack {spec['attack']['name']}"
+             f" · defense {spec['defense']['name']} · protocol {protocol['name']}")
+    counts = record["counts"]
+    caption = (f"{len(spec['seeds'])} seed(s) {spec['seeds']}; budget {protocol['budget']:g} "
+               f"({counts['fake_users']} fake users, {counts['filler_size']} fillers); "
+               f"{counts['targets']} {protocol['target_rule']} targets; "
+               f"{record['timings']['total_seconds']:.1f} s")
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    table.add_column("metric")
+    for condition in record["conditions"]:
+        table.add_column(condition, justify="right")
+    names: list[str] = []
+    for condition in record["conditions"]:
+        names += [n for n in record["metrics"][condition] if n not in names]
+    for name in names:
+        arrow = "↑" if record["higher_is_better"].get(name, True) else "↓"
+        row = [f"{name} {arrow}"]
+        for condition in record["conditions"]:
+            stat = record["metrics"][condition].get(name)
+            row.append(fmt(stat) if stat else "")
+        table.add_row(*row)
+    console.print(table)

@@ -1,0 +1,54 @@
+"""Refuse an impossible cell before any work, saying which combinations do work."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from recguard.errors import RecguardError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from recguard.components import Attack, Backbone, Defense
+    from recguard.plugins import Host
+    from recguard.protocols import Protocol
+
+
+def _backbone_problem(backbone: type["Backbone"], user: type, role: str) -> str | None:
+    """Why ``user`` (an attack or defense class) cannot run on ``backbone``, or None."""
+    if backbone.kind not in user.backbone_kinds:
+        return (f"{role} {user.name!r} supports {'/'.join(sorted(user.backbone_kinds))} backbones, "
+                f"not {backbone.kind} backbones like {backbone.name!r}")
+    missing = sorted(set(user.needs) - set(backbone.offers))
+    if missing:
+        return f"{role} {user.name!r} needs {', '.join(missing)} from the backbone, which " \
+               f"backbone {backbone.name!r} does not offer"
+    return None
+
+
+def _working(names: list[str]) -> str:
+    return ", ".join(names) if names else "none installed"
+
+
+def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
+               defense: type["Defense"], protocol: "Protocol") -> None:
+    """Raise a one-line `RecguardError` if the cell cannot run."""
+    feedback = protocol.feedback
+    if feedback not in backbone.feedback:
+        ok = [p.name for p in host.protocols.iter_objects() if p.feedback in backbone.feedback]
+        raise RecguardError(f"backbone {backbone.name!r} trains on {'/'.join(sorted(backbone.feedback))} "
+                            f"feedback but protocol {protocol.name!r} is {feedback}; protocols that "
+                            f"work: {_working(ok)}")
+    if feedback not in attack.feedback:
+        ok = [a.name for a in host.attacks.iter_objects() if feedback in a.feedback]
+        raise RecguardError(f"attack {attack.name!r} needs {'/'.join(sorted(attack.feedback))} "
+                            f"feedback but protocol {protocol.name!r} is {feedback}; attacks that work "
+                            f"with it: {_working(ok)}")
+    for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
+        problem = _backbone_problem(backbone, user, role)
+        if problem:
+            backbones = [b.name for b in host.backbones.iter_objects()
+                         if _backbone_problem(b, user, role) is None]
+            others = [c.name for c in registry.iter_objects()
+                      if _backbone_problem(backbone, c, role) is None]
+            raise RecguardError(f"{problem}; backbones that work with {role} {user.name!r}: "
+                                f"{_working(backbones)}; {role}s that work with backbone "
+                                f"{backbone.name!r}: {_working(others)}")

@@ -1,0 +1,312 @@
+"""The one pipeline every cell runs.
+
+For each seed: apply the protocol (split and targets fixed by the seed), build
+the attack's fake users, then fit and evaluate each condition:
+
+    clean             the backbone on genuine training data
+    attacked          the backbone on genuine + fake users
+    clean+defense     the defense applied to the clean data   (with a defense)
+    attacked+defense  the defense applied to the poisoned data (with a defense)
+
+Undefended conditions do not depend on the defense: their results are cached on
+disk (keyed by everything they depend on) and, for defenses that act only at
+inference, their fitted models are reused in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from recguard import __version__
+from recguard.components import AttackContext, DefenseContext, FitContext, FitHooks, Model, Poisoned, RankingView
+from recguard.data.interactions import Interactions
+from recguard.data.prepare import Prepared, prepare, preprocess
+from recguard.io import atomic_write_json, cache_dir
+from recguard.plan import Plan
+from recguard.progress import Progress
+from recguard.ranking import target_eligibility, top_k
+
+CLEAN, ATTACKED = "clean", "attacked"
+CLEAN_DEF, ATTACKED_DEF = "clean+defense", "attacked+defense"
+DETECTION_METRIC = "Detect-AUC"
+
+
+def conditions_of(plan: Plan) -> list[str]:
+    names = [CLEAN] + ([ATTACKED] if plan.has_attack else [])
+    if plan.has_defense:
+        names += [CLEAN_DEF] + ([ATTACKED_DEF] if plan.has_attack else [])
+    return names
+
+
+def inject(train: Interactions, poisoned: Poisoned) -> Interactions:
+    """Genuine training data plus the fake users, numbered after the genuine ones."""
+    if poisoned.n_fake == 0 and not poisoned.item_text:
+        return train
+    start = train.timestamp.max() + 1 if len(train) else 0
+    stamps = (poisoned.timestamp if poisoned.timestamp is not None
+              else start + np.arange(len(poisoned.user)))
+    text = train.item_text
+    if poisoned.item_text:
+        text = text.copy()
+        for item, title in poisoned.item_text.items():
+            text[item] = title
+    return replace(
+        train,
+        user=np.concatenate([train.user, poisoned.user + train.n_users]),
+        item=np.concatenate([train.item, poisoned.item]),
+        rating=np.concatenate([train.rating, np.asarray(poisoned.rating, dtype=np.float32)]),
+        timestamp=np.concatenate([train.timestamp, stamps]),
+        n_users=train.n_users + poisoned.n_fake,
+        user_ids=np.concatenate([train.user_ids, [f"fake-{j}" for j in range(poisoned.n_fake)]]),
+        is_fake=np.concatenate([train.is_fake, np.ones(poisoned.n_fake, dtype=bool)]),
+        item_text=text,
+    )
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+class Evaluator:
+    """Ranks a model's items for the genuine users and computes the protocol's metrics."""
+
+    def __init__(self, plan: Plan, prepared: Prepared, everything: Interactions):
+        split = prepared.split
+        self.metrics = plan.metrics
+        self.k_max = max(k for _, _, k, _ in plan.metrics)
+        self.users = np.arange(split.train.n_users)
+        seen = split.train.with_rows(split.valid)
+        self.exclude = seen.items_of_users()
+        self.test_items = split.test.items_of_users()
+        self.targets = prepared.targets
+        self.eligible = target_eligibility(self.users, self.targets, everything.user, everything.item)
+
+    def view(self, model: Model, reference: dict[str, float]) -> RankingView:
+        ranked = top_k(model.score, self.users, self.exclude, self.k_max)
+        return RankingView(self.users, ranked, self.test_items, self.targets, self.eligible, reference)
+
+    def evaluate(self, model: Model, reference: dict[str, float]) -> dict[str, float]:
+        view = self.view(model, reference)
+        return {label: float(cls().compute(view, k)) for label, _, k, cls in self.metrics}
+
+    def reference_of(self, model: Model) -> dict[str, float]:
+        """The clean values that relative metrics (RC-HR@k) compare against."""
+        view = self.view(model, {})
+        out = {}
+        for _, _, k, cls in self.metrics:
+            base = getattr(cls, "reference_of", None)
+            if base is not None:
+                out[f"{base.name}@{k}"] = float(base().compute(view, k))
+        return out
+
+
+@dataclass
+class ConditionResult:
+    metrics: dict[str, float]
+    fit_seconds: float
+    cached: bool = False
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class CellRunner:
+    """Runs one planned cell over its seeds."""
+
+    def __init__(self, plan: Plan, progress: Progress | None = None, use_cache: bool = True):
+        self.plan = plan
+        self.progress = progress or Progress()
+        self.use_cache = use_cache
+
+    # ------------------------------------------------------------ data
+
+    def load(self) -> tuple[Interactions, Interactions]:
+        plan = self.plan
+        raw = plan.dataset.load(plan.data_path, plan.dataset_config)
+        return raw, preprocess(raw, plan.protocol)
+
+    # ------------------------------------------------------------ one seed
+
+    def run_seed(self, data: Interactions, seed: int, data_fingerprint: str) -> dict[str, Any]:
+        plan = self.plan
+        prepared = prepare(data, plan.protocol, seed)
+        train = prepared.train
+        evaluator = Evaluator(plan, prepared, data)
+        n_fake = max(1, int(round(plan.protocol.budget * train.n_users))) if plan.has_attack else 0
+        filler = plan.protocol.filler_size or int(round(len(train) / max(train.n_users, 1)))
+        poisoned = Poisoned.empty()
+        if plan.has_attack:
+            ctx = AttackContext(targets=prepared.targets, n_fake=n_fake, filler_size=filler,
+                                rng=np.random.default_rng([seed, 0xA77AC]), protocol=plan.protocol)
+            poisoned = plan.attack.poison(train, ctx)
+        attacked = inject(train, poisoned)
+
+        results: dict[str, ConditionResult] = {}
+        models: dict[str, Model] = {}
+        reuse_models = plan.has_defense and plan.defense.stages == frozenset({"at_inference"})
+        reference: dict[str, float] = {}
+        for condition, data_for in ((CLEAN, train), (ATTACKED, attacked)):
+            if condition == ATTACKED and not plan.has_attack:
+                continue
+            key = self._cache_key(condition, seed, data_fingerprint)
+            cached = None if (reuse_models or not self.use_cache) else self._cache_read(key)
+            if cached is not None:
+                results[condition] = ConditionResult(cached["metrics"], cached["fit_seconds"], True)
+                reference = reference or cached["reference"]
+                self.progress.skip(f"seed {seed} · {condition} (cached)")
+                continue
+            model, seconds = self._fit(condition, seed, data_for, FitHooks())
+            if condition == CLEAN:
+                reference = evaluator.reference_of(model)
+            results[condition] = ConditionResult(evaluator.evaluate(model, reference), seconds)
+            models[condition] = model
+            if self.use_cache:
+                self._cache_write(key, {"metrics": results[condition].metrics,
+                                        "fit_seconds": seconds, "reference": reference})
+        if plan.has_defense:
+            for condition, base, data_for in ((CLEAN_DEF, CLEAN, train), (ATTACKED_DEF, ATTACKED, attacked)):
+                if condition == ATTACKED_DEF and not plan.has_attack:
+                    continue
+                results[condition] = self._defended(condition, seed, data_for, evaluator, reference,
+                                                    models.get(base) if reuse_models else None)
+        return {"targets": prepared.targets, "n_fake": n_fake, "filler_size": filler,
+                "train_interactions": len(train), "results": results}
+
+    def _fit(self, condition: str, seed: int, train: Interactions, hooks: FitHooks):
+        label = f"seed {seed} · {condition} · {self.plan.backbone.name}"
+        task = self.progress.start_fit(label)
+        start = time.perf_counter()
+        model = self.plan.backbone.fit(train, FitContext(seed=seed, hooks=hooks,
+                                                         progress=lambda d, t: task(d, t)))
+        seconds = time.perf_counter() - start
+        self.progress.end_fit()
+        return model, seconds
+
+    def _defended(self, condition: str, seed: int, train: Interactions, evaluator: Evaluator,
+                  reference: dict[str, float], fitted: Model | None) -> ConditionResult:
+        plan, defense = self.plan, self.plan.defense
+        dctx = DefenseContext(seed=seed, protocol=plan.protocol, backbone=plan.backbone)
+        start = time.perf_counter()
+        data = train
+        if "before_fit" in defense.stages:
+            data = defense.before_fit(data, dctx)
+        if fitted is None:
+            hooks = defense.during_fit(data, dctx) if "during_fit" in defense.stages else FitHooks()
+            fitted, _ = self._fit(condition, seed, data, hooks)
+        model = defense.at_inference(fitted, data, dctx) if "at_inference" in defense.stages else fitted
+        seconds = time.perf_counter() - start
+        metrics = evaluator.evaluate(model, reference)
+        if dctx.user_scores is not None and train.is_fake.any():
+            metrics[DETECTION_METRIC] = roc_auc(dctx.user_scores[:train.n_users], train.is_fake)
+        return ConditionResult(metrics, seconds, notes=dctx.notes)
+
+    # ------------------------------------------------------------ cache of undefended conditions
+
+    def _cache_key(self, condition: str, seed: int, data_fingerprint: str) -> str:
+        plan = self.plan
+        parts = {
+            "recguard": __version__, "condition": condition, "seed": seed,
+            "data": data_fingerprint, "protocol": plan.protocol.to_dict(),
+            "backbone": [plan.backbone.name, plan.provenance["backbone"]["version"],
+                         plan.backbone.resolved_config(plan.protocol)],
+            "attack": ([plan.attack.name, plan.provenance["attack"]["version"],
+                        plan.attack.resolved_config(plan.protocol)] if condition == ATTACKED else None),
+            "metrics": [label for label, _, _, _ in plan.metrics],
+        }
+        blob = json.dumps(parts, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:24]
+
+    def _cache_path(self, key: str):
+        return cache_dir() / "cells" / f"{key}.json"
+
+    def _cache_read(self, key: str) -> dict | None:
+        try:
+            return json.loads(self._cache_path(key).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _cache_write(self, key: str, value: dict) -> None:
+        try:
+            atomic_write_json(self._cache_path(key), value)
+        except OSError:
+            pass  # a read-only cache folder costs speed, not correctness
+
+
+def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = True) -> dict:
+    """Run every seed of a planned cell and return its result record."""
+    from recguard.records import aggregate, new_record
+
+    progress = progress or Progress()
+    runner = CellRunner(plan, progress, use_cache)
+    start = time.perf_counter()
+    raw, data = runner.load()
+    fingerprint = raw.fingerprint()
+    conditions = conditions_of(plan)
+    inference_only = plan.has_defense and plan.defense.stages == frozenset({"at_inference"})
+    fits = len(conditions) // 2 if inference_only else len(conditions)
+    progress.start_cell(len(plan.spec.seeds) * fits,
+                        f"{plan.backbone.name} · {plan.attack.name} · {plan.defense.name} "
+                        f"on {raw.name} ({plan.protocol.name})")
+    try:
+        outputs = [runner.run_seed(data, seed, fingerprint) for seed in plan.spec.seeds]
+    finally:
+        progress.close()
+
+    labels = [label for label, _, _, _ in plan.metrics]
+    metrics: dict[str, dict] = {}
+    for condition in conditions:
+        per_condition = [out["results"][condition].metrics for out in outputs]
+        names = labels + [n for n in (DETECTION_METRIC,) if all(n in m for m in per_condition)]
+        metrics[condition] = {n: aggregate([m.get(n, float("nan")) for m in per_condition])
+                              for n in names}
+    higher = {label: cls.higher_is_better for label, _, _, cls in plan.metrics}
+    higher[DETECTION_METRIC] = True
+    spec = plan.spec
+    first = outputs[0]
+    record = new_record(
+        spec={
+            "dataset": {"name": raw.name, "registry_name": spec.dataset,
+                        "path": str(plan.data_path) if plan.data_path else None,
+                        "options": plan.dataset_config.to_dict(), "fingerprint": fingerprint,
+                        "stats": raw.summary()},
+            "backbone": {"name": plan.backbone.name, "config": plan.backbone.resolved_config(plan.protocol)},
+            "attack": {"name": plan.attack.name, "config": plan.attack.resolved_config(plan.protocol),
+                       "knowledge": plan.attack.knowledge},
+            "defense": {"name": plan.defense.name, "config": plan.defense.resolved_config(plan.protocol)},
+            "protocol": plan.protocol.to_dict(),
+            "seeds": list(spec.seeds),
+            "targets": {str(seed): [str(data.item_ids[t]) for t in out["targets"]]
+                        for seed, out in zip(spec.seeds, outputs)},
+        },
+        provenance=plan.provenance,
+        conditions=conditions,
+        metrics=metrics,
+        higher_is_better={k: v for k, v in higher.items()
+                          if any(k in m for m in metrics.values())},
+        counts={"users": int(data.n_users), "items": int(data.n_items),
+                "train_interactions": int(first["train_interactions"]),
+                "fake_users": int(first["n_fake"]), "filler_size": int(first["filler_size"]),
+                "targets": int(plan.protocol.n_targets)},
+        timings={"total_seconds": round(time.perf_counter() - start, 3),
+                 "fit_seconds": {c: [round(out["results"][c].fit_seconds, 3) for out in outputs]
+                                 for c in conditions},
+                 "cached": {c: [out["results"][c].cached for out in outputs] for c in conditions}},
+    )
+    return record

