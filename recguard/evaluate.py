@@ -36,6 +36,7 @@ from recguard.ranking import target_eligibility, top_k
 CLEAN, ATTACKED = "clean", "attacked"
 CLEAN_DEF, ATTACKED_DEF = "clean+defense", "attacked+defense"
 DETECTION_METRIC = "Detect-AUC"
+ATTACK_ONLY_PROTOCOL_FIELDS = ("budget", "filler_size")
 
 
 def conditions_of(plan: Plan) -> list[str]:
@@ -221,9 +222,13 @@ class CellRunner:
 
     def _cache_key(self, condition: str, seed: int, data_fingerprint: str) -> str:
         plan = self.plan
+        protocol = plan.protocol.to_dict()
+        if condition == CLEAN:  # the clean fit does not depend on the attack's budget or fillers
+            for field in ATTACK_ONLY_PROTOCOL_FIELDS:
+                protocol.pop(field)
         parts = {
             "recguard": __version__, "condition": condition, "seed": seed,
-            "data": data_fingerprint, "protocol": plan.protocol.to_dict(),
+            "data": data_fingerprint, "protocol": protocol,
             "backbone": [plan.backbone.name, plan.provenance["backbone"]["version"],
                          plan.backbone.resolved_config(plan.protocol)],
             "attack": ([plan.attack.name, plan.provenance["attack"]["version"],

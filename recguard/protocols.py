@@ -56,6 +56,10 @@ class Protocol:
             if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
                 raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
 
+    def describe(self) -> str:
+        return (f"{self.feedback}, {self.split.replace('_', ' ')}, budget {self.budget:g}, "
+                f"{self.n_targets} {self.target_rule} targets, {', '.join(self.metrics)} ({self.paper})")
+
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 

@@ -1,0 +1,3 @@
+from recguard.cli import main
+
+main()

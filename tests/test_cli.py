@@ -1,0 +1,92 @@
+"""Bad input gets one line on stderr and a non-zero exit, never a traceback."""
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from recguard.cli import main
+from recguard.components import Defense
+from recguard.hookspecs import hookimpl
+
+
+def run_main(args, capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code, err, fragment):
+    assert code != 0
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--backbone", "mff"], "unknown backbone 'mff' (did you mean 'mf'?)"),
+    (["--attack", "averge"], "unknown attack 'averge' (did you mean 'average'?)"),
+    (["--defense", "nne"], "unknown defense 'nne' (did you mean 'none'?)"),
+    (["--dataset", "ml-100"], "unknown dataset 'ml-100' (did you mean"),
+    (["--metrics", "HRR@10"], "unknown metric 'HRR' (did you mean 'HR'?)"),
+    (["--metrics", "HR@0"], "k must be a positive integer"),
+    (["--budget", "1.5"], "budget: 1.5 is outside (0, 1)"),
+    (["--budget", "0"], "is outside (0, 1)"),
+    (["--protocol", "ap"], "unknown protocol 'ap' (did you mean 'apt'?)"),
+    (["--attack-opt", "fillr=3"], "unknown attack option 'fillr'"),
+    (["--backbone-opt", "epochs=abc"], "backbone option epochs: expected int, got 'abc'"),
+    (["--backbone-opt", "epochs"], "is not of the form key=value"),
+    (["--seeds", "a,b"], "is not an integer"),
+    (["--dataset", "csv", "--data-path", "/no/such/file.csv"], "dataset path '/no/such/file.csv' does not exist"),
+    (["--dataset", "ml-1m"], "needs --data-path"),
+])
+def test_bad_input_is_one_line(args, fragment, capsys):
+    code, _, err = run_main(["eval", "--quiet", *args], capsys)
+    assert_one_line_error(code, err, fragment)
+
+
+def test_malformed_data_file_names_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("user,item,rating\n1,10,5\n2,11,abc\n")
+    code, _, err = run_main(["eval", "--quiet", "--dataset", "csv", "--data-path", str(bad)], capsys)
+    assert_one_line_error(code, err, "ratings.csv:3")
+
+
+class SequentialOnly(Defense):
+    name = "seq-only"
+    summary = "a defense for sequential backbones"
+    stages = frozenset({"before_fit"})
+    backbone_kinds = frozenset({"sequential"})
+
+
+def test_impossible_combination_is_refused_before_any_work(register_plugin, capsys):
+    register_plugin(SimpleNamespace(register_defenses=hookimpl(lambda register: register(SequentialOnly))),
+                    "seq-plugin")
+    code, _, err = run_main(["eval", "--quiet", "--defense", "seq-only"], capsys)
+    assert_one_line_error(code, err, "defense 'seq-only' supports sequential backbones, not cf backbones")
+    assert "defenses that work with backbone 'mf': none" in err
+
+
+def _imports_after(args):
+    code = ("import sys\nfrom recguard.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')" % (args,))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["plugins"]])
+def test_help_and_list_do_not_import_torch(args):
+    assert _imports_after(args).strip().endswith("NO-TORCH")
+
+
+def test_list_shows_components_with_provenance(capsys):
+    code, out, _ = run_main(["list"], capsys)
+    assert code == 0
+    for name in ("mf", "average", "bandwagon", "T-HR", "ml-100k", "apt", "recguard-mf"):
+        assert name in out

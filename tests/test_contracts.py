@@ -1,0 +1,53 @@
+"""Contract checks over every registered component (parametrised over the registry)."""
+
+import pytest
+
+from recguard.plugins import get_host, reset_host
+from recguard.testing import check_attack, check_backbone, check_defense, check_metric
+
+reset_host()
+HOST = get_host()
+
+
+def entries(kind):
+    return [pytest.param(entry.obj, id=entry.name) for entry in HOST.registry(kind)]
+
+
+@pytest.mark.parametrize("cls", entries("backbone"))
+def test_backbone_contract(cls):
+    check_backbone(cls)
+
+
+@pytest.mark.parametrize("cls", entries("attack"))
+def test_attack_contract(cls):
+    check_attack(cls)
+
+
+@pytest.mark.parametrize("cls", entries("defense"))
+def test_defense_contract(cls):
+    if cls.name == "none":
+        assert not cls.stages
+        return
+    backbones = [b for b in HOST.backbones.iter_objects()
+                 if b.kind in cls.backbone_kinds and set(cls.needs) <= set(b.offers)]
+    assert backbones, f"defense {cls.name} has no registered backbone to run on"
+    check_defense(cls, backbones[0])
+
+
+@pytest.mark.parametrize("cls", entries("metric"))
+def test_metric_contract(cls):
+    check_metric(cls)
+
+
+@pytest.mark.parametrize("spec", [pytest.param(e.obj, id=e.name) for e in HOST.datasets])
+def test_dataset_specs_describe_themselves(spec):
+    assert spec.name and spec.summary and callable(spec.load)
+
+
+@pytest.mark.parametrize("protocol", [pytest.param(e.obj, id=e.name) for e in HOST.protocols])
+def test_protocols_name_their_paper_and_known_metrics(protocol):
+    from recguard.protocols import parse_metric
+
+    assert protocol.paper
+    for spec in protocol.metrics:
+        assert parse_metric(spec)[0] in HOST.metrics
