@@ -225,6 +225,8 @@ class Defense(Component):
 
     @classmethod
     def describe(cls) -> str:
+        if not cls.stages:
+            return cls.summary
         stages = ", ".join(s for s in DEFENSE_STAGES if s in cls.stages)
         return f"{cls.summary} [{stages}; backbones {'/'.join(sorted(cls.backbone_kinds))}]"
 

@@ -35,7 +35,7 @@ def assert_one_line_error(code, err, fragment):
     (["--attack", "averge"], "unknown attack 'averge' (did you mean 'average'?)"),
     (["--defense", "nne"], "unknown defense 'nne' (did you mean 'none'?)"),
     (["--dataset", "ml-100"], "unknown dataset 'ml-100' (did you mean"),
-    (["--metrics", "HRR@10"], "unknown metric 'HRR' (did you mean 'HR'?)"),
+    (["--metrics", "HRR@10"], "unknown metric 'HRR' (did you mean 'HR'"),
     (["--metrics", "HR@0"], "k must be a positive integer"),
     (["--budget", "1.5"], "budget: 1.5 is outside (0, 1)"),
     (["--budget", "0"], "is outside (0, 1)"),

@@ -24,7 +24,7 @@ def list_command(kind: str | None):
             table.add_column(column, overflow="fold")
         for entry in host.registry(k[:-1]):
             obj = entry.obj
-            table.add_row(entry.name, entry.provenance.plugin, entry.provenance.version,
+            table.add_row(entry.name, entry.provenance.distribution, entry.provenance.version,
                           obj.describe() if hasattr(obj, "describe") else "")
         console.print(table)
         console.print()
