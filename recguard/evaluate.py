@@ -101,23 +101,24 @@ class Evaluator:
         self.targets = prepared.targets
         self.eligible = target_eligibility(self.users, self.targets, everything.user, everything.item)
 
-    def view(self, model: Model, reference: dict[str, float]) -> RankingView:
+    def evaluate(self, model: Model, reference: dict[str, float] | None = None
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+        """The protocol's metrics and the reference they were computed against.
+
+        Without a reference (the clean condition) the model is its own reference:
+        the base values of relative metrics (HR@k for RC-HR@k) are taken from it.
+        """
         ranked = top_k(model.score, self.users, self.exclude, self.k_max)
-        return RankingView(self.users, ranked, self.test_items, self.targets, self.eligible, reference)
-
-    def evaluate(self, model: Model, reference: dict[str, float]) -> dict[str, float]:
-        view = self.view(model, reference)
-        return {label: float(cls().compute(view, k)) for label, _, k, cls in self.metrics}
-
-    def reference_of(self, model: Model) -> dict[str, float]:
-        """The clean values that relative metrics (RC-HR@k) compare against."""
-        view = self.view(model, {})
-        out = {}
-        for _, _, k, cls in self.metrics:
-            base = getattr(cls, "reference_of", None)
-            if base is not None:
-                out[f"{base.name}@{k}"] = float(base().compute(view, k))
-        return out
+        view = RankingView(self.users, ranked, self.test_items, self.targets, self.eligible, {})
+        if reference is None:
+            reference = {}
+            for _, _, k, cls in self.metrics:
+                base = getattr(cls, "reference_of", None)
+                if base is not None:
+                    reference[f"{base.name}@{k}"] = float(base().compute(view, k))
+        view.reference = reference
+        metrics = {label: float(cls().compute(view, k)) for label, _, k, cls in self.metrics}
+        return metrics, reference
 
 
 @dataclass
@@ -162,7 +163,7 @@ class CellRunner:
         results: dict[str, ConditionResult] = {}
         models: dict[str, Model] = {}
         reuse_models = plan.has_defense and plan.defense.stages == frozenset({"at_inference"})
-        reference: dict[str, float] = {}
+        reference: dict[str, float] | None = None
         for condition, data_for in ((CLEAN, train), (ATTACKED, attacked)):
             if condition == ATTACKED and not plan.has_attack:
                 continue
@@ -170,13 +171,13 @@ class CellRunner:
             cached = None if (reuse_models or not self.use_cache) else self._cache_read(key)
             if cached is not None:
                 results[condition] = ConditionResult(cached["metrics"], cached["fit_seconds"], True)
-                reference = reference or cached["reference"]
+                if reference is None:
+                    reference = cached["reference"]
                 self.progress.skip(f"seed {seed} · {condition} (cached)")
                 continue
             model, seconds = self._fit(condition, seed, data_for, FitHooks())
-            if condition == CLEAN:
-                reference = evaluator.reference_of(model)
-            results[condition] = ConditionResult(evaluator.evaluate(model, reference), seconds)
+            metrics, reference = evaluator.evaluate(model, reference if condition != CLEAN else None)
+            results[condition] = ConditionResult(metrics, seconds)
             models[condition] = model
             if self.use_cache:
                 self._cache_write(key, {"metrics": results[condition].metrics,
@@ -213,7 +214,7 @@ class CellRunner:
             fitted, _ = self._fit(condition, seed, data, hooks)
         model = defense.at_inference(fitted, data, dctx) if "at_inference" in defense.stages else fitted
         seconds = time.perf_counter() - start
-        metrics = evaluator.evaluate(model, reference)
+        metrics, _ = evaluator.evaluate(model, reference)
         if dctx.user_scores is not None and train.is_fake.any():
             metrics[DETECTION_METRIC] = roc_auc(dctx.user_scores[:train.n_users], train.is_fake)
         return ConditionResult(metrics, seconds, notes=dctx.notes)

@@ -15,9 +15,6 @@ from recguard.testing import tiny_interactions
 
 pytestmark = pytest.mark.integration
 
-FAST_MF = {"epochs": "10"}
-
-
 def test_inject_appends_marked_fake_users():
     from recguard.components import Poisoned
 
@@ -37,13 +34,13 @@ def test_roc_auc():
 
 
 def test_default_cell_lifts_target_items(tmp_path):
-    plan = make_plan(CellSpec(seeds=(0,), backbone_options=FAST_MF))
+    plan = make_plan(CellSpec(seeds=(0,)))  # the README's default cell, one seed
     record = run_cell(plan, use_cache=False)
     assert validate_record(record) == []
     assert record["conditions"] == ["clean", "attacked"]
     clean, attacked = record["metrics"]["clean"], record["metrics"]["attacked"]
     assert clean["T-HR@50"]["mean"] < 0.05
-    assert attacked["T-HR@50"]["mean"] > clean["T-HR@50"]["mean"] + 0.2
+    assert attacked["T-HR@50"]["mean"] > 0.6  # APT Table 2, ML-100K, Average 3%: 0.93
     assert 0.05 < clean["HR@50"]["mean"] < 0.6
     assert record["counts"]["fake_users"] == round(0.03 * record["counts"]["users"])
     assert record["spec"]["protocol"]["name"] == "apt" and len(record["spec"]["targets"]["0"]) == 5

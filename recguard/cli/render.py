@@ -23,7 +23,9 @@ def render_record(record: dict, console) -> None:
                f"({counts['fake_users']} fake users, {counts['filler_size']} fillers); "
                f"{counts['targets']} {protocol['target_rule']} targets; "
                f"{record['timings']['total_seconds']:.1f} s")
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    console.print(f"[bold]{title}[/]")
+    console.print(f"[dim]{caption}[/]")
+    table = Table()
     table.add_column("metric")
     for condition in record["conditions"]:
         table.add_column(condition, justify="right")
