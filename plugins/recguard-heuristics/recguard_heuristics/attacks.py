@@ -1,146 +1,250 @@
-"""Heuristic shilling attacks (Lam & Riedl, WWW 2004; Mobasher et al., TOIT 2007).
+"""Heuristic shilling attacks: Random, Average (Lam & Riedl, WWW 2004) and Bandwagon
+(Mobasher et al., ACM TOIT 2007), as used by APT (SIGIR 2021), LoRec (2024) and PamaCF
+(NeurIPS 2024).
 
-Every fake profile holds all target items, rated the maximum, and
-``filler_size`` filler items, none of them a target. What differs is how
-fillers are chosen and rated:
+Every fake profile holds all target items and ``filler_size`` filler items (distinct,
+never a target; every non-target item when there are fewer). The attacks differ only
+in how fillers are chosen and rated:
 
-- random:    uniform fillers, ratings ~ N(global mean, global std);
-- average:   uniform fillers, item i rated ~ N(mean_i, std_i) (APT sec. 5.1.2);
-- bandwagon: a share of the fillers from the most popular items, rated the
-             maximum; the rest uniform, rated ~ N(global mean, global std).
+=========  ==========================================  =============================================
+attack     fillers                                     explicit ratings (targets: ``rating_max``)
+=========  ==========================================  =============================================
+random     uniform over non-target items               N(global mean, global std)
+average    uniform over non-target items               item i ~ N(mean_i, std_i) (explicit data only)
+bandwagon  ``popular_share`` of them from the top      popular fillers: ``rating_max``;
+           ``popular_pool`` items by count, the rest   the rest N(global mean, global std)
+           uniform
+=========  ==========================================  =============================================
 
-On implicit data every interaction is a positive (rating 1). Drawn ratings are
-clipped to the data's rating levels and rounded to the nearest level.
+Drawn ratings are clipped to the lowest and highest rating levels present in the
+training data and rounded to the nearest level present (0.2, 0.4, ..., 1.0 after
+APT's normalisation; 1..5 on raw MovieLens). On implicit data every row is a
+positive with rating 1.0.
+
+Fake rows are timestamped after the latest genuine one: fake 0's profile first,
+then fake 1's, and so on, each profile in a random order with strictly increasing
+timestamps, so chronological splits and sequential models see the injected
+activity as the most recent.
+
+`ctx.rng` is the only source of randomness: the same seed gives identical output.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from recguard.components import Attack, AttackContext, Config, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
+from recguard.errors import RecguardError
+
+LAM_RIEDL = "Lam & Riedl, Shilling Recommender Systems for Fun and Profit, WWW 2004"
+MOBASHER = ("Mobasher, Burke, Bhaumik & Williams, Toward Trustworthy Recommender Systems: "
+            "An Analysis of Attack Models and Algorithm Robustness, ACM TOIT 7(4), 2007")
+
+
+# ---------------------------------------------------------------- what the attacker knows
 
 
 @dataclass
-class FillerStats:
-    """What a black-box attacker knows of the data: rating levels, global and per-item statistics."""
+class RatingStats:
+    """Black-box knowledge of explicit training data: rating levels and rating distributions.
+
+    ``levels`` are the distinct rating values present (sorted). Item statistics are
+    population mean / std of the item's training ratings; items without a rating take
+    the global mean / std. An item rated once has std 0, so it is always given its one
+    observed rating (after snapping, which leaves a level unchanged).
+    """
 
     levels: np.ndarray
     global_mean: float
     global_std: float
     item_mean: np.ndarray
     item_std: np.ndarray
-    popularity: np.ndarray
 
     @classmethod
-    def of(cls, train: Interactions) -> "FillerStats":
-        counts = train.item_counts().astype(np.float64)
-        sums = np.bincount(train.item, weights=train.rating, minlength=train.n_items)
-        squares = np.bincount(train.item, weights=train.rating.astype(np.float64) ** 2,
-                              minlength=train.n_items)
+    def of(cls, train: Interactions) -> "RatingStats":
+        if len(train) == 0:
+            raise RecguardError("explicit heuristic attacks need at least one genuine rating "
+                                "to learn the rating distribution; the training data is empty")
+        rating = train.rating.astype(np.float64)
+        counts = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
+        sums = np.bincount(train.item, weights=rating, minlength=train.n_items)
+        squares = np.bincount(train.item, weights=rating ** 2, minlength=train.n_items)
         rated = counts > 0
-        global_mean = float(train.rating.mean())
-        global_std = float(train.rating.std())
-        mean = np.where(rated, sums / np.maximum(counts, 1), global_mean)
-        var = np.where(rated, squares / np.maximum(counts, 1) - mean ** 2, global_std ** 2)
-        return cls(np.unique(train.rating), global_mean, global_std, mean,
-                   np.sqrt(np.maximum(var, 0.0)), counts)
+        global_mean = float(rating.mean())
+        global_std = float(rating.std())
+        safe = np.maximum(counts, 1.0)
+        item_mean = np.where(rated, sums / safe, global_mean)
+        item_var = np.where(rated, squares / safe - item_mean ** 2, global_std ** 2)
+        return cls(levels=np.unique(train.rating), global_mean=global_mean, global_std=global_std,
+                   item_mean=item_mean, item_std=np.sqrt(np.maximum(item_var, 0.0)))
 
-    def snap(self, ratings: np.ndarray) -> np.ndarray:
-        """Nearest rating level present in the data."""
-        idx = np.abs(ratings[:, None] - self.levels[None, :]).argmin(axis=1)
-        return self.levels[idx].astype(np.float32)
+    def snap(self, values: np.ndarray) -> np.ndarray:
+        """Clip to [lowest, highest] level, then round to the nearest level (ties go up)."""
+        levels = self.levels.astype(np.float64)
+        x = np.clip(np.asarray(values, dtype=np.float64), levels[0], levels[-1])
+        upper = np.clip(np.searchsorted(levels, x, side="left"), 0, len(levels) - 1)
+        lower = np.maximum(upper - 1, 0)
+        take_upper = (levels[upper] - x) <= (x - levels[lower])
+        return self.levels[np.where(take_upper, upper, lower)].astype(np.float32)
+
+
+def _uniform_subsets(candidates: np.ndarray, size: int, n_rows: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """``n_rows`` independent uniform subsets of ``candidates`` without replacement: (n_rows, size)."""
+    out = np.empty((n_rows, size), dtype=np.int64)
+    for row in range(n_rows):
+        out[row] = rng.choice(candidates, size=size, replace=False)
+    return out
+
+
+# ---------------------------------------------------------------- the shared construction
 
 
 class HeuristicAttack(Attack):
-    """Shared profile construction; subclasses choose and rate the fillers."""
+    """Builds the profiles; a subclass chooses the fillers and rates them."""
 
-    knowledge = "black-box"
+    knowledge: ClassVar[str] = "black-box"
 
     def poison(self, train: Interactions, ctx: AttackContext) -> Poisoned:
-        stats = FillerStats.of(train)
-        rng = ctx.rng
-        targets = np.asarray(ctx.targets, dtype=np.int64)
-        candidates = np.setdiff1d(np.arange(train.n_items), targets)
-        n_filler = min(ctx.filler_size, len(candidates))
-        users, items, ratings = [], [], []
+        if train.feedback not in self.feedback:
+            raise RecguardError(f"attack {self.name!r} needs {'/'.join(sorted(self.feedback))} "
+                                f"feedback but the training data is {train.feedback}")
+        targets = np.unique(np.asarray(ctx.targets, dtype=np.int64))
+        if len(targets) and (targets.min() < 0 or targets.max() >= train.n_items):
+            raise RecguardError(f"attack {self.name!r}: target items must lie in 0..{train.n_items - 1}, "
+                                f"got {targets.tolist()}")
+        n_fake = int(ctx.n_fake)
+        if n_fake < 0 or ctx.filler_size < 0:
+            raise RecguardError(f"attack {self.name!r}: n_fake and filler_size must be >= 0, "
+                                f"got {n_fake} and {ctx.filler_size}")
+        candidates = np.setdiff1d(np.arange(train.n_items, dtype=np.int64), targets)
+        n_filler = min(int(ctx.filler_size), len(candidates))
         explicit = train.feedback == "explicit"
-        for fake in range(ctx.n_fake):
-            fillers, filler_ratings = self.fillers(stats, candidates, n_filler, rng)
-            profile = np.concatenate([targets, fillers])
-            rates = np.concatenate([np.full(len(targets), stats.levels.max()), filler_ratings])
-            order = rng.permutation(len(profile))  # the profile's order = its time order
-            users.append(np.full(len(profile), fake))
-            items.append(profile[order])
-            ratings.append(rates[order] if explicit else np.ones(len(profile)))
-        if not users:
-            return Poisoned.empty()
-        user = np.concatenate(users)
-        start = int(train.timestamp.max()) + 1 if len(train) else 0
-        stamps = start + np.arange(len(user), dtype=np.int64)
-        return Poisoned(ctx.n_fake, user, np.concatenate(items),
-                        np.concatenate(ratings).astype(np.float32), stamps)
+        stats = RatingStats.of(train) if explicit else None
+        rng = ctx.rng
 
-    def fillers(self, stats: FillerStats, candidates: np.ndarray, n: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        fillers, filler_ratings = self.fillers(train, stats, candidates, n_filler, n_fake, rng)
+        length = len(targets) + n_filler
+        items = np.concatenate([np.broadcast_to(targets, (n_fake, len(targets))), fillers], axis=1)
+        if explicit:
+            target_ratings = np.full((n_fake, len(targets)), train.rating_max, dtype=np.float32)
+            ratings = np.concatenate([target_ratings, filler_ratings.astype(np.float32)], axis=1)
+        else:
+            ratings = np.ones((n_fake, length), dtype=np.float32)
+
+        # Each profile in a random order; that order is its time order.
+        order = np.argsort(rng.random((n_fake, length)), axis=1)
+        items = np.take_along_axis(items, order, axis=1)
+        ratings = np.take_along_axis(ratings, order, axis=1)
+        start = int(train.timestamp.max()) + 1 if len(train) else 0
+        return Poisoned(
+            n_fake=n_fake,
+            user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
+            item=items.reshape(-1).astype(np.int64),
+            rating=ratings.reshape(-1).astype(np.float32),
+            timestamp=start + np.arange(n_fake * length, dtype=np.int64),
+        )
+
+    def fillers(self, train: Interactions, stats: RatingStats | None, candidates: np.ndarray,
+                n_filler: int, n_fake: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Filler items (n_fake, n_filler) and, when ``stats`` is given (explicit data), their
+        ratings on the rating grid; ratings are None on implicit data."""
         raise NotImplementedError
+
+
+# ---------------------------------------------------------------- random
 
 
 @dataclass
 class RandomConfig(Config):
-    pass
+    """The Random attack has no options: fillers and ratings follow from the data."""
 
 
 class RandomAttack(HeuristicAttack):
-    name = "random"
-    summary = "Random attack: random fillers rated from the global rating distribution"
-    paper = "Lam & Riedl, WWW 2004; as used by APT (SIGIR 2021) and LoRec (2024)"
+    name: ClassVar[str] = "random"
+    summary: ClassVar[str] = ("Random attack: targets at the maximum, uniform random fillers "
+                              "rated from the global rating distribution")
+    paper: ClassVar[str] = f"{LAM_RIEDL}; as used by APT (SIGIR 2021) and LoRec (2024)"
     Config = RandomConfig
 
-    def fillers(self, stats, candidates, n, rng):
-        items = rng.choice(candidates, size=n, replace=False)
-        return items, stats.snap(rng.normal(stats.global_mean, stats.global_std, size=n))
+    def fillers(self, train, stats, candidates, n_filler, n_fake, rng):
+        items = _uniform_subsets(candidates, n_filler, n_fake, rng)
+        if stats is None:
+            return items, None
+        return items, stats.snap(rng.normal(stats.global_mean, stats.global_std, size=items.shape))
+
+
+# ---------------------------------------------------------------- average
 
 
 @dataclass
 class AverageConfig(Config):
-    pass
+    """The Average attack has no options: fillers and ratings follow from the data."""
 
 
 class AverageAttack(HeuristicAttack):
-    name = "average"
-    summary = "Average attack: random fillers, each rated from its own item's rating distribution"
-    paper = "Lam & Riedl, WWW 2004; APT (Wu et al., SIGIR 2021) sec. 5.1.2"
+    name: ClassVar[str] = "average"
+    summary: ClassVar[str] = ("Average attack: targets at the maximum, uniform random fillers "
+                              "each rated from its own item's rating distribution")
+    paper: ClassVar[str] = f"{LAM_RIEDL}; as used by APT (SIGIR 2021, sec. 5.1.2)"
+    # On implicit data every rating is 1, so there is no per-item distribution to mimic
+    # and the attack would be the Random attack under another name: refused instead.
+    feedback: ClassVar[frozenset[str]] = frozenset({"explicit"})
     Config = AverageConfig
 
-    def fillers(self, stats, candidates, n, rng):
-        items = rng.choice(candidates, size=n, replace=False)
+    def fillers(self, train, stats, candidates, n_filler, n_fake, rng):
+        items = _uniform_subsets(candidates, n_filler, n_fake, rng)
         return items, stats.snap(rng.normal(stats.item_mean[items], stats.item_std[items]))
+
+
+# ---------------------------------------------------------------- bandwagon
 
 
 @dataclass
 class BandwagonConfig(Config):
-    popular_share: float = param(0.1, "share of the fillers taken from the popular items "
-                                      "(the 'selected' set, rated the maximum)", low=0, high=1)
-    popular_pool: int = param(50, "the popular items are the top-N by interactions", low=1)
+    popular_share: float = param(
+        0.1, "share of each profile's fillers drawn from the popular pool (Mobasher's 'selected' "
+             "items, rated the maximum); rounded to a whole number of items", low=0, high=1)
+    popular_pool: int = param(
+        50, "the popular pool: the top-N non-target items by training interaction count; set it "
+            "to the number of popular fillers for one fixed selected set shared by every profile",
+        low=1)
 
 
 class BandwagonAttack(HeuristicAttack):
-    name = "bandwagon"
-    summary = "Bandwagon attack: popular items rated the maximum plus random fillers"
-    paper = "Mobasher et al., ACM TOIT 2007; as used by LoRec (2024) and PamaCF (NeurIPS 2024)"
+    name: ClassVar[str] = "bandwagon"
+    summary: ClassVar[str] = ("Bandwagon attack: targets and a share of popular items at the "
+                              "maximum, the other fillers random with global-distribution ratings")
+    paper: ClassVar[str] = f"{MOBASHER}; as used by LoRec (2024) and PamaCF (NeurIPS 2024)"
     Config = BandwagonConfig
 
-    def fillers(self, stats, candidates, n, rng):
-        pool = candidates[np.argsort(-stats.popularity[candidates], kind="stable")]
-        pool = pool[:min(self.config.popular_pool, len(pool))]
-        n_popular = min(int(round(n * self.config.popular_share)), len(pool))
-        popular = rng.choice(pool, size=n_popular, replace=False)
-        rest = rng.choice(np.setdiff1d(candidates, popular), size=n - n_popular, replace=False)
-        ratings = np.concatenate([np.full(n_popular, stats.levels.max()),
-                                  stats.snap(rng.normal(stats.global_mean, stats.global_std,
-                                                        size=n - n_popular))])
-        return np.concatenate([popular, rest]), ratings
+    def popular_items(self, train: Interactions, candidates: np.ndarray) -> np.ndarray:
+        """The pool: top ``popular_pool`` candidates by count (ties: lower item index first)."""
+        counts = np.bincount(train.item, minlength=train.n_items)[candidates]
+        ranked = candidates[np.lexsort((candidates, -counts))]
+        return ranked[:min(self.config.popular_pool, len(ranked))]
+
+    def fillers(self, train, stats, candidates, n_filler, n_fake, rng):
+        pool = self.popular_items(train, candidates)
+        n_popular = min(int(np.floor(n_filler * self.config.popular_share + 0.5)), len(pool))
+        n_rest = n_filler - n_popular
+        items = np.empty((n_fake, n_filler), dtype=np.int64)
+        for fake in range(n_fake):
+            popular = rng.choice(pool, size=n_popular, replace=False)
+            others = np.ones(len(candidates), dtype=bool)
+            others[np.searchsorted(candidates, popular)] = False  # candidates are sorted
+            items[fake, :n_popular] = popular
+            items[fake, n_popular:] = rng.choice(candidates[others], size=n_rest, replace=False)
+        if stats is None:
+            return items, None
+        ratings = np.empty((n_fake, n_filler), dtype=np.float32)
+        ratings[:, :n_popular] = train.rating_max
+        ratings[:, n_popular:] = stats.snap(rng.normal(stats.global_mean, stats.global_std,
+                                                       size=(n_fake, n_rest)))
+        return items, ratings
