@@ -16,10 +16,13 @@ inference, their fitted models are reused in memory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,6 +72,24 @@ def inject(train: Interactions, poisoned: Poisoned) -> Interactions:
         is_fake=np.concatenate([train.is_fake, np.ones(poisoned.n_fake, dtype=bool)]),
         item_text=text,
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _package_fingerprint(package: str) -> str:
+    module = sys.modules[package]
+    files = sorted(Path(p) for root in getattr(module, "__path__", []) for p in Path(root).rglob("*.py"))
+    if not files and getattr(module, "__file__", None):
+        files = [Path(module.__file__)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_fingerprint(cls: type) -> str:
+    """A hash of the source of the package defining ``cls``: cached results are
+    invalidated when a plugin's (or the host's) code changes, not only its version."""
+    return _package_fingerprint(cls.__module__.split(".")[0])
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -228,7 +249,9 @@ class CellRunner:
             for field in ATTACK_ONLY_PROTOCOL_FIELDS:
                 protocol.pop(field)
         parts = {
-            "recguard": __version__, "condition": condition, "seed": seed,
+            "recguard": __version__, "code": [code_fingerprint(type(c)) for c in
+                                              (plan.backbone, plan.attack, Evaluator)],
+            "condition": condition, "seed": seed,
             "data": data_fingerprint, "protocol": protocol,
             "backbone": [plan.backbone.name, plan.provenance["backbone"]["version"],
                          plan.backbone.resolved_config(plan.protocol)],
