@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--output", default="results/heuristic-attacks")
     args = parser.parse_args()
 
+    from recguard.errors import RecguardError
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import RichProgress
@@ -37,7 +38,12 @@ def main() -> None:
             for budget in args.budgets.split(","):
                 spec = CellSpec(attack=attack, protocol=protocol, seeds=seeds,
                                 protocol_options={"budget": budget})
-                record = run_cell(make_plan(spec), RichProgress())
+                try:
+                    plan = make_plan(spec)
+                except RecguardError as refused:  # e.g. average on implicit data
+                    print(f"{protocol} / {attack} / {budget}: refused: {refused}")
+                    continue
+                record = run_cell(plan, RichProgress())
                 write_record(record, args.output)
                 names = list(record["metrics"]["clean"])
                 header = header or names

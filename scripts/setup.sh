@@ -7,7 +7,7 @@
 # (recguard never imports recbole; it only reads the data files it ships).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
+PY="${PYTHON:-$(command -v python || command -v python3)}"
 pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
