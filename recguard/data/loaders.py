@@ -1,166 +1,347 @@
-"""Loaders: MovieLens-100K (recbole wheel, GroupLens folder or zip), MovieLens-1M,
-RecBole atomic files and plain CSV/TSV. Each returns an `Interactions`.
+"""Loaders: MovieLens-100K (the recbole wheel's copy, a GroupLens folder or zip,
+RecBole atomic files), MovieLens-1M, RecBole atomic files and plain CSV/TSV.
 
-Malformed input is a one-line `RecguardError` naming the file, the line and
-the problem.
+Each loader returns an `Interactions`. Malformed input is a one-line
+`RecguardError` naming the file, the line and the problem
+(``ratings.csv:7: expected 2 to 4 fields, got 1``). Parsing is column-wise:
+a fast path splits the whole text at once and converts columns with numpy;
+only when it fails are the lines scanned one by one to name the first bad one.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
+import math
+import re
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import numpy as np
 
 from recguard.data.interactions import Interactions, reindex
 from recguard.errors import RecguardError
 
-
-# ---------------------------------------------------------------- reading text
-
-
-@dataclass(frozen=True)
-class Source:
-    """A text file on disk or a member of a zip archive."""
-
-    path: Path
-    member: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.path.name}/{self.member}" if self.member else self.path.name
-
-    def read(self, encoding: str = "utf-8") -> str:
-        try:
-            if self.member is None:
-                raw = self.path.read_bytes()
-            else:
-                with zipfile.ZipFile(self.path) as archive:
-                    raw = archive.read(self.member)
-        except (OSError, zipfile.BadZipFile, KeyError) as exc:
-            raise RecguardError(f"cannot read {self.label}: {exc}") from None
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            return raw.decode("latin-1")
+__all__ = ["load_ml100k", "load_ml1m", "load_atomic", "load_csv", "default_ml100k_folder",
+           "existing"]
 
 
-def find(location: Path, name: str) -> Source | None:
-    """``name`` (a file name or suffix) in a folder or a zip, or None."""
-    if location.is_dir():
-        hits = sorted(location.glob(name)) or sorted(location.glob(f"*/{name}"))
-        return Source(hits[0]) if hits else None
-    if zipfile.is_zipfile(location):
-        with zipfile.ZipFile(location) as archive:
-            members = sorted(m for m in archive.namelist() if Path(m).match(name))
-        return Source(location, members[0]) if members else None
-    return Source(location) if location.match(name) else None
+# ---------------------------------------------------------------- locating files
 
 
 def existing(path: Path | str) -> Path:
+    """``path`` as a `Path`, or the one-line error every loader gives for a missing path."""
     path = Path(path).expanduser()
     if not path.exists():
         raise RecguardError(f"dataset path '{path}' does not exist")
     return path
 
 
+@dataclass(frozen=True)
+class Source:
+    """A text file on disk, or a member of a zip archive (read without extracting)."""
+
+    path: Path
+    member: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How error messages name the file: ``ratings.csv``, ``ml-1m.zip/ml-1m/ratings.dat``."""
+        return f"{self.path.name}/{self.member}" if self.member else self.path.name
+
+    def read(self, encoding: str = "utf-8") -> str:
+        """The decoded text; undecodable bytes fall back to latin-1 (which decodes anything)."""
+        try:
+            if self.member is None:
+                raw = self.path.read_bytes()
+            else:
+                with zipfile.ZipFile(self.path) as archive:
+                    raw = archive.read(self.member)
+        except (OSError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise RecguardError(f"cannot read {self.label}: {reason}") from None
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        return text[1:] if text.startswith("\ufeff") else text
+
+
+class Files:
+    """Where a dataset's files are: a folder (or its single subfolder), a zip
+    archive, or one file whose folder holds the companion files."""
+
+    def __init__(self, path: Path | str):
+        self.path = existing(path)
+        self.members: list[str] = []
+        if self.path.is_dir():
+            self.kind = "folder"
+        elif zipfile.is_zipfile(self.path):
+            self.kind = "zip"
+            try:
+                with zipfile.ZipFile(self.path) as archive:
+                    names = archive.namelist()
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise RecguardError(f"cannot read the zip archive '{self.path}': {exc}") from None
+            # Skip folders and the resource forks macOS adds (__MACOSX/, ._name).
+            self.members = [m for m in names if not m.endswith("/") and "__MACOSX" not in m
+                            and not PurePosixPath(m).name.startswith("._")]
+        elif self.path.suffix.lower() == ".zip":
+            raise RecguardError(f"'{self.path}' is not a readable zip archive")
+        else:
+            self.kind = "file"
+
+    def find_all(self, pattern: str) -> list[Source]:
+        """Files named like ``pattern`` (a name or glob), the shallowest first."""
+        if self.kind == "zip":
+            hits = sorted((m for m in self.members if PurePosixPath(m).match(pattern)),
+                          key=lambda m: (m.count("/"), m))
+            return [Source(self.path, m) for m in hits]
+        if self.kind == "file" and self.path.match(pattern):
+            return [Source(self.path)]
+        folder = self.path if self.kind == "folder" else self.path.parent
+        hits = [p for p in sorted(folder.glob(pattern)) if p.is_file()]
+        if not hits:
+            hits = [p for p in sorted(folder.glob(f"*/{pattern}")) if p.is_file()]
+        return [Source(p) for p in hits]
+
+    def find(self, pattern: str) -> Source | None:
+        hits = self.find_all(pattern)
+        return hits[0] if hits else None
+
+
+def default_ml100k_folder() -> Path:
+    """The MovieLens-100K atomic files shipped in the recbole wheel (recbole is not imported)."""
+    spec = importlib.util.find_spec("recbole")
+    hint = "or pass --data-path to a GroupLens ml-100k folder or ml-100k.zip"
+    if spec is None or spec.origin is None:
+        raise RecguardError("MovieLens-100K is read from the recbole wheel, which is not "
+                            f"installed: run `pip install --no-deps recbole`, {hint}")
+    folder = Path(spec.origin).parent / "dataset_example" / "ml-100k"
+    if not (folder / "ml-100k.inter").is_file():
+        raise RecguardError(f"the installed recbole has no MovieLens-100K files in '{folder}': "
+                            f"reinstall it with `pip install --no-deps recbole`, {hint}")
+    return folder
+
+
 # ---------------------------------------------------------------- parsing
 
 
-def split_rows(source: Source, text: str, sep: str | None, n_min: int, n_max: int,
-               skip_first: bool = False) -> tuple[list[list[str]], list[int]]:
-    """Non-empty lines split by ``sep`` (None: whitespace), with their 1-based line numbers."""
-    rows, numbers = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if (skip_first and number == 1) or not line.strip():
-            continue
-        fields = [f.strip() for f in (line.split(sep) if sep else line.split())]
-        if not n_min <= len(fields) <= n_max:
-            want = f"{n_min}" if n_min == n_max else f"{n_min} to {n_max}"
-            raise RecguardError(f"{source.label}:{number}: expected {want} fields, got {len(fields)}")
-        rows.append(fields)
-        numbers.append(number)
-    if not rows:
-        raise RecguardError(f"{source.label}: no data rows")
-    return rows, numbers
+def _want(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low} to {high}"
 
 
-def numeric(source: Source, values: list[str], numbers: list[int], what: str,
-            dtype=np.float64) -> np.ndarray:
-    """Convert a column; on failure name the first bad line."""
+def _show(value: str) -> str:
+    """A field quoted for a message, shortened if long."""
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def _is_number(text: str) -> bool:
     try:
-        return np.array(values, dtype=np.float64).astype(dtype)
+        float(text)
     except ValueError:
-        for value, number in zip(values, numbers):
+        return False
+    return True
+
+
+@dataclass
+class Table:
+    """The columns of a delimited text file, with the line number of each row."""
+
+    source: Source
+    columns: list[list[str]]
+    lines: np.ndarray
+    header: list[str] | None = None
+    strip: str | None = None  # stripped from ids and numbers; None: nothing to strip
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def fail(self, row: int, problem: str) -> RecguardError:
+        return RecguardError(f"{self.source.label}:{self.lines[row]}: {problem}")
+
+    def raw(self, col: int) -> list[str]:
+        """A column's fields, stripped of `strip` when the file has any of those characters."""
+        values = self.columns[col]
+        return [v.strip(self.strip) for v in values] if self.strip else values
+
+    def strings(self, col: int, what: str) -> np.ndarray:
+        """A column of identifiers as a numpy unicode array; an empty one is an error."""
+        values = np.array(self.raw(col), dtype=str)
+        empty = np.flatnonzero(values == "")
+        if len(empty):
+            raise self.fail(empty[0], f"empty {what}")
+        return values
+
+    def numbers(self, col: int, what: str) -> np.ndarray:
+        """A column of finite floats."""
+        values = self.raw(col)
+        try:
+            out = np.array(values, dtype=np.float64)
+        except ValueError:
+            out = None
+        if out is None or not np.isfinite(out).all():
+            self._first_bad_number(values, what)
+        return out
+
+    def integers(self, col: int, what: str) -> np.ndarray:
+        """A column of integers (``978300760`` or ``874965758.0``), exact for large values."""
+        try:
+            return np.array(self.raw(col), dtype=np.int64)
+        except (ValueError, OverflowError):
+            pass
+        out = np.rint(self.numbers(col, what))
+        too_big = np.flatnonzero(np.abs(out) >= 2.0 ** 63)
+        if len(too_big):
+            row = too_big[0]
+            raise self.fail(row, f"{what} {_show(self.raw(col)[row])} is out of range")
+        return out.astype(np.int64)
+
+    def _first_bad_number(self, values: list[str], what: str) -> None:
+        for row, value in enumerate(values):
             try:
-                float(value)
+                ok = math.isfinite(float(value))
             except ValueError:
-                raise RecguardError(f"{source.label}:{number}: {what} {value!r} is not a number") from None
-        raise
+                raise self.fail(row, f"{what} {_show(value)} is not a number") from None
+            if not ok:
+                raise self.fail(row, f"{what} {_show(value)} is not a finite number")
+        raise RecguardError(f"{self.source.label}: cannot read the {what} column")
 
 
-def interactions_from_columns(source: Source, rows: list[list[str]], numbers: list[int], *,
-                              name: str, rating_col: int | None, time_col: int | None,
-                              titles: dict[str, str] | None) -> Interactions:
-    columns = list(zip(*rows))
-    n = len(rows)
-    has_rating = rating_col is not None and rating_col < len(columns)
-    rating = numeric(source, list(columns[rating_col]), numbers, "rating") if has_rating else np.ones(n)
-    if time_col is not None and time_col < len(columns):
-        stamps = numeric(source, list(columns[time_col]), numbers, "timestamp").astype(np.int64)
+def read_table(source: Source, sep: str, n_fields: tuple[int, int] | None = None, *,
+               header: bool | Callable[[list[str]], bool] = False, ragged: bool = False,
+               encoding: str = "utf-8", strip: str = " \t") -> Table:
+    """Split ``source`` into columns at ``sep``.
+
+    ``n_fields`` is the accepted (min, max) number of fields per row; None means
+    1 to the header's width. ``header`` says whether the first non-blank line is
+    a header (or decides it from that line's fields). Rows must all have the
+    same width unless ``ragged``, where rows are padded with '' to the most
+    fields allowed. Blank lines are skipped. ``strip`` lists the characters
+    stripped from identifiers and numbers.
+    """
+    text = source.read(encoding)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if start is None:
+        raise RecguardError(f"{source.label}: the file is empty")
+    head = None
+    first = [f.strip() for f in lines[start].split(sep)]
+    if header is True or (callable(header) and header(first)):
+        head, start = first, start + 1
+    if n_fields is None:
+        if head is None:
+            raise ValueError("n_fields=None needs a header")
+        n_fields = (1, len(head))
+    body = lines[start:]
+    while body and not body[-1].strip():  # the final newline, trailing blank lines
+        body.pop()
+    numbers = np.arange(start + 1, start + 1 + len(body))
+    if "" in body or any(map(str.isspace, body)):
+        keep = [i for i, line in enumerate(body) if line.strip()]
+        body, numbers = [body[i] for i in keep], numbers[keep]
+    if not body:
+        raise RecguardError(f"{source.label}: no data rows" + (" after the header" if head else ""))
+    low, high = n_fields
+    counts = [line.count(sep) + 1 for line in body]
+    width, widest = min(counts), max(counts)
+    if width == widest and low <= width <= high and (width == high or not ragged):
+        # the fast path: every row has the same width, split everything at once
+        flat = sep.join(body).split(sep)
+        columns = [flat[j::width] for j in range(width)]
     else:
-        stamps = np.arange(n, dtype=np.int64)
-    return reindex(np.array(columns[0]), np.array(columns[1]), rating, stamps, name=name,
-                   item_text_by_raw=titles, feedback="explicit" if has_rating else "implicit")
+        columns = _columns_line_by_line(source, body, numbers, counts, sep, low, high, ragged)
+    strippable = any(c in text for c in strip if c != sep)
+    return Table(source, columns, numbers, head, strip if strippable else None)
+
+
+def _columns_line_by_line(source: Source, body: list[str], numbers: np.ndarray, counts: list[int],
+                          sep: str, low: int, high: int, ragged: bool) -> list[list[str]]:
+    """The slow path: check each row, naming the first bad line."""
+    for count, number in zip(counts, numbers):
+        if not low <= count <= high:
+            raise RecguardError(f"{source.label}:{number}: expected {_want(low, high)} fields, "
+                                f"got {count}")
+    width = high if ragged else counts[0]
+    if not ragged:
+        for count, number in zip(counts, numbers):
+            if count != counts[0]:
+                raise RecguardError(f"{source.label}:{number}: expected {counts[0]} fields as on "
+                                    f"line {numbers[0]}, got {count}")
+    rows = [line.split(sep) + [""] * (width - count) for line, count in zip(body, counts)]
+    return [list(col) for col in zip(*rows)]
+
+
+def build_interactions(table: Table, *, name: str, user: int, item: int, rating: int | None = None,
+                       timestamp: int | None = None,
+                       titles: dict[str, str] | None = None) -> Interactions:
+    """`Interactions` from a table's columns. No rating column: implicit feedback
+    (every row is 1.0); no timestamp column: the row order."""
+    users = table.strings(user, "user id")
+    items = table.strings(item, "item id")
+    if rating is None:
+        ratings, feedback = np.ones(len(table), dtype=np.float32), "implicit"
+    else:
+        ratings, feedback = table.numbers(rating, "rating"), "explicit"
+    stamps = (table.integers(timestamp, "timestamp") if timestamp is not None
+              else np.arange(len(table), dtype=np.int64))
+    return reindex(users, items, ratings, stamps, name=name, item_text_by_raw=titles,
+                   feedback=feedback)
+
+
+def text_by_id(table: Table, id_col: int, text_col: int) -> dict[str, str]:
+    """``{item id: text}`` from two columns of a table."""
+    ids = table.strings(id_col, "item id").tolist()
+    return dict(zip(ids, (t.strip() for t in table.columns[text_col])))
 
 
 # ---------------------------------------------------------------- MovieLens
 
 
-def recbole_ml100k_folder() -> Path:
-    spec = importlib.util.find_spec("recbole")
-    if spec is None or spec.origin is None:
-        raise RecguardError("MovieLens-100K ships in the recbole wheel: run "
-                            "`pip install --no-deps recbole`, or pass --data-path to a GroupLens "
-                            "ml-100k folder or zip")
-    return Path(spec.origin).parent / "dataset_example" / "ml-100k"
-
-
 def load_ml100k(path: Path | None = None) -> Interactions:
-    """ML-100K from the recbole wheel (path None), a GroupLens folder / zip, or atomic files."""
-    location = recbole_ml100k_folder() if path is None else existing(path)
-    data = find(location, "u.data")
+    """MovieLens-100K with titles.
+
+    ``path`` None reads the copy in the recbole wheel; otherwise a GroupLens
+    ``ml-100k`` folder (``u.data``, ``u.item``), its zip, or a RecBole atomic folder.
+    """
+    files = Files(default_ml100k_folder() if path is None else path)
+    data = files.find("u.data")
     if data is None:
-        if find(location, "*.inter") is not None:
-            return load_atomic(location, name="ml-100k")
-        raise RecguardError(f"'{location}' holds neither GroupLens ml-100k files (u.data) "
+        if files.find("*.inter") is not None:
+            return load_atomic(files.path, name="ml-100k")
+        raise RecguardError(f"'{files.path}' holds neither GroupLens ml-100k files (u.data) "
                             f"nor RecBole atomic files (*.inter)")
-    rows, numbers = split_rows(data, data.read(), "\t", 4, 4)
+    table = read_table(data, "\t", (4, 4))
     titles = None
-    item = find(location, "u.item")
+    item = files.find("u.item")
     if item is not None:
-        item_rows, _ = split_rows(item, item.read("latin-1"), "|", 3, 30)
-        titles = {r[0]: r[1] for r in item_rows}
-    return interactions_from_columns(data, rows, numbers, name="ml-100k", rating_col=2, time_col=3,
-                                     titles=titles)
+        titles = text_by_id(read_table(item, "|", (2, 24), ragged=True, encoding="latin-1"), 0, 1)
+    return build_interactions(table, name="ml-100k", user=0, item=1, rating=2, timestamp=3,
+                              titles=titles)
 
 
 def load_ml1m(path: Path) -> Interactions:
-    """ML-1M: ``ratings.dat`` (UserID::MovieID::Rating::Timestamp) and ``movies.dat``."""
-    location = existing(path)
-    ratings = find(location, "ratings.dat")
+    """MovieLens-1M: a folder or zip with ``ratings.dat``
+    (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat`` (``MovieID::Title::Genres``)."""
+    if path is None:
+        raise RecguardError("MovieLens-1M needs a path: a folder or ml-1m.zip with ratings.dat")
+    files = Files(path)
+    ratings = files.find("ratings.dat")
     if ratings is None:
-        raise RecguardError(f"'{location}' has no ratings.dat (MovieLens-1M folder or zip)")
-    rows, numbers = split_rows(ratings, ratings.read(), "::", 4, 4)
+        raise RecguardError(f"'{files.path}' has no ratings.dat (expected a MovieLens-1M folder "
+                            f"or ml-1m.zip)")
+    table = read_table(ratings, "::", (4, 4))
     titles = None
-    movies = find(location, "movies.dat")
+    movies = files.find("movies.dat")
     if movies is not None:
-        movie_rows, _ = split_rows(movies, movies.read("latin-1"), "::", 3, 3)
-        titles = {r[0]: r[1] for r in movie_rows}
-    return interactions_from_columns(ratings, rows, numbers, name="ml-1m", rating_col=2, time_col=3,
-                                     titles=titles)
+        titles = text_by_id(read_table(movies, "::", (3, 3), encoding="latin-1"), 0, 1)
+    return build_interactions(table, name="ml-1m", user=0, item=1, rating=2, timestamp=3,
+                              titles=titles)
 
 
 # ---------------------------------------------------------------- RecBole atomic files
@@ -168,89 +349,142 @@ def load_ml1m(path: Path) -> Interactions:
 TEXT_FIELDS = ("movie_title", "title", "name")
 
 
-def _atomic_table(source: Source) -> tuple[list[str], list[list[str]], list[int]]:
-    text = source.read()
-    header = text.split("\n", 1)[0]
-    fields = [f.split(":")[0].strip() for f in header.split("\t")]
-    rows, numbers = split_rows(source, text, "\t", 1, len(fields), skip_first=True)
-    rows = [r + [""] * (len(fields) - len(r)) for r in rows]
-    return fields, rows, numbers
+def read_atomic(source: Source) -> Table:
+    """An atomic file: tab-separated, a ``name:type`` header; header names are kept bare."""
+    table = read_table(source, "\t", header=True, ragged=True)
+    table.header = [field.split(":", 1)[0].strip() for field in table.header]
+    return table
+
+
+def _inter_file(files: Files) -> Source:
+    if files.kind == "file":
+        if files.path.suffix != ".inter":
+            raise RecguardError(f"'{files.path}' is not a RecBole .inter file")
+        return Source(files.path)
+    own = files.find(f"{files.path.stem}.inter")  # RecBole's layout: <name>/<name>.inter
+    if own is not None:
+        return own
+    hits = files.find_all("*.inter")
+    if not hits:
+        raise RecguardError(f"'{files.path}' has no RecBole .inter file")
+    if len(hits) > 1:
+        names = ", ".join(h.member or h.path.name for h in hits[:5])
+        raise RecguardError(f"'{files.path}' holds several .inter files ({names}); "
+                            f"pass the path of the one to load")
+    return hits[0]
 
 
 def load_atomic(path: Path, name: str | None = None) -> Interactions:
-    """A RecBole atomic dataset: ``<name>.inter`` (+ ``<name>.item`` for item text)."""
-    location = existing(path)
-    inter = Source(location) if location.suffix == ".inter" else find(location, "*.inter")
-    if inter is None:
-        raise RecguardError(f"'{location}' has no RecBole .inter file")
-    fields, rows, numbers = _atomic_table(inter)
+    """A RecBole atomic dataset: ``<name>.inter`` (``user_id``, ``item_id``, optional
+    ``rating`` and ``timestamp``) and an optional ``<name>.item`` for item text.
+    ``path`` is the folder or the ``.inter`` file."""
+    files = Files(path)
+    inter = _inter_file(files)
+    table = read_atomic(inter)
+    columns = {field: j for j, field in enumerate(table.header)}
     for required in ("user_id", "item_id"):
-        if required not in fields:
-            raise RecguardError(f"{inter.label}:1: header lacks the field {required}:token")
-    order = [fields.index("user_id"), fields.index("item_id")]
-    rating_col = time_col = None
-    if "rating" in fields:
-        order.append(fields.index("rating"))
-        rating_col = 2
-    if "timestamp" in fields:
-        order.append(fields.index("timestamp"))
-        time_col = len(order) - 1
-    rows = [[r[i] for i in order] for r in rows]
-    stem = Path(inter.member or inter.path.name).stem
-    titles = _atomic_titles(location if location.is_dir() else location.parent, stem)
-    return interactions_from_columns(inter, rows, numbers, name=name or stem, rating_col=rating_col,
-                                     time_col=time_col, titles=titles)
+        if required not in columns:
+            raise RecguardError(f"{inter.label}:1: the header has no {required} field "
+                                f"(fields: {', '.join(table.header)})")
+    stem = PurePosixPath(inter.member).stem if inter.member else inter.path.stem
+    item = files.find(f"{stem}.item")
+    titles = atomic_titles(item) if item is not None else None
+    return build_interactions(table, name=name or stem, user=columns["user_id"],
+                              item=columns["item_id"], rating=columns.get("rating"),
+                              timestamp=columns.get("timestamp"), titles=titles)
 
 
-def _atomic_titles(folder: Path, stem: str) -> dict[str, str] | None:
-    item = find(folder, f"{stem}.item")
-    if item is None:
+def atomic_titles(source: Source) -> dict[str, str] | None:
+    """Item texts of a ``.item`` file: the first text field present, with
+    `` (release_year)`` appended when that field is there (GroupLens-style titles)."""
+    table = read_atomic(source)
+    columns = {field: j for j, field in enumerate(table.header)}
+    text_field = next((f for f in TEXT_FIELDS if f in columns), None)
+    if "item_id" not in columns or text_field is None:
         return None
-    fields, rows, _ = _atomic_table(item)
-    text_field = next((f for f in TEXT_FIELDS if f in fields), None)
-    if "item_id" not in fields or text_field is None:
-        return None
-    key, text = fields.index("item_id"), fields.index(text_field)
-    year = fields.index("release_year") if "release_year" in fields else None
-    return {r[key]: (f"{r[text]} ({r[year]})" if year is not None and r[year] else r[text])
-            for r in rows}
+    if "release_year" not in columns:
+        return text_by_id(table, columns["item_id"], columns[text_field])
+    ids = table.strings(columns["item_id"], "item id").tolist()
+    texts = (t.strip() for t in table.columns[columns[text_field]])
+    years = (y.strip() for y in table.columns[columns["release_year"]])
+    return {key: f"{text} ({year})" if year else text for key, text, year in zip(ids, texts, years)}
 
 
 # ---------------------------------------------------------------- CSV / TSV
 
-
-def _delimiter(path: Path, given: str | None) -> str:
-    if given:
-        return "\t" if given in ("tab", "\\t") else given
-    return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-
-
-def _has_header(first_line: str, sep: str) -> bool:
-    first = first_line.split(sep)[0].strip().lower()
-    return first in ("user", "user_id", "userid", "uid", "u")
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+                   "space": " "}
+USER_HEADER = re.compile(r"(user|customer|reviewer|visitor|session)s?([ _-]?id)?|uid|u")
+ITEM_HEADER = re.compile(r"(item|movie|product|book|track|artist)s?([ _-]?id)?|iid|id|i")
+COLUMN_NAME = re.compile(r"[a-z][a-z0-9_ -]*")
 
 
-def load_csv(path: Path, item_text: Path | None = None, delimiter: str | None = None) -> Interactions:
-    """``user,item[,rating][,timestamp]`` per line; an optional header; an optional
-    ``item,text`` file for item texts."""
-    source = Source(existing(path))
-    sep = _delimiter(source.path, delimiter)
-    text = source.read()
-    header = _has_header(text.split("\n", 1)[0], sep)
-    rows, numbers = split_rows(source, text, sep, 2, 4, skip_first=header)
-    width = min(len(r) for r in rows)
-    if any(len(r) != width for r in rows):
-        number = next(n for r, n in zip(rows, numbers) if len(r) != width)
-        raise RecguardError(f"{source.label}:{number}: rows have different numbers of fields")
-    titles = None
-    if item_text is not None:
-        text_source = Source(existing(item_text))
-        text_sep = _delimiter(text_source.path, None)
-        body = text_source.read()
-        text_rows, _ = split_rows(text_source, body, text_sep, 2, 2,
-                                  skip_first=body.split("\n", 1)[0].split(text_sep)[0].strip().lower()
-                                  in ("item", "item_id", "itemid", "id"))
-        titles = {r[0]: r[1] for r in text_rows}
-    return interactions_from_columns(source, rows, numbers, name=source.path.stem,
-                                     rating_col=2 if width >= 3 else None,
-                                     time_col=3 if width == 4 else None, titles=titles)
+def delimiter_for(path: Path, given: str | None) -> str:
+    """The given delimiter (or its name: tab, comma, ...), else one from the extension."""
+    if given is None:
+        return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    sep = DELIMITER_NAMES.get(given.lower(), given)
+    if not sep:
+        raise RecguardError("the csv delimiter must not be empty")
+    return sep
+
+
+def _header_name(field: str) -> str:
+    return field.strip().strip('"').strip().lower()
+
+
+def looks_like_header(fields: list[str]) -> bool:
+    """A first line that names its columns: ``user,item``, ``userId,movieId,rating,timestamp``,
+    or any line whose rating / timestamp field is a word (``score``, ``ts``)."""
+    names = [_header_name(f) for f in fields]
+    if USER_HEADER.fullmatch(names[0]) or (len(names) > 1 and ITEM_HEADER.fullmatch(names[1])):
+        return True
+    return any(COLUMN_NAME.fullmatch(n) and not _is_number(n) for n in names[2:4])
+
+
+def load_csv(path: Path, item_text: Path | None = None,
+             delimiter: str | None = None) -> Interactions:
+    """Plain CSV/TSV rows ``user,item[,rating][,timestamp]`` with an optional header.
+
+    No rating column: implicit feedback; no timestamp column: the row order.
+    ``item_text`` is an optional ``item,text`` CSV/TSV (header optional, quotes allowed).
+    """
+    path = existing(path)
+    if path.is_dir():
+        raise RecguardError(f"'{path}' is a folder; the csv dataset reads one file of "
+                            f"user,item[,rating][,timestamp] rows")
+    sep = delimiter_for(path, delimiter)
+    table = read_table(Source(path), sep, (2, 4), header=looks_like_header, strip=' \t"')
+    width = len(table.columns)
+    titles = read_item_text(existing(item_text)) if item_text is not None else None
+    return build_interactions(table, name=path.stem, user=0, item=1,
+                              rating=2 if width >= 3 else None,
+                              timestamp=3 if width == 4 else None, titles=titles)
+
+
+def read_item_text(path: Path, delimiter: str | None = None) -> dict[str, str]:
+    """``{item: text}`` from an ``item,text`` file; standard CSV quoting lets a text
+    hold the delimiter; columns after the second are ignored."""
+    if path.is_dir():
+        raise RecguardError(f"'{path}' is a folder; the item text must be an item,text file")
+    source = Source(path)
+    sep = delimiter_for(path, delimiter)
+    if len(sep) != 1:
+        raise RecguardError(f"the item text file's delimiter must be one character, not {sep!r}")
+    reader = csv.reader(io.StringIO(source.read(), newline=""), delimiter=sep)
+    titles: dict[str, str] = {}
+    try:
+        for fields in reader:
+            if not fields or not "".join(fields).strip():
+                continue
+            if len(fields) < 2:
+                raise RecguardError(f"{source.label}:{reader.line_num}: expected 2 fields "
+                                    f"(item,text), got {len(fields)}")
+            if not titles and ITEM_HEADER.fullmatch(_header_name(fields[0])):
+                continue  # the header line
+            titles[fields[0].strip()] = fields[1].strip()
+    except csv.Error as exc:
+        raise RecguardError(f"{source.label}:{reader.line_num}: {exc}") from None
+    if not titles:
+        raise RecguardError(f"{source.label}: no item,text rows")
+    return titles
