@@ -248,9 +248,10 @@ class CellRunner:
         if condition == CLEAN:  # the clean fit does not depend on the attack's budget or fillers
             for field in ATTACK_ONLY_PROTOCOL_FIELDS:
                 protocol.pop(field)
+        code_of = [plan.backbone, Evaluator] + ([plan.attack] if condition == ATTACKED else [])
         parts = {
-            "recguard": __version__, "code": [code_fingerprint(type(c)) for c in
-                                              (plan.backbone, plan.attack, Evaluator)],
+            "recguard": __version__,
+            "code": [code_fingerprint(c if isinstance(c, type) else type(c)) for c in code_of],
             "condition": condition, "seed": seed,
             "data": data_fingerprint, "protocol": protocol,
             "backbone": [plan.backbone.name, plan.provenance["backbone"]["version"],
@@ -333,6 +334,8 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
                 "train_interactions": int(first["train_interactions"]),
                 "fake_users": int(first["n_fake"]), "filler_size": int(first["filler_size"]),
                 "targets": int(plan.protocol.n_targets)},
+        notes={c: [out["results"][c].notes for out in outputs] for c in conditions
+               if any(out["results"][c].notes for out in outputs)},
         timings={"total_seconds": round(time.perf_counter() - start, 3),
                  "fit_seconds": {c: [round(out["results"][c].fit_seconds, 3) for out in outputs]
                                  for c in conditions},

@@ -15,6 +15,7 @@ Schema (version 1; numbers stay numbers)::
     counts           users, items, train_interactions, fake_users, filler_size, targets
     timings          total_seconds, fit_seconds {condition -> per-seed list}, cached {condition -> bool list}
     environment      recguard, python, platform, torch, transformers, peft, trl, device, git_commit
+    notes            (optional) condition -> per-seed dicts a defense left (e.g. seconds per user)
 
 ``std`` is the sample standard deviation over seeds (0 for one seed).
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -80,7 +79,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     record = run_cell(plan, progress, use_cache=not no_cache)
     path = write_record(record, output)
     if as_json:
-        sys.stdout.write(json.dumps(record, indent=2) + "\n")
+        sys.stdout.write(path.read_text())  # exactly what was written
         return
     from rich.console import Console
 
