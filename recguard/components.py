@@ -33,6 +33,8 @@ CAPABILITIES = {
     "embeddings": "model.user_embeddings() / model.item_embeddings() return arrays",
     "user_weights": "the training loss multiplies each user's terms by a per-user weight",
     "loss_terms": "FitHooks.extra_loss is added to the training loss every batch",
+    "embedding_batch": "extra_loss's batch carries the batch's user / positive / negative "
+                       "embeddings and loss_fn(user, pos, neg, ratings) of them (adversarial training)",
     "epoch_callbacks": "FitHooks.on_epoch_start / on_epoch_end are called every epoch",
     "finetune": "model.finetune(interactions, epochs) returns a fine-tuned copy",
     "twice_differentiable": "the training loss is twice differentiable in the parameters",
@@ -102,7 +104,14 @@ class FitHooks:
         return None
 
     def extra_loss(self, epoch: int, model: Any, batch: dict[str, Any]) -> Any:
-        """A term added to the batch loss (a torch scalar), or None."""
+        """A term added to the batch loss (a torch scalar), or None.
+
+        ``batch`` holds index tensors ``users``, ``items``, ``negatives`` (None on
+        explicit data), ``ratings``, ``rows`` (into the epoch's training set) and
+        ``row_weight`` (None for all ones). Backbones offering ``embedding_batch``
+        add ``user_emb``, ``pos_emb``, ``neg_emb`` (in the autograd graph) and
+        ``loss_fn(user, pos, neg, ratings)``, the unweighted per-row training loss.
+        """
         return None
 
     def on_epoch_end(self, epoch: int, model: Any) -> None:

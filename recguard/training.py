@@ -64,6 +64,24 @@ def sample_negatives(train: Interactions, users: np.ndarray, rng: np.random.Gene
     return items
 
 
+def dot_product_loss(implicit: bool) -> Callable:
+    """The per-row loss of dot-product scores, as a function of the batch's embeddings:
+    BPR, -ln sigmoid(<u, i> - <u, j>), on implicit data; (<u, i> - r)^2 on explicit ratings.
+
+    Backbones pass it to `FitHooks.extra_loss` (batch key ``loss_fn``) so adversarial
+    defenses can evaluate the loss at perturbed embeddings (PamaCF's Corollary 1 covers
+    any dot-product-based loss)."""
+    import torch
+
+    def bpr(user, pos, neg, ratings):
+        return -torch.nn.functional.logsigmoid((user * pos).sum(-1) - (user * neg).sum(-1))
+
+    def squared(user, pos, neg, ratings):
+        return ((user * pos).sum(-1) - ratings).pow(2)
+
+    return bpr if implicit else squared
+
+
 @dataclass
 class EpochState:
     """What one epoch trains on: the (possibly replaced) data and per-row loss weights."""

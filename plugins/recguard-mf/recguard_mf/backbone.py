@@ -111,8 +111,8 @@ class MFBackbone(Backbone):
     paper = "Koren et al., IEEE Computer 2009; Rendle et al., BPR, UAI 2009"
     kind = "cf"
     default_protocol = "apt"
-    offers = frozenset({"embeddings", "user_weights", "loss_terms", "epoch_callbacks",
-                        "twice_differentiable"})
+    offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
+                        "epoch_callbacks", "twice_differentiable"})
     Config = MFConfig
 
     def resolved_config(self, protocol) -> dict:
@@ -134,7 +134,8 @@ class MFBackbone(Backbone):
     def _fit(self, train: Interactions, ctx: FitContext) -> MFModel:
         import torch
 
-        from recguard.training import run_epochs, sample_negatives, seed_everything, torch_generator
+        from recguard.training import (dot_product_loss, run_epochs, sample_negatives,
+                                       seed_everything, torch_generator)
 
         cfg = self._resolve(train.feedback)
         seed_everything(ctx.seed)
@@ -147,6 +148,7 @@ class MFBackbone(Backbone):
                           "sgd": lambda p: torch.optim.SGD(p, lr=cfg["lr"])}[cfg["optimizer"]]
         state = {"optimizer": make_optimizer(model.parameters()), "n_users": train.n_users}
         implicit = train.feedback == "implicit"
+        loss_fn = dot_product_loss(implicit)
 
         def train_epoch(epoch, epoch_state):
             data = epoch_state.train
@@ -164,20 +166,22 @@ class MFBackbone(Backbone):
             for start in range(0, len(order), cfg["batch_size"]):
                 rows = order[start:start + cfg["batch_size"]]
                 u, i = users[rows], items[rows]
+                j = negatives[rows] if implicit else None
+                r = ratings[rows]
                 pu, qi = model.users(u), model.items(i)
+                qj = model.items(j) if implicit else None
+                per_row = loss_fn(pu, qi, qj, r)
                 if implicit:
-                    qj = model.items(negatives[rows])
-                    per_row = -torch.nn.functional.logsigmoid((pu * qi).sum(-1) - (pu * qj).sum(-1))
                     reg = (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()) / (2 * len(rows))
                 else:
-                    per_row = ((pu * qi).sum(-1) - ratings[rows]).pow(2)
-                    reg = (pu.pow(2).mean() + qi.pow(2).mean())
-                if weights is not None:
-                    per_row = per_row * weights[rows]
-                loss = per_row.mean() + cfg["weight_decay"] * reg
-                extra = ctx.hooks.extra_loss(epoch, model, {"users": u, "items": i, "rows": rows,
-                                                            "negatives": None if negatives is None
-                                                            else negatives[rows]})
+                    reg = pu.pow(2).mean() + qi.pow(2).mean()
+                row_weight = None if weights is None else weights[rows]
+                loss = (per_row if row_weight is None else per_row * row_weight).mean() \
+                    + cfg["weight_decay"] * reg
+                extra = ctx.hooks.extra_loss(epoch, model, {
+                    "users": u, "items": i, "negatives": j, "ratings": r, "rows": rows,
+                    "row_weight": row_weight, "user_emb": pu, "pos_emb": qi, "neg_emb": qj,
+                    "loss_fn": loss_fn})
                 if extra is not None:
                     loss = loss + extra
                 optimizer.zero_grad()
