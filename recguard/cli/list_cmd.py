@@ -12,6 +12,7 @@ KINDS = ("backbones", "attacks", "defenses", "metrics", "datasets", "protocols")
 def list_command(kind: str | None):
     """List registered components: name, plugin, version, what it supports."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from recguard.plugins import get_host
@@ -25,7 +26,7 @@ def list_command(kind: str | None):
         for entry in host.registry(k[:-1]):
             obj = entry.obj
             table.add_row(entry.name, entry.provenance.distribution, entry.provenance.version,
-                          obj.describe() if hasattr(obj, "describe") else "")
+                          escape(obj.describe()) if hasattr(obj, "describe") else "")
         console.print(table)
         console.print()
     if host.failed:
@@ -37,6 +38,8 @@ def plugins_command():
     """Loaded and failed plugins."""
     from rich.console import Console
     from rich.table import Table
+
+    from rich.markup import escape
 
     from recguard.plugins import PLUGINS_ENV, get_host
 
@@ -55,7 +58,7 @@ def plugins_command():
         for column in ("plugin", "distribution", "error"):
             failed.add_column(column, overflow="fold")
         for failure in host.failed:
-            failed.add_row(failure.name, failure.distribution, failure.error)
+            failed.add_row(failure.name, failure.distribution, escape(failure.error))
         console.print()
         console.print(failed)
     console.print(f"\n[dim]{PLUGINS_ENV}=name,name limits which plugins load[/]")
