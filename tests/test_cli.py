@@ -71,7 +71,8 @@ def test_impossible_combination_is_refused_before_any_work(register_plugin, caps
                     "seq-plugin")
     code, _, err = run_main(["eval", "--quiet", "--defense", "seq-only"], capsys)
     assert_one_line_error(code, err, "defense 'seq-only' supports sequential backbones, not cf backbones")
-    assert "defenses that work with backbone 'mf': none" in err
+    assert "backbones that work with defense 'seq-only': none installed" in err
+    assert "defenses that work with backbone 'mf': " in err and "seq-only" not in err.split("mf': ")[-1]
 
 
 def _imports_after(args):
