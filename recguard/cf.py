@@ -104,13 +104,14 @@ def _train(model, train: Interactions, ctx: FitContext, cfg: dict, generator) ->
     rng = np.random.default_rng([ctx.seed, 0xB1])
     implicit = train.feedback == "implicit"
     loss_fn = dot_product_loss(implicit)
+    model.set_training_data(train)  # before any hook may ask the model for its embeddings
     state = {"optimizer": make_optimizer(cfg["optimizer"], cfg["lr"], model.parameters()),
-             "data": None}
+             "data": train}
 
     def train_epoch(epoch, epoch_state):
         data = epoch_state.train
-        if data is not state["data"]:
-            if state["data"] is not None and data.n_users != state["data"].n_users:
+        if data is not state["data"]:  # a defense replaced the training set
+            if data.n_users != state["data"].n_users:
                 # injected users grew the user table: the optimizer needs the new parameters
                 state["optimizer"] = make_optimizer(cfg["optimizer"], cfg["lr"], model.parameters())
             model.set_training_data(data)
