@@ -1,4 +1,4 @@
-"""Shared pieces of embedding-based CF backbones that score by <user, item>.
+"""Shared pieces of embedding-based CF backbones (MF, LightGCN, NeuMF).
 
 `DotProductConfig` holds the training options whose None means "the paper's
 default for this feedback type" (APT's MF on explicit ratings, PamaCF's code
@@ -8,9 +8,12 @@ ratings, every `FitHooks` hook honoured (through `recguard.training.run_epochs`)
 and the batch's embeddings handed to ``extra_loss`` (``embedding_batch``).
 
 A model trained here provides ``parameters()``, ``ensure_users(n)``,
-``set_training_data(train)`` and ``batch_embeddings(users, items, negatives)``
+``set_training_data(train)``, ``batch_embeddings(users, items, negatives)``
 returning the (user, positive, negative) embedding rows in the autograd graph
-and the L2 regulariser of the batch's parameters.
+and the L2 regulariser of the batch's parameters, and optionally
+``pair_scores(user_emb, item_emb)`` (default: the dot product; NeuMF scores
+through its MLP). `per_row_loss` evaluates the training loss of any rows, for
+defenses that need it outside the loop (APT's influence, RVD's fine-tuning).
 """
 
 from __future__ import annotations
@@ -83,6 +86,20 @@ def make_optimizer(name: str, lr: float, params):
     return torch.optim.SGD(params, lr=lr)
 
 
+def model_loss_fn(model, implicit: bool):
+    """The per-row training loss of ``model`` as a function of the batch's embeddings."""
+    from recguard.training import pair_loss
+
+    return pair_loss(getattr(model, "pair_scores", None), implicit)
+
+
+def per_row_loss(model, users, items, negatives, ratings, implicit: bool):
+    """(per-row training loss, L2 regulariser) of the given rows (index tensors;
+    ``negatives`` None on explicit data), in the autograd graph of the parameters."""
+    pu, qi, qj, reg = model.batch_embeddings(users, items, negatives)
+    return model_loss_fn(model, implicit)(pu, qi, qj, ratings), reg
+
+
 def fit_dot_product(make_model, train: Interactions, ctx: FitContext, cfg: dict):
     """Build ``make_model(generator)`` and train it on ``train`` with the resolved options
     ``cfg``; one seeded generator drives the initialisation and the batch order."""
@@ -99,11 +116,11 @@ def fit_dot_product(make_model, train: Interactions, ctx: FitContext, cfg: dict)
 def _train(model, train: Interactions, ctx: FitContext, cfg: dict, generator) -> None:
     import torch
 
-    from recguard.training import dot_product_loss, run_epochs, sample_negatives
+    from recguard.training import run_epochs, sample_negatives
 
     rng = np.random.default_rng([ctx.seed, 0xB1])
     implicit = train.feedback == "implicit"
-    loss_fn = dot_product_loss(implicit)
+    loss_fn = model_loss_fn(model, implicit)
     model.set_training_data(train)  # before any hook may ask the model for its embeddings
     state = {"optimizer": make_optimizer(cfg["optimizer"], cfg["lr"], model.parameters()),
              "data": train}

@@ -64,22 +64,34 @@ def sample_negatives(train: Interactions, users: np.ndarray, rng: np.random.Gene
     return items
 
 
-def dot_product_loss(implicit: bool) -> Callable:
-    """The per-row loss of dot-product scores, as a function of the batch's embeddings:
-    BPR, -ln sigmoid(<u, i> - <u, j>), on implicit data; (<u, i> - r)^2 on explicit ratings.
+def dot_scores(user, item):
+    return (user * item).sum(-1)
+
+
+def pair_loss(pair_scores: Callable | None, implicit: bool) -> Callable:
+    """The per-row loss as a function of the batch's embeddings: BPR,
+    -ln sigmoid(s(u, i) - s(u, j)), on implicit data; (s(u, i) - r)^2 on explicit
+    ratings; s is ``pair_scores`` (None: the dot product <u, i>).
 
     Backbones pass it to `FitHooks.extra_loss` (batch key ``loss_fn``) so adversarial
     defenses can evaluate the loss at perturbed embeddings (PamaCF's Corollary 1 covers
     any dot-product-based loss)."""
     import torch
 
+    score = pair_scores or dot_scores
+
     def bpr(user, pos, neg, ratings):
-        return -torch.nn.functional.logsigmoid((user * pos).sum(-1) - (user * neg).sum(-1))
+        return -torch.nn.functional.logsigmoid(score(user, pos) - score(user, neg))
 
     def squared(user, pos, neg, ratings):
-        return ((user * pos).sum(-1) - ratings).pow(2)
+        return (score(user, pos) - ratings).pow(2)
 
     return bpr if implicit else squared
+
+
+def dot_product_loss(implicit: bool) -> Callable:
+    """`pair_loss` with dot-product scores."""
+    return pair_loss(None, implicit)
 
 
 @dataclass
