@@ -76,6 +76,67 @@ def embedding_table(n: int, dim: int, init: str, generator):
     return torch.nn.Parameter(weight)
 
 
+class EmbeddingModel:
+    """User and item embedding tables trained by `fit_dot_product`; scores <p_u, q_i>.
+
+    Subclasses change how embeddings are produced (LightGCN propagates them) or
+    how a pair is scored (``pair_scores``: NeuMF's MLP)."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int, init: str, generator):
+        self._new_rows = lambda n: embedding_table(n, dim, init, generator)
+        self.user_emb = self._new_rows(n_users)
+        self.item_emb = self._new_rows(n_items)
+        self.n_items = n_items
+
+    def parameters(self) -> list:
+        return [self.user_emb, self.item_emb]
+
+    def ensure_users(self, n_users: int) -> None:
+        """Grow the user table when a defense injects users (e.g. APT's ERM users)."""
+        import torch
+
+        extra = n_users - self.user_emb.shape[0]
+        if extra > 0:
+            self.user_emb = torch.nn.Parameter(torch.cat([self.user_emb.data, self._new_rows(extra).data]))
+
+    def set_training_data(self, train: Interactions) -> None:
+        """Called before training and whenever a defense replaces the training set."""
+
+    # F.embedding's backward is markedly faster than indexing a Parameter on the CPU.
+    def users(self, index):
+        import torch
+
+        return torch.nn.functional.embedding(index, self.user_emb)
+
+    def items(self, index):
+        import torch
+
+        return torch.nn.functional.embedding(index, self.item_emb)
+
+    def batch_embeddings(self, users, items, negatives):
+        """(user, positive, negative) rows and the L2 term: the mean square on explicit
+        data (APT's code), half the summed squares per row with BPR (PamaCF's code)."""
+        pu, qi = self.users(users), self.items(items)
+        if negatives is None:
+            return pu, qi, None, pu.pow(2).mean() + qi.pow(2).mean()
+        qj = self.items(negatives)
+        reg = (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()) / (2 * len(users))
+        return pu, qi, qj, reg
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            u = self.user_emb[torch.as_tensor(users, dtype=torch.long)]
+            return (u @ self.item_emb.T).numpy()
+
+    def user_embeddings(self) -> np.ndarray:
+        return self.user_emb.detach().numpy().copy()
+
+    def item_embeddings(self) -> np.ndarray:
+        return self.item_emb.detach().numpy().copy()
+
+
 def make_optimizer(name: str, lr: float, params):
     import torch
 

@@ -3,8 +3,10 @@
 from recguard.hookspecs import hookimpl
 
 from recguard_cf_backbones.lightgcn import LightGCNBackbone
+from recguard_cf_backbones.neumf import NeuMFBackbone
 
 
 @hookimpl
 def register_backbones(register):
     register(LightGCNBackbone)
+    register(NeuMFBackbone)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.cf import DotProductConfig, embedding_table, fit_dot_product
+from recguard.cf import DotProductConfig, EmbeddingModel, fit_dot_product
 from recguard.components import Backbone, FitContext
 from recguard.config import param
 from recguard.data.interactions import Interactions
@@ -43,24 +43,11 @@ def normalised_adjacency(train: Interactions, n_users: int):
                                    check_invariants=True).coalesce()
 
 
-class LightGCNModel:
+class LightGCNModel(EmbeddingModel):
     def __init__(self, n_users: int, n_items: int, dim: int, init: str, layers: int, generator):
-        self._new_rows = lambda n: embedding_table(n, dim, init, generator)
-        self.user_emb = self._new_rows(n_users)
-        self.item_emb = self._new_rows(n_items)
+        super().__init__(n_users, n_items, dim, init, generator)
         self.layers = layers
-        self.n_items = n_items
         self.graph = None
-
-    def parameters(self):
-        return [self.user_emb, self.item_emb]
-
-    def ensure_users(self, n_users: int) -> None:
-        import torch
-
-        extra = n_users - self.user_emb.shape[0]
-        if extra > 0:
-            self.user_emb = torch.nn.Parameter(torch.cat([self.user_emb.data, self._new_rows(extra).data]))
 
     def set_training_data(self, train: Interactions) -> None:
         self.graph = normalised_adjacency(train, self.user_emb.shape[0])
@@ -83,10 +70,9 @@ class LightGCNModel:
         final_users, final_items = self.propagate()
         pu, qi = final_users[users], final_items[items]
         qj = None if negatives is None else final_items[negatives]
-        ego = [torch.nn.functional.embedding(users, self.user_emb),
-               torch.nn.functional.embedding(items, self.item_emb)]
+        ego = [self.users(users), self.items(items)]
         if negatives is not None:
-            ego.append(torch.nn.functional.embedding(negatives, self.item_emb))
+            ego.append(self.items(negatives))
             reg = sum(e.pow(2).sum() for e in ego) / (2 * len(users))
         else:
             reg = sum(e.pow(2).mean() for e in ego)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from recguard.cf import DotProductConfig, embedding_table, fit_dot_product
+from recguard.cf import DotProductConfig, EmbeddingModel, fit_dot_product
 from recguard.components import Backbone, FitContext
 from recguard.data.interactions import Interactions
 
@@ -24,60 +22,8 @@ class MFConfig(DotProductConfig):
     pass
 
 
-class MFModel:
+class MFModel(EmbeddingModel):
     """Trained factors; scores are p_u . q_i for every item."""
-
-    def __init__(self, n_users: int, n_items: int, dim: int, init: str, generator):
-        self._new_rows = lambda n: embedding_table(n, dim, init, generator)
-        self.user_emb = self._new_rows(n_users)
-        self.item_emb = self._new_rows(n_items)
-        self.n_items = n_items
-
-    def parameters(self):
-        return [self.user_emb, self.item_emb]
-
-    def ensure_users(self, n_users: int) -> None:
-        """Grow the user table when a defense injects users (e.g. APT's ERM users)."""
-        import torch
-
-        extra = n_users - self.user_emb.shape[0]
-        if extra > 0:
-            self.user_emb = torch.nn.Parameter(torch.cat([self.user_emb.data, self._new_rows(extra).data]))
-
-    def set_training_data(self, train: Interactions) -> None:
-        """MF needs nothing from the training set beyond its batches."""
-
-    # F.embedding's backward is markedly faster than indexing a Parameter on the CPU.
-    def users(self, index):
-        import torch
-
-        return torch.nn.functional.embedding(index, self.user_emb)
-
-    def items(self, index):
-        import torch
-
-        return torch.nn.functional.embedding(index, self.item_emb)
-
-    def batch_embeddings(self, users, items, negatives):
-        pu, qi = self.users(users), self.items(items)
-        if negatives is None:
-            return pu, qi, None, pu.pow(2).mean() + qi.pow(2).mean()
-        qj = self.items(negatives)
-        reg = (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()) / (2 * len(users))
-        return pu, qi, qj, reg
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            u = self.user_emb[torch.as_tensor(users, dtype=torch.long)]
-            return (u @ self.item_emb.T).numpy()
-
-    def user_embeddings(self) -> np.ndarray:
-        return self.user_emb.detach().numpy().copy()
-
-    def item_embeddings(self) -> np.ndarray:
-        return self.item_emb.detach().numpy().copy()
 
 
 class MFBackbone(Backbone):
