@@ -8,9 +8,11 @@ the attack's fake users, then fit and evaluate each condition:
     clean+defense     the defense applied to the clean data   (with a defense)
     attacked+defense  the defense applied to the poisoned data (with a defense)
 
-Undefended conditions do not depend on the defense: their results are cached on
-disk (keyed by everything they depend on) and, for defenses that act only at
-inference, their fitted models are reused in memory.
+Every condition's result is cached on disk, keyed by everything it depends on
+(the code of the components involved included): the clean condition is shared
+by every attack and defense, clean+defense by every attack (a defense never
+sees the attack's budget), attacked by every defense. For defenses that act
+only at inference the undefended models are reused in memory.
 """
 
 from __future__ import annotations
@@ -183,32 +185,41 @@ class CellRunner:
 
         results: dict[str, ConditionResult] = {}
         models: dict[str, Model] = {}
+        keys = {c: self._cache_key(c, seed, data_fingerprint) for c in conditions_of(plan)}
+        cached = {c: self._cache_read(keys[c]) if self.use_cache else None for c in keys}
+        # an inference-time defense wraps the undefended models: fit them when it must run
         reuse_models = plan.has_defense and plan.defense.stages == frozenset({"at_inference"})
+        needs_model = {CLEAN: reuse_models and cached.get(CLEAN_DEF) is None,
+                       ATTACKED: reuse_models and cached.get(ATTACKED_DEF) is None}
         reference: dict[str, float] | None = None
         for condition, data_for in ((CLEAN, train), (ATTACKED, attacked)):
-            if condition == ATTACKED and not plan.has_attack:
+            if condition not in keys:
                 continue
-            key = self._cache_key(condition, seed, data_fingerprint)
-            cached = None if (reuse_models or not self.use_cache) else self._cache_read(key)
-            if cached is not None:
-                results[condition] = ConditionResult(cached["metrics"], cached["fit_seconds"], True)
-                if reference is None:
-                    reference = cached["reference"]
+            hit = None if needs_model[condition] else cached[condition]
+            if hit is not None:
+                results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True)
+                reference = reference or hit["reference"]
                 self.progress.skip(f"seed {seed} · {condition} (cached)")
                 continue
             model, seconds = self._fit(condition, seed, data_for, FitHooks())
             metrics, reference = evaluator.evaluate(model, reference if condition != CLEAN else None)
             results[condition] = ConditionResult(metrics, seconds)
             models[condition] = model
-            if self.use_cache:
-                self._cache_write(key, {"metrics": results[condition].metrics,
-                                        "fit_seconds": seconds, "reference": reference})
-        if plan.has_defense:
-            for condition, base, data_for in ((CLEAN_DEF, CLEAN, train), (ATTACKED_DEF, ATTACKED, attacked)):
-                if condition == ATTACKED_DEF and not plan.has_attack:
-                    continue
-                results[condition] = self._defended(condition, seed, data_for, evaluator, reference,
-                                                    models.get(base) if reuse_models else None)
+            self._cache_write(keys[condition], {"metrics": metrics, "fit_seconds": seconds,
+                                                "reference": reference})
+        for condition, base, data_for in ((CLEAN_DEF, CLEAN, train), (ATTACKED_DEF, ATTACKED, attacked)):
+            if condition not in keys:
+                continue
+            hit = cached[condition]
+            if hit is not None:
+                results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True, hit["notes"])
+                self.progress.skip(f"seed {seed} · {condition} (cached)")
+                continue
+            results[condition] = self._defended(condition, seed, data_for, evaluator, reference,
+                                                models.get(base) if reuse_models else None)
+            done = results[condition]
+            self._cache_write(keys[condition], {"metrics": done.metrics, "fit_seconds": done.fit_seconds,
+                                                "notes": done.notes})
         return {"targets": prepared.targets, "n_fake": n_fake, "filler_size": filler,
                 "train_interactions": len(train), "results": results}
 
@@ -240,24 +251,35 @@ class CellRunner:
             metrics[DETECTION_METRIC] = roc_auc(dctx.user_scores[:train.n_users], train.is_fake)
         return ConditionResult(metrics, seconds, notes=dctx.notes)
 
-    # ------------------------------------------------------------ cache of undefended conditions
+    # ------------------------------------------------------------ result cache
 
-    def _cache_key(self, condition: str, seed: int, data_fingerprint: str) -> str:
+    def _cache_key(self, condition: str, seed: int, data_fingerprint: str) -> str | None:
+        """A hash of everything a condition's result depends on, or None when a component's
+        code cannot be fingerprinted (then the condition is not cached)."""
         plan = self.plan
         protocol = plan.protocol.to_dict()
-        if condition == CLEAN:  # the clean fit does not depend on the attack's budget or fillers
+        attacked = condition in (ATTACKED, ATTACKED_DEF)
+        defended = condition in (CLEAN_DEF, ATTACKED_DEF)
+        if not attacked:  # clean fits depend on neither the attack nor its budget and fillers
             for field in ATTACK_ONLY_PROTOCOL_FIELDS:
                 protocol.pop(field)
-        code_of = [plan.backbone, Evaluator] + ([plan.attack] if condition == ATTACKED else [])
+        code_of = ([plan.backbone, Evaluator] + ([plan.attack] if attacked else [])
+                   + ([plan.defense] if defended else []))
+        try:
+            code = [code_fingerprint(c if isinstance(c, type) else type(c)) for c in code_of]
+        except (KeyError, OSError):
+            return None
         parts = {
             "recguard": __version__,
-            "code": [code_fingerprint(c if isinstance(c, type) else type(c)) for c in code_of],
+            "code": code,
             "condition": condition, "seed": seed,
             "data": data_fingerprint, "protocol": protocol,
             "backbone": [plan.backbone.name, plan.provenance["backbone"]["version"],
                          plan.backbone.resolved_config(plan.protocol)],
             "attack": ([plan.attack.name, plan.provenance["attack"]["version"],
-                        plan.attack.resolved_config(plan.protocol)] if condition == ATTACKED else None),
+                        plan.attack.resolved_config(plan.protocol)] if attacked else None),
+            "defense": ([plan.defense.name, plan.provenance["defense"]["version"],
+                         plan.defense.resolved_config(plan.protocol)] if defended else None),
             "metrics": [label for label, _, _, _ in plan.metrics],
         }
         blob = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -266,13 +288,17 @@ class CellRunner:
     def _cache_path(self, key: str):
         return cache_dir() / "cells" / f"{key}.json"
 
-    def _cache_read(self, key: str) -> dict | None:
+    def _cache_read(self, key: str | None) -> dict | None:
+        if key is None:
+            return None
         try:
             return json.loads(self._cache_path(key).read_text())
         except (OSError, ValueError):
             return None
 
-    def _cache_write(self, key: str, value: dict) -> None:
+    def _cache_write(self, key: str | None, value: dict) -> None:
+        if key is None or not self.use_cache:
+            return
         try:
             atomic_write_json(self._cache_path(key), value)
         except OSError:

@@ -31,7 +31,7 @@ def assert_one_line_error(code, err, fragment):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--backbone", "mff"], "unknown backbone 'mff' (did you mean 'mf'?)"),
+    (["--backbone", "mff"], "unknown backbone 'mff' (did you mean 'mf'"),
     (["--attack", "averge"], "unknown attack 'averge' (did you mean 'average'?)"),
     (["--defense", "nne"], "unknown defense 'nne' (did you mean 'none'?)"),
     (["--dataset", "ml-100"], "unknown dataset 'ml-100' (did you mean"),

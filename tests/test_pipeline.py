@@ -94,3 +94,18 @@ def test_defended_cell_runs_four_conditions_and_reuses_cache(register_plugin):
     assert again["timings"]["cached"]["clean"] == [True] and again["timings"]["cached"]["attacked"] == [True]
     assert again["metrics"]["clean"] == record["metrics"]["clean"]
     assert validate_record(again) == []
+
+
+def test_clean_defense_result_is_shared_by_attacks_and_defended_results_keep_notes(register_plugin):
+    register_plugin(SimpleNamespace(register_defenses=hookimpl(lambda register: register(DropAndWatch))),
+                    "drop-plugin")
+    common = dict(seeds=(0,), defense="drop-and-watch", backbone_options={"epochs": "2"})
+    first = run_cell(make_plan(CellSpec(attack="random", **common)), use_cache=True)
+    other = run_cell(make_plan(CellSpec(attack="bandwagon", **common)), use_cache=True)
+    assert other["timings"]["cached"]["clean+defense"] == [True]
+    assert other["timings"]["cached"]["attacked+defense"] == [False]
+    assert other["metrics"]["clean+defense"] == first["metrics"]["clean+defense"]
+    again = run_cell(make_plan(CellSpec(attack="bandwagon", **common)), use_cache=True)
+    assert again["timings"]["cached"]["attacked+defense"] == [True]
+    assert again["notes"] == other["notes"] and again["notes"]["attacked+defense"][0]["wrapped"]
+    assert again["metrics"]["attacked+defense"] == other["metrics"]["attacked+defense"]
