@@ -37,11 +37,12 @@ def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
         raise RecguardError(f"backbone {backbone.name!r} trains on {'/'.join(sorted(backbone.feedback))} "
                             f"feedback but protocol {protocol.name!r} is {feedback}; protocols that "
                             f"work: {_working(ok)}")
-    if feedback not in attack.feedback:
-        ok = [a.name for a in host.attacks.iter_objects() if feedback in a.feedback]
-        raise RecguardError(f"attack {attack.name!r} needs {'/'.join(sorted(attack.feedback))} "
-                            f"feedback but protocol {protocol.name!r} is {feedback}; attacks that work "
-                            f"with it: {_working(ok)}")
+    for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
+        if feedback not in user.feedback:
+            ok = [c.name for c in registry.iter_objects() if feedback in c.feedback]
+            raise RecguardError(f"{role} {user.name!r} needs {'/'.join(sorted(user.feedback))} "
+                                f"feedback but protocol {protocol.name!r} is {feedback}; {role}s that "
+                                f"work with it: {_working(ok)}")
     for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
         problem = _backbone_problem(backbone, user, role)
         if problem:

@@ -216,6 +216,7 @@ class Defense(Component):
     """A defense acting at one or more of `DEFENSE_STAGES`."""
 
     stages: ClassVar[frozenset[str]] = frozenset()
+    feedback: ClassVar[frozenset[str]] = frozenset(FEEDBACK_TYPES)
     backbone_kinds: ClassVar[frozenset[str]] = frozenset(BACKBONE_KINDS)
     needs: ClassVar[frozenset[str]] = frozenset()
     default_protocol: ClassVar[str | None] = None

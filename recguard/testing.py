@@ -121,7 +121,9 @@ def check_defense(cls: type[Defense], backbone: type[Backbone], overrides: dict 
     """Runs each declared stage on tiny data with ``backbone``; the stages return the right types."""
     check_config(cls)
     assert cls.stages, f"{cls.name}: a defense acts at one stage at least"
-    data = tiny_interactions(feedback=sorted(backbone.feedback)[0])
+    shared = sorted(set(backbone.feedback) & set(cls.feedback))
+    assert shared, f"{cls.name} and {backbone.name} share no feedback type"
+    data = tiny_interactions(feedback=shared[0])
     defense = cls(build_config(cls.Config, overrides or {}, cls.name))
     bb = backbone(_fast_config(backbone, None))
     ctx = DefenseContext(seed=0, protocol=APT, backbone=bb)

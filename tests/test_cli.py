@@ -46,6 +46,8 @@ def assert_one_line_error(code, err, fragment):
     (["--seeds", "a,b"], "is not an integer"),
     (["--dataset", "csv", "--data-path", "/no/such/file.csv"], "dataset path '/no/such/file.csv' does not exist"),
     (["--dataset", "ml-1m"], "needs --data-path"),
+    (["--defense", "apt", "--attack", "random", "--protocol", "pamacf"],
+     "defense 'apt' needs explicit feedback but protocol 'pamacf' is implicit; defenses that work"),
 ])
 def test_bad_input_is_one_line(args, fragment, capsys):
     code, _, err = run_main(["eval", "--quiet", *args], capsys)
