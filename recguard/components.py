@@ -36,7 +36,8 @@ CAPABILITIES = {
     "embedding_batch": "extra_loss's batch carries the batch's user / positive / negative "
                        "embeddings and loss_fn(user, pos, neg, ratings) of them (adversarial training)",
     "epoch_callbacks": "FitHooks.on_epoch_start / on_epoch_end are called every epoch",
-    "finetune": "model.finetune(interactions, epochs) returns a fine-tuned copy",
+    "finetune": "recguard.finetune can fine-tune the model on a subset of its training rows "
+                "and restore it (models trained by recguard.cf)",
     "twice_differentiable": "the training loss is twice differentiable in the parameters",
     "item_text": "the model reads item texts, so poisoned titles reach it",
 }

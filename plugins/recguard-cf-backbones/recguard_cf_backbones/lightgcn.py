@@ -104,7 +104,7 @@ class LightGCNBackbone(Backbone):
     kind = "cf"
     default_protocol = "pamacf"
     offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
-                        "epoch_callbacks", "twice_differentiable"})
+                        "epoch_callbacks", "twice_differentiable", "finetune"})
     Config = LightGCNConfig
 
     def resolved_config(self, protocol) -> dict:

@@ -52,6 +52,9 @@ def mlp_tower(dim: int, layers: int, generator):
 
 
 class NeuMFModel(EmbeddingModel):
+    # a user's scores read only its row, the item table and the (shared) towers (recguard.finetune)
+    local_parameters = True
+
     def __init__(self, n_users: int, n_items: int, dim: int, init: str, layers: int, generator):
         import torch
 
@@ -97,7 +100,7 @@ class NeuMFBackbone(Backbone):
     kind = "cf"
     default_protocol = "pamacf"
     offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
-                        "epoch_callbacks", "twice_differentiable"})
+                        "epoch_callbacks", "twice_differentiable", "finetune"})
     Config = NeuMFConfig
 
     def resolved_config(self, protocol) -> dict:

@@ -25,6 +25,8 @@ class MFConfig(DotProductConfig):
 class MFModel(EmbeddingModel):
     """Trained factors; scores are p_u . q_i for every item."""
 
+    local_parameters = True  # a user's scores read only its row and the item table (recguard.finetune)
+
 
 class MFBackbone(Backbone):
     name = "mf"
@@ -33,7 +35,7 @@ class MFBackbone(Backbone):
     kind = "cf"
     default_protocol = "apt"
     offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
-                        "epoch_callbacks", "twice_differentiable"})
+                        "epoch_callbacks", "twice_differentiable", "finetune"})
     Config = MFConfig
 
     def resolved_config(self, protocol) -> dict:
