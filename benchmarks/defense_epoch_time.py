@@ -41,7 +41,7 @@ def main() -> None:
     train = prepare(preprocess(raw, protocol), protocol, 0).train
     print(f"ML-100K {args.protocol} training split: {train.n_users} users, {len(train)} interactions; "
           f"{args.epochs} epochs, median of {args.repeats}")
-    print(f"| backbone | defense | s / epoch | x plain |\n|---|---|---|---|")
+    print("| backbone | defense | s / epoch | x plain |\n|---|---|---|---|")
     for name in args.backbones.split(","):
         cls = host.backbones.get(name)
         backbone = cls(build_config(cls.Config, {"epochs": str(args.epochs)}, name))

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.components import Config, FitContext
+from recguard.components import Backbone, Config, FitContext
 from recguard.config import param
 from recguard.data.interactions import Interactions
 
@@ -223,3 +223,23 @@ def _train(model, train: Interactions, ctx: FitContext, cfg: dict, generator) ->
         return total / max(len(order), 1)
 
     run_epochs(model, train, cfg["epochs"], ctx, train_epoch)
+
+
+class EmbeddingBackbone(Backbone):
+    """A backbone whose models are `EmbeddingModel`s trained by `fit_dot_product`;
+    a subclass names itself and builds its model in `build_model`."""
+
+    kind = "cf"
+    offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
+                        "epoch_callbacks", "twice_differentiable", "finetune"})
+    Config = DotProductConfig
+
+    def build_model(self, train: Interactions, cfg: dict, generator) -> EmbeddingModel:
+        raise NotImplementedError
+
+    def resolved_config(self, protocol) -> dict:
+        return self.config.resolved(protocol.feedback)
+
+    def fit(self, train: Interactions, ctx: FitContext) -> EmbeddingModel:
+        cfg = self.config.resolved(train.feedback)
+        return fit_dot_product(lambda generator: self.build_model(train, cfg, generator), train, ctx, cfg)

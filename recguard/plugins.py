@@ -19,7 +19,6 @@ import pluggy
 
 from recguard import __version__, hookspecs
 from recguard.components import Attack, Backbone, Defense, Metric
-from recguard.errors import RecguardError
 from recguard.registry import Provenance, Registry, instance_check, subclass_check
 
 ENTRY_POINT_GROUP = "recguard"

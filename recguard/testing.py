@@ -23,11 +23,11 @@ from recguard.components import (Attack, AttackContext, Backbone, Config, Defens
                                  FitContext, FitHooks, Metric, Poisoned, RankingView)
 from recguard.config import build_config
 from recguard.data.interactions import Interactions
-from recguard.protocols import APT, PAMACF, Protocol
+from recguard.protocols import APT, PAMACF
 from recguard.registry import Provenance
 
 __all__ = ["host", "register_plugin", "tiny_interactions", "check_backbone", "check_attack",
-           "check_defense", "check_metric", "check_config"]
+           "check_defense", "check_metric", "check_config", "check_learns_implicit"]
 
 
 def tiny_interactions(n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0,
@@ -87,6 +87,20 @@ def check_backbone(cls: type[Backbone], overrides: dict | None = None) -> None:
         assert np.isfinite(scores).all(), f"{cls.name}: non-finite scores"
         if "epoch_callbacks" in cls.offers:
             assert calls, f"{cls.name} offers epoch_callbacks but never called on_epoch_end"
+
+
+def check_learns_implicit(cls: type[Backbone], overrides: dict | None = None,
+                          share: float = 0.9) -> None:
+    """After training on tiny implicit data (``overrides``: options that make it converge,
+    e.g. more epochs), at least ``share`` of the users score their training positives
+    above their unobserved items on average."""
+    data = tiny_interactions(n_users=40, n_items=30, per_user=8, feedback="implicit")
+    config = build_config(cls.Config, {k: str(v) for k, v in (overrides or {}).items()}, cls.name)
+    scores = np.asarray(cls(config).fit(data, FitContext(seed=0)).score(np.arange(data.n_users)))
+    positive = np.zeros_like(scores, dtype=bool)
+    positive[data.user, data.item] = True
+    better = [scores[u][positive[u]].mean() > scores[u][~positive[u]].mean() for u in range(data.n_users)]
+    assert np.mean(better) > share, f"{cls.name}: only {np.mean(better):.0%} of users rank their positives first"
 
 
 def check_attack(cls: type[Attack], overrides: dict | None = None) -> None:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.cf import DotProductConfig, EmbeddingModel, fit_dot_product
-from recguard.components import Backbone, FitContext
+from recguard.cf import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 from recguard.config import param
 from recguard.data.interactions import Interactions
 
@@ -65,8 +64,6 @@ class LightGCNModel(EmbeddingModel):
         return final[:self.user_emb.shape[0]], final[self.user_emb.shape[0]:]
 
     def batch_embeddings(self, users, items, negatives):
-        import torch
-
         final_users, final_items = self.propagate()
         pu, qi = final_users[users], final_items[items]
         qj = None if negatives is None else final_items[negatives]
@@ -97,22 +94,12 @@ class LightGCNModel(EmbeddingModel):
         return self._final_numpy()[1].copy()
 
 
-class LightGCNBackbone(Backbone):
+class LightGCNBackbone(EmbeddingBackbone):
     name = "lightgcn"
     summary = "LightGCN: embeddings propagated over the sparse user-item graph, layer mean"
     paper = "He et al., LightGCN, SIGIR 2020 (Eq. 8-9); PamaCF (NeurIPS 2024) backbone"
-    kind = "cf"
     default_protocol = "pamacf"
-    offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
-                        "epoch_callbacks", "twice_differentiable", "finetune"})
     Config = LightGCNConfig
 
-    def resolved_config(self, protocol) -> dict:
-        return self.config.resolved(protocol.feedback)
-
-    def fit(self, train: Interactions, ctx: FitContext) -> LightGCNModel:
-        cfg = self.config.resolved(train.feedback)
-        return fit_dot_product(
-            lambda generator: LightGCNModel(train.n_users, train.n_items, cfg["dim"], cfg["init"],
-                                            cfg["layers"], generator),
-            train, ctx, cfg)
+    def build_model(self, train: Interactions, cfg: dict, generator) -> LightGCNModel:
+        return LightGCNModel(train.n_users, train.n_items, cfg["dim"], cfg["init"], cfg["layers"], generator)

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.cf import DotProductConfig, EmbeddingModel, fit_dot_product
-from recguard.components import Backbone, FitContext
+from recguard.cf import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 from recguard.config import param
 from recguard.data.interactions import Interactions
 
@@ -93,22 +92,12 @@ class NeuMFModel(EmbeddingModel):
         return out
 
 
-class NeuMFBackbone(Backbone):
+class NeuMFBackbone(EmbeddingBackbone):
     name = "neumf"
     summary = "NeuMF: GMF and an MLP tower over separate embeddings, fused by a linear layer"
     paper = "He et al., Neural Collaborative Filtering, WWW 2017 (sec. 3.4); PamaCF (NeurIPS 2024) backbone"
-    kind = "cf"
     default_protocol = "pamacf"
-    offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
-                        "epoch_callbacks", "twice_differentiable", "finetune"})
     Config = NeuMFConfig
 
-    def resolved_config(self, protocol) -> dict:
-        return self.config.resolved(protocol.feedback)
-
-    def fit(self, train: Interactions, ctx: FitContext) -> NeuMFModel:
-        cfg = self.config.resolved(train.feedback)
-        return fit_dot_product(
-            lambda generator: NeuMFModel(train.n_users, train.n_items, cfg["dim"], cfg["init"],
-                                         cfg["mlp_layers"], generator),
-            train, ctx, cfg)
+    def build_model(self, train: Interactions, cfg: dict, generator) -> NeuMFModel:
+        return NeuMFModel(train.n_users, train.n_items, cfg["dim"], cfg["init"], cfg["mlp_layers"], generator)

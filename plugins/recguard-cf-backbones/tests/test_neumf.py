@@ -6,7 +6,7 @@ from recguard.components import DefenseContext, FitContext
 from recguard.config import build_config
 from recguard.plugins import get_host
 from recguard.protocols import PAMACF
-from recguard.testing import check_backbone, tiny_interactions
+from recguard.testing import check_backbone, check_learns_implicit, tiny_interactions
 from recguard_cf_backbones.neumf import NeuMFBackbone, NeuMFConfig
 
 
@@ -45,12 +45,7 @@ def test_scoring_in_chunks_matches_one_pass(monkeypatch):
 
 
 def test_fits_the_training_positives():
-    data = tiny_interactions(n_users=40, n_items=30, per_user=8, feedback="implicit")
-    scores = fit(data, epochs=60, lr=0.01).score(np.arange(data.n_users))
-    positive = np.zeros_like(scores, dtype=bool)
-    positive[data.user, data.item] = True
-    better = [scores[u][positive[u]].mean() > scores[u][~positive[u]].mean() for u in range(data.n_users)]
-    assert np.mean(better) > 0.9
+    check_learns_implicit(NeuMFBackbone, {"epochs": 60, "lr": 0.01})
 
 
 def test_learns_explicit_ratings():

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recguard.cf import DotProductConfig, EmbeddingModel, fit_dot_product
-from recguard.components import Backbone, FitContext
+from recguard.cf import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 from recguard.data.interactions import Interactions
 
 
@@ -28,21 +27,12 @@ class MFModel(EmbeddingModel):
     local_parameters = True  # a user's scores read only its row and the item table (recguard.finetune)
 
 
-class MFBackbone(Backbone):
+class MFBackbone(EmbeddingBackbone):
     name = "mf"
     summary = "Matrix factorisation: squared loss on explicit ratings, BPR on implicit data"
     paper = "Koren et al., IEEE Computer 2009; Rendle et al., BPR, UAI 2009"
-    kind = "cf"
     default_protocol = "apt"
-    offers = frozenset({"embeddings", "user_weights", "loss_terms", "embedding_batch",
-                        "epoch_callbacks", "twice_differentiable", "finetune"})
     Config = MFConfig
 
-    def resolved_config(self, protocol) -> dict:
-        return self.config.resolved(protocol.feedback)
-
-    def fit(self, train: Interactions, ctx: FitContext) -> MFModel:
-        cfg = self.config.resolved(train.feedback)
-        return fit_dot_product(
-            lambda generator: MFModel(train.n_users, train.n_items, cfg["dim"], cfg["init"], generator),
-            train, ctx, cfg)
+    def build_model(self, train: Interactions, cfg: dict, generator) -> MFModel:
+        return MFModel(train.n_users, train.n_items, cfg["dim"], cfg["init"], generator)
