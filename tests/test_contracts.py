@@ -23,15 +23,24 @@ def test_attack_contract(cls):
     check_attack(cls)
 
 
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory):
+    """LLM-based components take an `llm` option; contract checks give them a tiny local LM."""
+    from recguard.llm import save_tiny_causal_lm
+
+    return str(save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llm")))
+
+
 @pytest.mark.parametrize("cls", entries("defense"))
-def test_defense_contract(cls):
+def test_defense_contract(cls, request):
+    overrides = {"llm": request.getfixturevalue("tiny_llm")} if "llm" in cls.Config.__dataclass_fields__ else {}
     if cls.name == "none":
         assert not cls.stages
         return
     backbones = [b for b in HOST.backbones.iter_objects()
                  if b.kind in cls.backbone_kinds and set(cls.needs) <= set(b.offers)]
     assert backbones, f"defense {cls.name} has no registered backbone to run on"
-    check_defense(cls, backbones[0])
+    check_defense(cls, backbones[0], overrides)
 
 
 @pytest.mark.parametrize("cls", entries("metric"))

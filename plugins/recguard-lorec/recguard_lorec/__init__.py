@@ -1,13 +1,14 @@
-"""recguard plugin: LLM-based defenses (LoRec, LLM4Dec), sharing the LLM user encoder.
+"""recguard plugin: LLM-based defenses from the LoRec paper, sharing the LLM user encoder.
 
-Only the user encoder (`recguard_lorec.user_encoder.UserEncoder`) exists so far;
-the defenses will register here. Importing this package imports neither torch
-nor transformers.
+`llm4dec` is registered; `lorec` (the LLM-enhanced calibrator) is still to come.
+Importing this package imports neither torch nor transformers.
 """
 
 from recguard.hookspecs import hookimpl
 
+from recguard_lorec.llm4dec import LLM4DecDefense
+
 
 @hookimpl
 def register_defenses(register):
-    """No defense yet: `llm4dec` and `lorec` will be registered here."""
+    register(LLM4DecDefense)

@@ -1,0 +1,85 @@
+"""LLM4Dec: the detector's loss (Eq. 3-5), its training, and hard / soft detection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recguard import llm
+from recguard.components import DefenseContext
+from recguard.config import build_config
+from recguard.evaluate import roc_auc
+from recguard.plugins import get_host
+from recguard.protocols import LOREC
+from recguard.testing import check_defense, tiny_interactions
+from recguard_lorec.llm4dec import LLM4DecConfig, LLM4DecDefense, detector_loss, train_detector
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(llm.save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm")))
+
+
+def config(**options):
+    return build_config(LLM4DecConfig, {k: str(v) for k, v in options.items()}, "llm4dec")
+
+
+def test_loss_is_eq3_plus_the_regulariser_that_pulls_toward_one_half():
+    p_atk, p_obs = torch.tensor([0.9, 0.8]), torch.tensor([0.1, 0.3, 0.2])
+    expected = (-np.log([0.9, 0.8]).mean() - np.log([0.9, 0.7, 0.8]).mean()
+                - 0.5 * (np.log([0.1, 0.3, 0.2]) + np.log([0.9, 0.7, 0.8])).mean())
+    assert float(detector_loss(p_atk, p_obs, 0.5)) == pytest.approx(expected, rel=1e-5)
+    # the regulariser alone is smallest at p = 1/2 and grows toward the extremes
+    values = [float(detector_loss(torch.tensor([0.5]), torch.tensor([p]), 1.0))
+              - float(detector_loss(torch.tensor([0.5]), torch.tensor([p]), 0.0)) for p in (0.5, 0.9, 0.99)]
+    assert values[0] < values[1] < values[2]
+
+
+def test_detector_finds_hidden_fraudsters_that_resemble_the_supervised_ones():
+    rng = np.random.default_rng(0)
+    genuine = rng.normal(0.0, 1.0, size=(200, 16))
+    hidden = rng.normal(0.0, 1.0, size=(10, 16)) + 3.0     # fraudsters inside U, unlabelled
+    supervised = rng.normal(0.0, 1.0, size=(20, 16)) + 3.0
+    embeddings = np.vstack([genuine, hidden, supervised])
+    p = train_detector(embeddings, 210, config(), seed=0)
+    truth = np.arange(210) >= 200
+    assert roc_auc(p, truth) > 0.95
+    assert p[truth].mean() > p[~truth].mean() + 0.3
+
+
+def test_entropy_regulariser_keeps_predictions_off_the_extremes():
+    rng = np.random.default_rng(1)
+    embeddings = np.vstack([rng.normal(size=(100, 8)), rng.normal(size=(10, 8)) + 3.0])
+    plain = train_detector(embeddings, 100, config(entropy_weight=0), seed=0)
+    held = train_detector(embeddings, 100, config(entropy_weight=2.0), seed=0)
+    assert held.min() > plain.min()
+
+
+def run(defense, data, backbone="mf"):
+    ctx = DefenseContext(seed=0, protocol=LOREC, backbone=get_host().backbones.get(backbone)())
+    return defense.before_fit(data, ctx), ctx
+
+
+def test_hard_mode_drops_the_flagged_users_and_soft_mode_weights_by_one_minus_p(tiny):
+    data = tiny_interactions(feedback="implicit")
+    hard, ctx = run(LLM4DecDefense(config(llm=tiny, epochs=50, threshold=0.5)), data)
+    p = ctx.user_scores
+    assert p.shape == (data.n_users,) and ((p > 0) & (p < 1)).all()
+    kept = set(np.unique(hard.user))
+    assert kept == set(np.flatnonzero(p < 0.5)) & set(np.unique(data.user))
+    assert ctx.notes["supervised_fraudsters"] == 3  # 10% of 30 users
+    soft, ctx_soft = run(LLM4DecDefense(config(llm=tiny, epochs=50, mode="soft")), data)
+    assert len(soft) == len(data)
+    np.testing.assert_allclose(soft.user_weight, 1 - ctx_soft.user_scores, rtol=1e-6)
+
+
+def test_contract_on_mf(tiny):
+    from recguard_mf.backbone import MFBackbone
+
+    check_defense(LLM4DecDefense, MFBackbone, {"llm": tiny, "epochs": "5"})
