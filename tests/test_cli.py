@@ -9,6 +9,7 @@ import pytest
 from recguard.cli import main
 from recguard.components import Defense
 from recguard.hookspecs import hookimpl
+from recguard.plugins import get_host
 
 
 def run_main(args, capsys):
@@ -73,7 +74,9 @@ def test_impossible_combination_is_refused_before_any_work(register_plugin, caps
                     "seq-plugin")
     code, _, err = run_main(["eval", "--quiet", "--defense", "seq-only"], capsys)
     assert_one_line_error(code, err, "defense 'seq-only' supports sequential backbones, not cf backbones")
-    assert "backbones that work with defense 'seq-only': none installed" in err
+    working = err.split("backbones that work with defense 'seq-only': ")[1].split(";")[0]
+    sequential = sorted(b.name for b in get_host().backbones.iter_objects() if b.kind == "sequential")
+    assert working == (", ".join(sequential) or "none installed")
     assert "defenses that work with backbone 'mf': " in err and "seq-only" not in err.split("mf': ")[-1]
 
 
