@@ -4,7 +4,8 @@
 
 For each protocol and backbone: a compact table (rows: defenses; columns: the
 unattacked accuracy of the defended model, then T-HR@50 under each attack and
-budget), and with ``--full`` every metric of every condition, mean ± sample
+budget), and with ``--full`` every metric per attack, budget and defense
+(accuracy metrics without the attack, target metrics under it), mean ± sample
 std over the seeds. When a cell was run more than once the newest record wins.
 """
 
@@ -69,24 +70,35 @@ def compact(cells: dict, protocol: str, backbone: str) -> list[str]:
 
 
 def full(cells: dict, protocol: str, backbone: str) -> list[str]:
+    """Every metric: accuracy metrics without attack, target metrics under attack."""
     mine = {k: v for k, v in cells.items() if k[0] == protocol and k[1] == backbone}
     names = list(next(iter(mine.values()))["metrics"]["clean"])
-    lines = [f"#### {backbone}, protocol `{protocol}`: every metric", "",
-             "| attack | budget | defense | condition | " + " | ".join(names) + " |",
-             "|---" * (4 + len(names)) + "|"]
-    for (p, b, attack, budget, defense), record in sorted(
-            mine.items(), key=lambda kv: (kv[0][2], kv[0][3], ordered([kv[0][4]]) and
-                                          DEFENSE_ORDER.index(kv[0][4]) if kv[0][4] in DEFENSE_ORDER else 99)):
-        for condition, values in record["metrics"].items():
-            row = [attack, f"{budget:g}", defense, condition] + [fmt(values.get(n)) for n in names]
-            lines.append("| " + " | ".join(row) + " |")
+    accuracy = [n for n in names if not n.startswith("T-")]
+    targets = [n for n in names if n.startswith("T-")]
+    lines = [f"#### {backbone}, protocol `{protocol}`: every metric (accuracy without attack, "
+             f"target metrics under attack)", "",
+             "| attack | budget | defense | " + " | ".join(accuracy + targets) + " |",
+             "|---" * (3 + len(names)) + "|"]
+    rank = {d: i for i, d in enumerate(DEFENSE_ORDER)}
+    by_cell: dict = {}
+    for (_, _, attack, budget, defense), record in mine.items():
+        by_cell.setdefault((attack, budget), {})[defense] = record
+    for (attack, budget), records in sorted(by_cell.items()):
+        rows = [("none", next(iter(records.values())), "clean", "attacked")]
+        rows += [(d, records[d], "clean+defense", "attacked+defense")
+                 for d in sorted(records, key=lambda d: rank.get(d, 99)) if d != "none"]
+        for defense, record, quiet, attacked in rows:
+            m = record["metrics"]
+            lines.append("| " + " | ".join([attack, f"{budget:g}", defense]
+                                           + [fmt(m[quiet].get(n)) for n in accuracy]
+                                           + [fmt(m[attacked].get(n)) for n in targets]) + " |")
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--full", action="store_true", help="also every metric of every condition")
+    parser.add_argument("--full", action="store_true", help="also every metric, per attack and defense")
     args = parser.parse_args()
     cells = load(args.folder)
     for protocol in sorted({k[0] for k in cells}):
