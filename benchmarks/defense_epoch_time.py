@@ -45,6 +45,8 @@ def main() -> None:
     for name in args.backbones.split(","):
         cls = host.backbones.get(name)
         backbone = cls(build_config(cls.Config, {"epochs": str(args.epochs)}, name))
+        # untimed warm-up: the first optimizer step imports torch._dynamo (~1.7 s)
+        cls(build_config(cls.Config, {"epochs": "1"}, name)).fit(train, FitContext(seed=0))
         plain = None
         for defense_name in ["none"] + args.defenses.split(","):
             defense = None
