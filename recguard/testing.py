@@ -2,6 +2,11 @@
 
 Fixtures (import them in a ``conftest.py`` with ``from recguard.testing import *``):
 
+- ``private_cache`` (automatic): the whole test session uses a temporary
+  ``RECGUARD_CACHE`` folder, never the user's cache;
+- ``fresh_cache``: an empty cache folder for one test (returns its path);
+- ``tiny_llm``: the folder of a tiny randomly initialised causal LM, to pass as
+  an LLM component's model option (loads in well under a second, no download);
 - ``host``: a freshly loaded plugin host, forgotten after the test;
 - ``register_plugin``: ``register_plugin(obj, name)`` registers a plugin object
   (a module or any object with ``@hookimpl`` functions) for one test only.
@@ -26,7 +31,7 @@ from recguard.data.interactions import Interactions
 from recguard.protocols import APT, PAMACF
 from recguard.registry import Provenance
 
-__all__ = ["host", "register_plugin", "tiny_interactions", "check_backbone", "check_attack",
+__all__ = ["private_cache", "fresh_cache", "tiny_llm", "host", "register_plugin", "tiny_interactions", "check_backbone", "check_attack",
            "check_defense", "check_metric", "check_config", "check_learns_implicit"]
 
 
@@ -168,6 +173,31 @@ def check_metric(cls: type[Metric]) -> None:
         assert np.isfinite(value), f"{cls.name}@{k} is not finite on a simple ranking"
         if not cls.needs_reference:
             assert 0.0 <= value <= 1.0, f"{cls.name}@{k} = {value} outside [0, 1]"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Keep test runs out of the user's cache (one folder for the whole session)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RECGUARD_CACHE", str(tmp_path_factory.mktemp("recguard-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty ``RECGUARD_CACHE`` folder for this test only; returns its path."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("RECGUARD_CACHE", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> str:
+    """The folder of a tiny causal LM (`recguard.llm.save_tiny_causal_lm`), as a string."""
+    from recguard.llm import save_tiny_causal_lm
+
+    return str(save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llm")))
 
 
 @pytest.fixture

@@ -23,14 +23,6 @@ def test_attack_contract(cls):
     check_attack(cls)
 
 
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory):
-    """LLM-based components take an `llm` option; contract checks give them a tiny local LM."""
-    from recguard.llm import save_tiny_causal_lm
-
-    return str(save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llm")))
-
-
 @pytest.mark.parametrize("cls", entries("defense"))
 def test_defense_contract(cls, request):
     overrides = {"llm": request.getfixturevalue("tiny_llm")} if "llm" in cls.Config.__dataclass_fields__ else {}

