@@ -360,7 +360,18 @@ class SequentialBackbone(Backbone):
         raise NotImplementedError
 
     def init(self, module) -> None:
-        """Initialise one submodule (applied to the encoder and the ID item table)."""
+        """Initialise one submodule (applied to the encoder and the ID item table): the
+        weights of linear and embedding layers by `init_weight`, linear biases to zero."""
+        from torch import nn
+
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            self.init_weight(module.weight)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def init_weight(self, weight) -> None:
+        """Initialise one weight tensor in place (the backbone's paper / code scheme)."""
+        raise NotImplementedError
 
     def fit(self, train: Interactions, ctx: FitContext) -> SequentialModel:
         return fit_sequential(self, train, ctx)

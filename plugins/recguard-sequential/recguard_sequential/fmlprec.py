@@ -58,13 +58,10 @@ class FMLPRecBackbone(SequentialBackbone):
         net.p = cfg.dropout
         return net
 
-    def init(self, module) -> None:
+    def init_weight(self, weight) -> None:
         from torch import nn
 
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, 0.0, self.config.init_std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        nn.init.normal_(weight, 0.0, self.config.init_std)
 
     @staticmethod
     def encode(net, emb, mask):

@@ -48,13 +48,10 @@ class GRU4RecBackbone(SequentialBackbone):
                           dropout=cfg.dropout if cfg.n_layers > 1 else 0.0),
             "out": nn.Linear(cfg.dim, cfg.dim)})
 
-    def init(self, module) -> None:
+    def init_weight(self, weight) -> None:
         from torch import nn
 
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.xavier_uniform_(module.weight)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        nn.init.xavier_uniform_(weight)
 
     @staticmethod
     def encode(net, emb, mask):

@@ -62,13 +62,10 @@ class SASRecBackbone(SequentialBackbone):
                             persistent=False)
         return net
 
-    def init(self, module) -> None:
+    def init_weight(self, weight) -> None:
         from torch import nn
 
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.xavier_normal_(module.weight)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        nn.init.xavier_normal_(weight)
 
     @staticmethod
     def encode(net, emb, mask):
