@@ -76,9 +76,7 @@ class Histories:
 
     def __init__(self, train: Interactions):
         self.train = train
-        self.order = np.argsort(train.user, kind="stable")
-        self.indptr = np.zeros(train.n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(train.user, minlength=train.n_users), out=self.indptr[1:])
+        self.indptr, self.order = train.by_user()
 
     def of(self, rows: np.ndarray) -> Interactions:
         users = np.unique(self.train.user[rows])
