@@ -276,3 +276,10 @@ def save_tiny_causal_lm(folder: str | os.PathLike, hidden: int = 32, layers: int
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def mean_pool(hidden, attention_mask):
+    """Mean of ``hidden`` (batch, length, dim) over the positions where ``attention_mask`` is 1
+    (padding excluded): the sentence / user embedding of a transformer's last hidden states."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)

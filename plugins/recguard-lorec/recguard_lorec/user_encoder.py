@@ -32,6 +32,7 @@ import numpy as np
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
 from recguard.io import atomic_write, cache_dir
+from recguard.llm import mean_pool
 from recguard.progress import Progress
 
 TEMPLATE_FILE = "lorec_user.txt"
@@ -335,9 +336,3 @@ def last_hidden_states(lm, input_ids, attention_mask):
             hidden = lm(input_ids=input_ids, attention_mask=attention_mask,
                         output_hidden_states=True).hidden_states[-1]
     return hidden.float()
-
-
-def mean_pool(hidden, attention_mask):
-    """Mean over the positions where ``attention_mask`` is 1 (padding excluded)."""
-    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)

@@ -199,6 +199,7 @@ def encode_texts(texts: Sequence[str], encoder: str, threads: int = 0, batch_siz
     transformers' AutoModel / AutoTokenizer) for each text; no gradient."""
     import torch
 
+    from recguard.llm import mean_pool
     from recguard.training import torch_threads
 
     try:
@@ -232,9 +233,7 @@ def encode_texts(texts: Sequence[str], encoder: str, threads: int = 0, batch_siz
             batch = tokenizer([texts[j] for j in chunk], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt")
             hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            pooled = torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
             if out is None:
                 out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
             out[chunk] = pooled.float().numpy()
