@@ -18,10 +18,10 @@ from pathlib import Path
 DEFENSE_ORDER = ["none", "apr", "pamacf", "apt", "apt-rand", "rvd"]
 
 
-def fmt(stat: dict | None, std: bool = True) -> str:
+def fmt(stat: dict | None) -> str:
     if not stat or stat.get("mean") is None:
         return "n/a"
-    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if std else f"{stat['mean']:.4f}"
+    return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
 
 
 def load(folder: Path) -> dict:
@@ -37,57 +37,55 @@ def load(folder: Path) -> dict:
     return cells
 
 
-def ordered(names) -> list[str]:
-    return sorted(set(names), key=lambda d: (DEFENSE_ORDER.index(d) if d in DEFENSE_ORDER else 99, d))
+def by_cell(cells: dict, protocol: str, backbone: str) -> dict:
+    """(attack, budget) -> {defense: (record, condition without attack, condition under it)},
+    "none" first (its conditions are in every record of the cell), then `DEFENSE_ORDER`."""
+    rank = {d: i for i, d in enumerate(DEFENSE_ORDER)}
+    out: dict = {}
+    for (p, b, attack, budget, defense), record in cells.items():
+        if (p, b) == (protocol, backbone):
+            row = out.setdefault((attack, budget), {"none": (record, "clean", "attacked")})
+            if defense != "none":
+                row[defense] = (record, "clean+defense", "attacked+defense")
+    return {cell: dict(sorted(rows.items(), key=lambda kv: (rank.get(kv[0], 99), kv[0])))
+            for cell, rows in sorted(out.items())}
 
 
 def compact(cells: dict, protocol: str, backbone: str) -> list[str]:
-    mine = {k: v for k, v in cells.items() if k[0] == protocol and k[1] == backbone}
-    attacks = sorted({(k[2], k[3]) for k in mine}, key=lambda a: (a[0], a[1]))
-    defenses = ordered(k[4] for k in mine)
-    some = next(iter(mine.values()))
+    grid = by_cell(cells, protocol, backbone)
+    attacks = list(grid)
+    defenses = list(dict.fromkeys(d for rows in grid.values() for d in rows))
+    some = next(iter(next(iter(grid.values())).values()))[0]
     accuracy = list(some["metrics"]["clean"])[0]
     seeds = ",".join(map(str, some["spec"]["seeds"]))
     lines = [f"#### {backbone}, protocol `{protocol}`, seeds {seeds}: {accuracy} without attack, "
              f"T-HR@50 under attack",
              "", "| defense | " + accuracy + " | " + " | ".join(f"{a} {b:g}" for a, b in attacks) + " |",
              "|---" * (2 + len(attacks)) + "|"]
-    for defense in ["none"] + [d for d in defenses if d != "none"]:
-        def cell(attack, budget, condition):
-            record = mine.get((protocol, backbone, attack, budget, defense)) if defense != "none" else \
-                next((r for (p, b, a, bu, d), r in mine.items() if (a, bu) == (attack, budget)), None)
-            return None if record is None else record["metrics"][condition]
-
-        condition_clean = "clean" if defense == "none" else "clean+defense"
-        condition_attacked = "attacked" if defense == "none" else "attacked+defense"
-        clean = next((cell(a, b, condition_clean) for a, b in attacks if cell(a, b, condition_clean)), None)
-        row = [defense, fmt(clean[accuracy]) if clean else "n/a"]
-        for a, b in attacks:
-            m = cell(a, b, condition_attacked)
-            row.append(fmt(m["T-HR@50"]) if m else "–")
+    for defense in defenses:
+        present = [grid[cell][defense] for cell in attacks if defense in grid[cell]]
+        record, quiet, _ = present[0]
+        row = [defense, fmt(record["metrics"][quiet][accuracy])]
+        for cell in attacks:
+            entry = grid[cell].get(defense)
+            row.append(fmt(entry[0]["metrics"][entry[2]]["T-HR@50"]) if entry else "–")
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
 def full(cells: dict, protocol: str, backbone: str) -> list[str]:
     """Every metric: accuracy metrics without attack, target metrics under attack."""
-    mine = {k: v for k, v in cells.items() if k[0] == protocol and k[1] == backbone}
-    names = list(next(iter(mine.values()))["metrics"]["clean"])
+    grid = by_cell(cells, protocol, backbone)
+    some = next(iter(next(iter(grid.values())).values()))[0]
+    names = list(some["metrics"]["clean"])
     accuracy = [n for n in names if not n.startswith("T-")]
     targets = [n for n in names if n.startswith("T-")]
     lines = [f"#### {backbone}, protocol `{protocol}`: every metric (accuracy without attack, "
              f"target metrics under attack)", "",
              "| attack | budget | defense | " + " | ".join(accuracy + targets) + " |",
              "|---" * (3 + len(names)) + "|"]
-    rank = {d: i for i, d in enumerate(DEFENSE_ORDER)}
-    by_cell: dict = {}
-    for (_, _, attack, budget, defense), record in mine.items():
-        by_cell.setdefault((attack, budget), {})[defense] = record
-    for (attack, budget), records in sorted(by_cell.items()):
-        rows = [("none", next(iter(records.values())), "clean", "attacked")]
-        rows += [(d, records[d], "clean+defense", "attacked+defense")
-                 for d in sorted(records, key=lambda d: rank.get(d, 99)) if d != "none"]
-        for defense, record, quiet, attacked in rows:
+    for (attack, budget), rows in grid.items():
+        for defense, (record, quiet, attacked) in rows.items():
             m = record["metrics"]
             lines.append("| " + " | ".join([attack, f"{budget:g}", defense]
                                            + [fmt(m[quiet].get(n)) for n in accuracy]
