@@ -63,17 +63,9 @@ def inject(train: Interactions, poisoned: Poisoned) -> Interactions:
         text = text.copy()
         for item, title in poisoned.item_text.items():
             text[item] = title
-    return replace(
-        train,
-        user=np.concatenate([train.user, poisoned.user + train.n_users]),
-        item=np.concatenate([train.item, poisoned.item]),
-        rating=np.concatenate([train.rating, np.asarray(poisoned.rating, dtype=np.float32)]),
-        timestamp=np.concatenate([train.timestamp, stamps]),
-        n_users=train.n_users + poisoned.n_fake,
-        user_ids=np.concatenate([train.user_ids, [f"fake-{j}" for j in range(poisoned.n_fake)]]),
-        is_fake=np.concatenate([train.is_fake, np.ones(poisoned.n_fake, dtype=bool)]),
-        item_text=text,
-    )
+    grown = train.with_new_users(poisoned.n_fake, poisoned.user, poisoned.item, poisoned.rating,
+                                 stamps, prefix="fake", fake=True)
+    return replace(grown, item_text=text)
 
 
 @functools.lru_cache(maxsize=None)

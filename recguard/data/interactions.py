@@ -86,6 +86,25 @@ class Interactions:
                        rating=np.concatenate([self.rating, other.rating]),
                        timestamp=np.concatenate([self.timestamp, other.timestamp]))
 
+    def with_new_users(self, n_new: int, user: np.ndarray, item: np.ndarray, rating: np.ndarray,
+                       timestamp: np.ndarray, prefix: str, fake: bool) -> "Interactions":
+        """``n_new`` users numbered after the existing ones (``user`` counts from 0 among
+        them), with ids ``{prefix}-j``, marked fake or not, weight 1 if users are weighted."""
+        weight = self.user_weight
+        if weight is not None:
+            weight = np.concatenate([np.asarray(weight, dtype=np.float32), np.ones(n_new, np.float32)])
+        return replace(
+            self,
+            user=np.concatenate([self.user, np.asarray(user, dtype=np.int64) + self.n_users]),
+            item=np.concatenate([self.item, item]),
+            rating=np.concatenate([self.rating, np.asarray(rating, dtype=np.float32)]),
+            timestamp=np.concatenate([self.timestamp, timestamp]),
+            n_users=self.n_users + n_new,
+            user_ids=np.concatenate([self.user_ids, [f"{prefix}-{j}" for j in range(n_new)]]),
+            is_fake=np.concatenate([self.is_fake, np.full(n_new, fake, dtype=bool)]),
+            user_weight=weight,
+        )
+
     def drop_users(self, users: np.ndarray) -> "Interactions":
         """Remove every row of the given users (index spaces unchanged, so scores stay aligned)."""
         dropped = np.zeros(self.n_users, dtype=bool)

@@ -110,20 +110,8 @@ def with_erm_users(train: Interactions, n_erm: int, items: np.ndarray | None = N
     if items is None:
         items = np.zeros((n_erm, 0), dtype=np.int64)
         ratings = np.zeros((n_erm, 0), dtype=np.float32)
-    per_user = items.shape[1]
     t0 = int(train.timestamp.max()) + 1 if len(train) else 0
-    weights = train.user_weight
-    if weights is not None:
-        weights = np.concatenate([np.asarray(weights, dtype=np.float32), np.ones(n_erm, np.float32)])
-    return replace(
-        train,
-        user=np.concatenate([train.user, start + np.repeat(np.arange(n_erm), per_user)]),
-        item=np.concatenate([train.item, items.reshape(-1)]),
-        rating=np.concatenate([train.rating, np.asarray(ratings, np.float32).reshape(-1)]),
-        timestamp=np.concatenate([train.timestamp, t0 + np.arange(items.size)]),
-        n_users=start + n_erm,
-        user_ids=np.concatenate([train.user_ids, [f"erm-{j}" for j in range(n_erm)]]),
-        is_fake=np.concatenate([train.is_fake, np.zeros(n_erm, dtype=bool)]),
-        user_weight=weights,
-        meta={**train.meta, ERM_META_KEY: [start, start + n_erm]},
-    )
+    grown = train.with_new_users(n_erm, np.repeat(np.arange(n_erm), items.shape[1]), items.reshape(-1),
+                                 np.asarray(ratings, np.float32).reshape(-1), t0 + np.arange(items.size),
+                                 prefix="erm", fake=False)
+    return replace(grown, meta={**train.meta, ERM_META_KEY: [start, start + n_erm]})
