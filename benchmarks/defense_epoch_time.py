@@ -2,6 +2,7 @@
 
     python benchmarks/defense_epoch_time.py [--backbones mf,lightgcn]
         [--defenses apr,pamacf,apt,apt-rand] [--protocol apt] [--epochs 25] [--repeats 2]
+        [--defense-opt KEY=VALUE ...]
 
 Fits on ML-100K's training split (seed 0) and reports the median seconds per
 epoch over the repeats and the ratio to the plain backbone. Adversarial
@@ -9,7 +10,9 @@ training (a defense with an ``adv_start`` option) starts at the first epoch, so
 every timed epoch carries its cost; a defense with its own schedule (APT:
 plain pre-training epochs, then ERM users every few epochs) keeps its defaults,
 so its number is the average epoch of a default fit of ``--epochs`` epochs.
-A defense that refuses the backbone is listed as refused.
+A defense that refuses the backbone is listed as refused. ``--defense-opt`` sets
+an option of every defense that has it (e.g. ``llm_dtype=bfloat16`` for LoRec's
+LLM, whose prompt embedding happens before the timed fit, in ``during_fit``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> None:
     parser.add_argument("--protocol", default="apt")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--defense-opt", action="append", default=[])
     args = parser.parse_args()
 
     from recguard.compat import check_cell
@@ -52,8 +56,11 @@ def main() -> None:
             defense = None
             if defense_name != "none":
                 dcls = host.defenses.get(defense_name)
-                early = {"adv_start": "0"} if "adv_start" in dcls.Config.__dataclass_fields__ else {}
-                defense = dcls(build_config(dcls.Config, early, defense_name))
+                fields = dcls.Config.__dataclass_fields__
+                options = {k: v for k, v in (o.split("=", 1) for o in args.defense_opt) if k in fields}
+                if "adv_start" in fields:
+                    options["adv_start"] = "0"
+                defense = dcls(build_config(dcls.Config, options, defense_name))
                 try:
                     check_cell(host, cls, host.attacks.get("none"), dcls, protocol)
                 except RecguardError as refused:

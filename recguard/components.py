@@ -40,6 +40,9 @@ CAPABILITIES = {
                 "and restore it (models trained by recguard.cf)",
     "twice_differentiable": "the training loss is twice differentiable in the parameters",
     "item_text": "the model reads item texts, so poisoned titles reach it",
+    "composite_embeddings": "model.windows(data) gives each user's input window and "
+                            "model.composite_embeddings(windows) the [item embedding, sequence "
+                            "output] of each position (LoRec Eq. 9), without gradient",
 }
 
 
@@ -210,6 +213,7 @@ class DefenseContext:
     protocol: "Protocol"
     backbone: Backbone
     user_scores: np.ndarray | None = None  # higher = more likely fake, length train.n_users
+    user_weights: np.ndarray | None = None  # final loss weight per user (0 = dropped), if any
     notes: dict[str, Any] = field(default_factory=dict)
 
 

@@ -41,6 +41,10 @@ from recguard.ranking import target_eligibility, top_k
 CLEAN, ATTACKED = "clean", "attacked"
 CLEAN_DEF, ATTACKED_DEF = "clean+defense", "attacked+defense"
 DETECTION_METRIC = "Detect-AUC"
+# Mean final loss weight of the injected (fake) and of the genuine users, when a defense
+# leaves per-user weights: recguard knows who is fake, so it can show what the defense did.
+FAKE_WEIGHT, GENUINE_WEIGHT = "Weight-fake", "Weight-genuine"
+DETECTION_METRICS = {DETECTION_METRIC: True, FAKE_WEIGHT: False, GENUINE_WEIGHT: True}
 ATTACK_ONLY_PROTOCOL_FIELDS = ("budget", "filler_size")
 
 
@@ -84,6 +88,20 @@ def code_fingerprint(cls: type) -> str:
     """A hash of the source of the package defining ``cls``: cached results are
     invalidated when a plugin's (or the host's) code changes, not only its version."""
     return _package_fingerprint(cls.__module__.split(".")[0])
+
+
+def detection_metrics(dctx: DefenseContext, is_fake: np.ndarray) -> dict[str, float]:
+    """Detect-AUC of the defense's fraud scores and the mean final weight of fake and of
+    genuine users, for whichever of the two the defense left in ``dctx``."""
+    out = {}
+    n = len(is_fake)
+    if dctx.user_scores is not None:
+        out[DETECTION_METRIC] = roc_auc(np.asarray(dctx.user_scores)[:n], is_fake)
+    if dctx.user_weights is not None:
+        weights = np.asarray(dctx.user_weights, dtype=np.float64)[:n]
+        out[FAKE_WEIGHT] = float(weights[is_fake].mean())
+        out[GENUINE_WEIGHT] = float(weights[~is_fake].mean())
+    return out
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -243,8 +261,8 @@ class CellRunner:
         model = defense.at_inference(fitted, data, dctx) if "at_inference" in defense.stages else fitted
         seconds = time.perf_counter() - start
         metrics, _ = evaluator.evaluate(model, reference)
-        if dctx.user_scores is not None and train.is_fake.any():
-            metrics[DETECTION_METRIC] = roc_auc(dctx.user_scores[:train.n_users], train.is_fake)
+        if train.is_fake.any():
+            metrics.update(detection_metrics(dctx, train.is_fake))
         return ConditionResult(metrics, seconds, notes=dctx.notes)
 
     # ------------------------------------------------------------ result cache
@@ -325,11 +343,11 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
     metrics: dict[str, dict] = {}
     for condition in conditions:
         per_condition = [out["results"][condition].metrics for out in outputs]
-        names = labels + [n for n in (DETECTION_METRIC,) if all(n in m for m in per_condition)]
+        names = labels + [n for n in DETECTION_METRICS if all(n in m for m in per_condition)]
         metrics[condition] = {n: aggregate([m.get(n, float("nan")) for m in per_condition])
                               for n in names}
     higher = {label: cls.higher_is_better for label, _, _, cls in plan.metrics}
-    higher[DETECTION_METRIC] = True
+    higher.update(DETECTION_METRICS)
     spec = plan.spec
     first = outputs[0]
     record = new_record(

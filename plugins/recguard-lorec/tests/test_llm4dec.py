@@ -12,7 +12,8 @@ from recguard.evaluate import roc_auc
 from recguard.plugins import get_host
 from recguard.protocols import LOREC
 from recguard.testing import check_defense, tiny_interactions
-from recguard_lorec.llm4dec import LLM4DecConfig, LLM4DecDefense, detector_loss, train_detector
+from recguard_lorec.detection import fraud_loss
+from recguard_lorec.llm4dec import LLM4DecConfig, LLM4DecDefense, train_detector
 
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")
@@ -22,15 +23,19 @@ def config(**options):
     return build_config(LLM4DecConfig, {k: str(v) for k, v in options.items()}, "llm4dec")
 
 
-def test_loss_is_eq3_plus_the_regulariser_that_pulls_toward_one_half():
+def test_loss_is_eq3_plus_the_entropy_of_the_observed_users():
     p_atk, p_obs = torch.tensor([0.9, 0.8]), torch.tensor([0.1, 0.3, 0.2])
-    expected = (-np.log([0.9, 0.8]).mean() - np.log([0.9, 0.7, 0.8]).mean()
-                - 0.5 * (np.log([0.1, 0.3, 0.2]) + np.log([0.9, 0.7, 0.8])).mean())
-    assert float(detector_loss(p_atk, p_obs, 0.5)) == pytest.approx(expected, rel=1e-5)
-    # the regulariser alone is smallest at p = 1/2 and grows toward the extremes
-    values = [float(detector_loss(torch.tensor([0.5]), torch.tensor([p]), 1.0))
-              - float(detector_loss(torch.tensor([0.5]), torch.tensor([p]), 0.0)) for p in (0.5, 0.9, 0.99)]
-    assert values[0] < values[1] < values[2]
+    q = np.array([0.1, 0.3, 0.2])
+    entropy = -(q * np.log(q) + (1 - q) * np.log(1 - q))
+    expected = -np.log([0.9, 0.8]).mean() - np.log(1 - q).mean() + 0.5 * entropy.mean()
+    assert float(fraud_loss(p_atk, p_obs, 0.5)) == pytest.approx(expected, rel=1e-5)
+    # the regulariser alone is largest at p = 1/2 and falls toward the extremes (Eq. 4's
+    # direction), and stays bounded, unlike Eq. 4's printed log p + log(1 - p)
+    values = [float(fraud_loss(torch.tensor([0.5]), torch.tensor([p]), 1.0))
+              - float(fraud_loss(torch.tensor([0.5]), torch.tensor([p]), 0.0)) for p in (0.5, 0.9, 1.0)]
+    assert values[0] > values[1] > values[2] >= 0.0
+    # a batch without supervised fraudsters keeps only U's terms
+    assert float(fraud_loss(p_atk[:0], p_obs, 0.0)) == pytest.approx(-np.log(1 - q).mean(), rel=1e-5)
 
 
 def test_detector_finds_hidden_fraudsters_that_resemble_the_supervised_ones():
@@ -45,12 +50,17 @@ def test_detector_finds_hidden_fraudsters_that_resemble_the_supervised_ones():
     assert p[truth].mean() > p[~truth].mean() + 0.3
 
 
-def test_entropy_regulariser_keeps_predictions_off_the_extremes():
+def test_entropy_regulariser_sharpens_the_observed_users_predictions():
     rng = np.random.default_rng(1)
     embeddings = np.vstack([rng.normal(size=(100, 8)), rng.normal(size=(10, 8)) + 3.0])
+
+    def mean_entropy(p):
+        p = np.clip(p, 1e-9, 1 - 1e-9)
+        return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)).mean())
+
     plain = train_detector(embeddings, 100, config(entropy_weight=0), seed=0)
-    held = train_detector(embeddings, 100, config(entropy_weight=2.0), seed=0)
-    assert held.min() > plain.min()
+    sharp = train_detector(embeddings, 100, config(entropy_weight=2.0), seed=0)
+    assert mean_entropy(sharp) < mean_entropy(plain)
 
 
 def run(defense, data, backbone="mf"):
@@ -69,6 +79,8 @@ def test_hard_mode_drops_the_flagged_users_and_soft_mode_weights_by_one_minus_p(
     soft, ctx_soft = run(LLM4DecDefense(config(llm=tiny_llm, epochs=50, mode="soft")), data)
     assert len(soft) == len(data)
     np.testing.assert_allclose(soft.user_weight, 1 - ctx_soft.user_scores, rtol=1e-6)
+    np.testing.assert_allclose(ctx_soft.user_weights, soft.user_weight, rtol=1e-6)
+    np.testing.assert_array_equal(ctx.user_weights, (p < 0.5).astype(float))  # hard: 0 or 1
 
 
 def test_contract_on_mf(tiny_llm):

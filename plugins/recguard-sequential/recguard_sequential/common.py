@@ -42,7 +42,8 @@ they depend on parameters):
 
 A fitted `SequentialModel` offers ``user_embeddings()`` (each user of the current
 training set: the last position's output), ``item_embeddings()`` (the item table,
-or the projected text embeddings), ``score(users)`` and ``set_training_data``.
+or the projected text embeddings), ``score(users)``, ``set_training_data``, and
+``windows(data)`` / ``composite_embeddings(windows)`` (LoRec Eq. 9, for its calibrator).
 
 Text-based item embeddings (``item_repr=text``): a frozen sentence encoder embeds
 each item's title once (mean pooling over tokens, L2-normalised, as the
@@ -318,6 +319,20 @@ class SequentialModel:
                 parts.append(out[:, -1].numpy())
         return np.concatenate(parts) if parts else np.zeros((0, self.cfg.dim), dtype=np.float32)
 
+    def windows(self, data: Interactions) -> np.ndarray:
+        """Each user's left-padded input window in ``data`` (same item numbering), as trained on."""
+        return user_sequences(data, self.cfg.max_len)
+
+    def composite_embeddings(self, windows: np.ndarray):
+        """LoRec Eq. 9 for (B, L) windows: k_v = [e_v, e'_v] at every position, (B, L, 2d), and
+        the (B, L) mask of real items; evaluation mode and no gradient (whoever reads them,
+        e.g. LoRec's calibrator, never trains the backbone through them)."""
+        import torch
+
+        with self.evaluating():
+            emb, out, mask = self.forward(torch.as_tensor(windows))
+        return torch.cat([emb, out], dim=-1), mask
+
     # ------------------------------------------------------------ Model / embeddings
 
     def item_embeddings(self) -> np.ndarray:
@@ -346,7 +361,8 @@ class SequentialBackbone(Backbone):
     kind = "sequential"
     default_protocol = "lorec"
     feedback = frozenset({"implicit"})
-    offers = frozenset({"user_weights", "epoch_callbacks", "loss_terms", "embeddings"})
+    offers = frozenset({"user_weights", "epoch_callbacks", "loss_terms", "embeddings",
+                        "composite_embeddings"})
     Config: ClassVar[type] = SequentialConfig
 
     def build(self, cfg) -> Any:
