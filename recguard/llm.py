@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,23 @@ def _import_transformers():
     return transformers
 
 
+@contextmanager
+def quiet_transformers():
+    """transformers' warnings and its weight-loading progress bars off inside (recguard
+    shows its own progress), both restored after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _from_gguf(gguf: Path):
     """Model (float32, de-quantised) and tokenizer straight from a GGUF file (slow)."""
     transformers = _import_transformers()
@@ -152,9 +170,10 @@ def _from_gguf(gguf: Path):
     if importlib.util.find_spec("gguf") is None:
         raise RecguardError("loading a GGUF model needs the gguf package: run `pip install gguf`")
     folder, file = str(gguf.parent), gguf.name
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=file)
-    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=file,
-                                                              dtype=torch.float32)
+    with quiet_transformers():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=file,
+                                                                  dtype=torch.float32)
     return model, tokenizer
 
 
@@ -229,8 +248,9 @@ def load_causal_lm(model: str | os.PathLike | None = None, dtype: Any = "float32
             source = name                 # a hub id
     transformers = _import_transformers()
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source))
-        lm = transformers.AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+        with quiet_transformers():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(source))
+            lm = transformers.AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = ("this local folder" if isinstance(source, Path)

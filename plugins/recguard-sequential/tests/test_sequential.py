@@ -241,3 +241,17 @@ def test_sasrec_cell_on_ml100k_under_lorec():
     assert clean["HR@10"]["mean"] > 0.02  # random ranking: 10 / 1682 = 0.006
     assert record["spec"]["protocol"]["name"] == "lorec"
     assert record["counts"]["fake_users"] == round(0.01 * record["counts"]["users"])
+
+
+@pytest.mark.parametrize("cls", BACKBONES, ids=lambda c: c.name)
+def test_composite_embeddings_are_item_and_sequence_outputs_without_gradient(cls):
+    data = tiny_interactions(feedback="implicit")
+    model = fit(cls, data, epochs=1, dim=8)
+    windows = model.windows(data)
+    np.testing.assert_array_equal(windows, user_sequences(data, model.cfg.max_len))
+    k, mask = model.composite_embeddings(windows[:5])
+    assert k.shape == (5, model.cfg.max_len, 16) and not k.requires_grad
+    with model.evaluating():
+        emb, out, real = model.forward(torch.as_tensor(windows[:5]))
+    assert torch.equal(mask, real)
+    assert torch.allclose(k[..., :8], emb) and torch.allclose(k[..., 8:], out)
