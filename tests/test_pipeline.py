@@ -28,6 +28,19 @@ def test_inject_appends_marked_fake_users():
     assert out.item_text[3] == "Item 3 cf" and train.item_text[3] == "Item 3"
 
 
+def test_detection_metrics_score_the_fraud_scores_and_average_the_final_weights():
+    from recguard.components import DefenseContext
+    from recguard.evaluate import detection_metrics
+
+    is_fake = np.array([False, False, False, True])
+    ctx = DefenseContext(seed=0, protocol=None, backbone=None,
+                         user_scores=np.array([0.1, 0.2, 0.9, 0.8]),
+                         user_weights=np.array([1.0, 0.5, 0.0, 0.25, 7.0]))  # longer: U_atk rows
+    out = detection_metrics(ctx, is_fake)
+    assert out == {"Detect-AUC": pytest.approx(2 / 3), "Weight-fake": 0.25, "Weight-genuine": 0.5}
+    assert detection_metrics(DefenseContext(seed=0, protocol=None, backbone=None), is_fake) == {}
+
+
 def test_roc_auc():
     assert roc_auc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([True, True, False, False])) == 1.0
     assert roc_auc(np.array([0.5, 0.5]), np.array([True, False])) == 0.5
@@ -67,7 +80,10 @@ class DropAndWatch(Defense):
     def before_fit(self, train, ctx):
         # profile length as a (weak) fraud score: heuristic profiles are long
         ctx.user_scores = train.user_counts().astype(float)
-        return train.drop_users(np.argsort(-ctx.user_scores)[:5])
+        dropped = np.argsort(-ctx.user_scores)[:5]
+        ctx.user_weights = np.ones(train.n_users)
+        ctx.user_weights[dropped] = 0.0
+        return train.drop_users(dropped)
 
     def during_fit(self, train, ctx):
         seen = self.epochs_seen
@@ -88,7 +104,10 @@ def test_defended_cell_runs_four_conditions_and_reuses_cache(register_plugin):
     spec = CellSpec(seeds=(0,), defense="drop-and-watch", backbone_options={"epochs": "2"})
     record = run_cell(make_plan(spec), use_cache=True)
     assert record["conditions"] == ["clean", "attacked", "clean+defense", "attacked+defense"]
-    assert "Detect-AUC" in record["metrics"]["attacked+defense"]
+    defended = record["metrics"]["attacked+defense"]
+    assert {"Detect-AUC", "Weight-fake", "Weight-genuine"} <= set(defended)
+    assert "Weight-fake" not in record["metrics"]["clean+defense"]      # no fake user there
+    assert record["higher_is_better"]["Weight-fake"] is False
     assert DropAndWatch.epochs_seen == [0, 1, 0, 1]
     again = run_cell(make_plan(spec), use_cache=True)
     assert again["timings"]["cached"]["clean"] == [True] and again["timings"]["cached"]["attacked"] == [True]
