@@ -316,6 +316,10 @@ class LoRecDefense(Defense):
 
     def during_fit(self, train: Interactions, ctx: DefenseContext) -> FitHooks:
         cfg = self.config
+        dim = getattr(getattr(ctx.backbone, "config", None), "dim", None)
+        if cfg.recommender_feedback and dim is not None and (2 * dim) % cfg.lct_heads:
+            raise RecguardError(f"lorec: lct_heads={cfg.lct_heads} does not divide the composite "
+                                f"embedding width 2 x dim = {2 * dim}")
         combined = with_supervised_fraudsters(train, cfg, ctx.seed, ctx.protocol)
         llm = cfg.encoder().encode(combined) if cfg.uses_llm else None
         return LoRecHooks(train, combined, llm, cfg, ctx)
