@@ -39,6 +39,7 @@ def label_of(name: str, options: dict) -> str:
 def run(args: argparse.Namespace) -> None:
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
+    from recguard.plugins import get_host
     from recguard.progress import RichProgress
     from recguard.records import write_record
 
@@ -50,8 +51,7 @@ def run(args: argparse.Namespace) -> None:
             spec = CellSpec(backbone=args.backbone, attack=attack, defense=name, protocol="lorec",
                             seeds=seeds, protocol_options={"budget": args.budget},
                             backbone_options=dict(o.split("=", 1) for o in args.backbone_opt))
-            plan = make_plan(spec)                     # builds the config: tells which options apply
-            fields = set(plan.defense.Config.__dataclass_fields__)
+            fields = get_host().defenses.get(name).Config.__dataclass_fields__
             spec.defense_options = {**{k: v for k, v in shared.items() if k in fields}, **options}
             record = run_cell(make_plan(spec), RichProgress())
             record["notes"]["benchmark_label"] = label_of(name, options)

@@ -125,6 +125,13 @@ def pool_due(epoch: int, cfg: LoRecConfig) -> bool:
 # ---------------------------------------------------------------- the calibrator network
 
 
+def check_heads(cfg: LoRecConfig, width: int) -> None:
+    """The LCT's attention heads must split the composite width 2d evenly."""
+    if width % cfg.lct_heads:
+        raise RecguardError(f"lorec: lct_heads={cfg.lct_heads} does not divide the composite "
+                            f"embedding width 2 x dim = {width}")
+
+
 def build_calibrator(width: int, llm_width: int | None, cfg: LoRecConfig, max_len: int):
     """The LCT as a torch module over composite embeddings of ``width`` = 2d.
 
@@ -134,9 +141,7 @@ def build_calibrator(width: int, llm_width: int | None, cfg: LoRecConfig, max_le
     import torch
     from torch import nn
 
-    if cfg.recommender_feedback and width % cfg.lct_heads:
-        raise RecguardError(f"lorec: lct_heads={cfg.lct_heads} does not divide the composite "
-                            f"embedding width 2d = {width}")
+    check_heads(cfg, width)
 
     class Calibrator(nn.Module):
         def __init__(self):
@@ -222,10 +227,11 @@ class LoRecHooks(FitHooks):
             self._build(model)
         for _ in range(self.cfg.lct_passes):
             self._train_pass(model)
+        p = None
         if self.pending or pool_due(epoch + 1, self.cfg):
-            self._update_pool(epoch + 1, model)
+            p = self._update_pool(epoch + 1, model)
         if epoch + 1 == model.cfg.epochs:
-            self._finish(model)
+            self._finish(self.scores(model) if p is None else p)
 
     # ------------------------------------------------------------ pieces
 
@@ -282,15 +288,17 @@ class LoRecHooks(FitHooks):
                 out.append(p.numpy())
         return np.concatenate(out).astype(np.float64)
 
-    def _update_pool(self, epoch: int, model) -> None:
+    def _update_pool(self, epoch: int, model) -> np.ndarray:
+        """Eq. 17 at this epoch's scores; returns them."""
         p = self.scores(model)
         self.xi, applied, mu = pool_update(self.xi, p, self.cfg.max_flagged_share)
         self.pending = not applied
         self.updates.append({"epoch": epoch, "applied": applied, "mu_o": round(mu, 6),
                              "above": int((p > mu).sum())})
+        return p
 
-    def _finish(self, model) -> None:
-        p = self.scores(model)
+    def _finish(self, p: np.ndarray) -> None:
+        """Leave the final p_u, weights and pool history for the record."""
         weights = pool_weights(self.xi, self.cfg.init_coefficient)
         self.ctx.user_scores = p
         self.ctx.user_weights = weights
@@ -317,9 +325,8 @@ class LoRecDefense(Defense):
     def during_fit(self, train: Interactions, ctx: DefenseContext) -> FitHooks:
         cfg = self.config
         dim = getattr(getattr(ctx.backbone, "config", None), "dim", None)
-        if cfg.recommender_feedback and dim is not None and (2 * dim) % cfg.lct_heads:
-            raise RecguardError(f"lorec: lct_heads={cfg.lct_heads} does not divide the composite "
-                                f"embedding width 2 x dim = {2 * dim}")
+        if dim is not None:  # refuse before any fitting, not after the first epoch
+            check_heads(cfg, 2 * dim)
         combined = with_supervised_fraudsters(train, cfg, ctx.seed, ctx.protocol)
         llm = cfg.encoder().encode(combined) if cfg.uses_llm else None
         return LoRecHooks(train, combined, llm, cfg, ctx)

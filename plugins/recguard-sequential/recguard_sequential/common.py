@@ -264,13 +264,13 @@ class SequentialModel:
 
     def set_training_data(self, train: Interactions) -> None:
         """Called before training and whenever a defense replaces the training set."""
-        self.sequences = user_sequences(train, self.cfg.max_len)
+        self.sequences = self.windows(train)
 
     def set_history(self, data: Interactions) -> None:
         """Score from the histories in ``data`` (same user and item numbering) instead of the
         training data given to fit, e.g. training plus validation rows, as LoRec's code does
         when it tests (its test input is the max_len items before the test item)."""
-        self.history = user_sequences(data, self.cfg.max_len)
+        self.history = self.windows(data)
 
     def item_vectors(self, index):
         """Embeddings of the items ``index`` (any shape; the padding index gives zeros)."""
