@@ -15,13 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
+from recguard.cli.render import fmt
+
 DEFENSE_ORDER = ["none", "apr", "pamacf", "apt", "apt-rand", "rvd"]
-
-
-def fmt(stat: dict | None) -> str:
-    if not stat or stat.get("mean") is None:
-        return "n/a"
-    return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
 
 
 def load(folder: Path) -> dict:

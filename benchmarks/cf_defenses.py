@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def fmt(stat: dict | None) -> str:
-    if not stat or stat["mean"] is None:
-        return "n/a"
-    return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+from recguard.cli.render import fmt
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
+from recguard.cli.render import fmt
+
 COLUMNS = ["HR@10", "NDCG@10", "T-HR@50", "T-NDCG@50", "RC-HR@10", "Detect-AUC",
            "Weight-fake", "Weight-genuine"]
 
@@ -59,12 +61,6 @@ def run(args: argparse.Namespace) -> None:
             print(f"{args.backbone} / {attack} / {label_of(name, options)}: {path}")
 
 
-def fmt(stat: dict | None) -> str:
-    if not stat or stat.get("mean") is None:
-        return ""
-    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if stat.get("std") is not None else f"{stat['mean']:.4f}"
-
-
 def table(args: argparse.Namespace) -> None:
     records = [json.loads(p.read_text()) for p in sorted(Path(args.folder).glob("*.json"))]
     by_backbone: dict[str, list[dict]] = {}
@@ -89,7 +85,7 @@ def table(args: argparse.Namespace) -> None:
             if "attacked+defense" in metrics:
                 rows.append((attack, label, metrics["attacked+defense"]))
         for attack, label, metrics in rows:
-            print(f"| {attack} | {label} | " + " | ".join(fmt(metrics.get(c)) for c in COLUMNS) + " |")
+            print(f"| {attack} | {label} | " + " | ".join(fmt(metrics.get(c), missing="") for c in COLUMNS) + " |")
 
 
 def main() -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def fmt(stat: dict | None) -> str:
-    return "n/a" if not stat or stat["mean"] is None else f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+from recguard.cli.render import fmt
 
 
 def main() -> None:

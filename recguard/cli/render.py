@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 
-def fmt(stat: dict) -> str:
-    if stat["mean"] is None:
-        return "n/a"
+def fmt(stat: dict | None, missing: str = "n/a") -> str:
+    """A record's ``{mean, std, per_seed}`` as text: mean ± sample std over several seeds,
+    the mean alone for one; ``missing`` when there is no value (also used by the
+    benchmark tables)."""
+    if not stat or stat["mean"] is None:
+        return missing
     if len(stat["per_seed"]) > 1:
         return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
     return f"{stat['mean']:.4f}"
