@@ -130,6 +130,9 @@ class FitContext:
     hooks: FitHooks = field(default_factory=FitHooks)
     # progress(done_epochs, total_epochs): the pipeline renders it as a bar.
     progress: Callable[[int, int], None] = lambda done, total: None
+    # LLM backbones: the training samples (`recguard.llmrec.Request` with their answers),
+    # built by the pipeline from the protocol (`recguard.llmtask`); None for the others.
+    samples: list[Any] | None = None
 
 
 class Backbone(Component):
@@ -173,6 +176,9 @@ class Poisoned:
     rating: np.ndarray
     timestamp: np.ndarray | None = None
     item_text: dict[int, str] = field(default_factory=dict)
+    # fake user -> {item: title}: what that fake user's profile calls an item (a backdoor
+    # trigger in one title, seen in the fake users' samples only; the catalog is unchanged)
+    user_item_text: dict[int, dict[int, str]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> "Poisoned":
@@ -193,9 +199,11 @@ class Attack(Component):
     def poison(self, train: "Interactions", ctx: AttackContext) -> Poisoned:
         raise NotImplementedError
 
-    def at_inference(self, request: Any) -> Any:
-        """Insert a trigger into an inference request (backdoor attacks). Default: unchanged."""
-        return request
+    def at_inference(self, request: Any, catalog: Any, rng: np.random.Generator) -> Any:
+        """Backdoor attacks on LLM recommenders: the `recguard.llmrec.Request` with the
+        trigger inserted (into one candidate's title, marked in ``triggered``), or None
+        when this attack has no inference-time part (the default)."""
+        return None
 
     @classmethod
     def describe(cls) -> str:

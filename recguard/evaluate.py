@@ -46,6 +46,8 @@ DETECTION_METRIC = "Detect-AUC"
 FAKE_WEIGHT, GENUINE_WEIGHT = "Weight-fake", "Weight-genuine"
 DETECTION_METRICS = {DETECTION_METRIC: True, FAKE_WEIGHT: False, GENUINE_WEIGHT: True}
 ATTACK_ONLY_PROTOCOL_FIELDS = ("budget", "filler_size")
+# Interactions.meta key: user index -> {item: title} (`Poisoned.user_item_text`, injected)
+USER_ITEM_TEXT = "user_item_text"
 
 
 def conditions_of(plan: Plan) -> list[str]:
@@ -69,7 +71,12 @@ def inject(train: Interactions, poisoned: Poisoned) -> Interactions:
             text[item] = title
     grown = train.with_new_users(poisoned.n_fake, poisoned.user, poisoned.item, poisoned.rating,
                                  stamps, prefix="fake", fake=True)
-    return replace(grown, item_text=text)
+    meta = grown.meta
+    if poisoned.user_item_text:
+        meta = {**meta, USER_ITEM_TEXT: {**meta.get(USER_ITEM_TEXT, {}),
+                                         **{train.n_users + u: dict(t)
+                                            for u, t in poisoned.user_item_text.items()}}}
+    return replace(grown, item_text=text, meta=meta)
 
 
 @functools.lru_cache(maxsize=None)
