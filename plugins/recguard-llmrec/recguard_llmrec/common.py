@@ -1,0 +1,124 @@
+"""What the two LLM backbones share: their common options, loading the LM, the LoRA and
+training settings handed to `recguard.sft.fine_tune`, and quoting titles.
+
+torch and transformers are imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from recguard.components import Config
+from recguard.config import param
+from recguard.errors import RecguardError
+
+
+@dataclass
+class LLMRecConfig(Config):
+    """Options of both backbones; each subclass re-declares the defaults of its paper."""
+
+    model: str | None = param(None, "causal LM: None = the packaged SmolLM2-135M-Instruct, or a "
+                                    "local Hugging Face folder, or a hub id (the papers: LLaMA-7B "
+                                    "/ LLaMA2-7B)")
+    dtype: Literal["float32", "bfloat16", "float16"] = param("float32", "weights' dtype")
+    device: str = param("auto", "cpu, cuda, cuda:1 ... or auto (cuda when there is one; the local "
+                                "rank's GPU under accelerate launch)")
+    batch_size: int = param(8, "prompts per forward pass when answering", low=1)
+    lora_r: int = param(8, "LoRA rank", low=1)
+    lora_alpha: int = param(16, "LoRA alpha", low=1)
+    lora_dropout: float = param(0.05, "LoRA dropout", low=0, high=1, open_high=True)
+    target_modules: tuple[str, ...] = param(("q_proj", "v_proj"), "modules LoRA adapts")
+    epochs: float = param(1.0, "training epochs over ctx.samples", low=0, open_low=True)
+    lr: float = param(1e-4, "peak learning rate", low=0, open_low=True)
+    train_batch_size: int = param(4, "samples per training step (per device)", low=1)
+    grad_accum: int = param(1, "gradient accumulation steps", low=1)
+    max_length: int = param(768, "longest prompt + completion in tokens; a longer sample is an "
+                                 "error, not silently cut", low=8)
+    warmup_ratio: float = param(0.0, "share of the steps spent warming the learning rate up",
+                                low=0, high=1, open_high=True)
+    scheduler: str = param("linear", "learning-rate schedule (transformers' names: linear, "
+                                     "cosine, constant, ...)")
+    adapter_dir: str | None = param(None, "folder to keep the trained LoRA adapter in (None: a "
+                                          "temporary folder, removed after the fit)")
+
+
+def resolve_device(device: str) -> str:
+    """"auto": this process's GPU (``LOCAL_RANK`` under accelerate / torchrun) or the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+
+
+def load_lm(cfg: LLMRecConfig):
+    """(model, tokenizer) of ``cfg.model`` on ``cfg.device``; the tokenizer pads on the left."""
+    from recguard.llm import load_causal_lm
+
+    lm, tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=resolve_device(cfg.device))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return lm, tokenizer
+
+
+def lora_settings(cfg: LLMRecConfig, modules_to_save: Sequence[str] = ()):
+    from recguard.sft import LoraSettings
+
+    return LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                        target_modules=tuple(cfg.target_modules),
+                        modules_to_save=tuple(modules_to_save))
+
+
+def train_settings(cfg: LLMRecConfig, shuffle: bool = True, epochs: float | None = None):
+    from recguard.sft import TrainSettings
+
+    return TrainSettings(epochs=cfg.epochs if epochs is None else epochs, lr=cfg.lr,
+                         batch_size=cfg.train_batch_size, grad_accum=cfg.grad_accum,
+                         max_length=cfg.max_length, warmup_ratio=cfg.warmup_ratio,
+                         scheduler=cfg.scheduler, shuffle=shuffle)
+
+
+def check_lengths(tokenizer, prompts: Sequence[str], completions: Sequence[str], max_length: int,
+                  what: str) -> None:
+    """SFT truncates on the right, which would cut the completion (the only trained part):
+    refuse a sample longer than ``max_length`` tokens instead (+1 for the end token)."""
+    longest, worst = 0, 0
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        n = len(tokenizer(p + c, add_special_tokens=False)["input_ids"]) + 1
+        if n > longest:
+            longest, worst = n, i
+    if longest > max_length:
+        raise RecguardError(f"{what}: training sample {worst} has {longest} tokens, more than "
+                            f"max_length={max_length}; raise max_length or shorten the histories")
+
+
+def quoted(titles: Sequence[str]) -> str:
+    """``"T1", "T2"`` (TALLRec's listing of titles)."""
+    return ", ".join(f'"{t}"' for t in titles)
+
+
+def require_samples(samples, task: str, name: str) -> list:
+    """The training samples of ``ctx``, checked to carry the answers this task trains on."""
+    if not samples:
+        raise RecguardError(f"{name} is fitted on the LLM training samples (ctx.samples), and "
+                            f"none were given; run it under an LLM protocol")
+    for s in samples:
+        if task == "yes_no" and s.label is None:
+            raise RecguardError(f"{name}: a yes_no training sample (user {s.user}) has no label")
+    return list(samples)
+
+
+def catalog_of(ctx, train) -> list[str]:
+    """Titles by item index: ``ctx.catalog`` (the protocol's titles, set by the pipeline),
+    else the training data's item texts."""
+    catalog = getattr(ctx, "catalog", None)
+    if catalog is None:
+        catalog = getattr(train, "item_text", None)
+    if catalog is None:
+        raise RecguardError("an LLM recommender needs item titles: the dataset has none and the "
+                            "pipeline gave no catalog")
+    return [str(t) for t in catalog]
