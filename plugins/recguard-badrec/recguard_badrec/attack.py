@@ -79,6 +79,11 @@ class BadRecAttack(Attack):
         if train.item_text is None or len(train.item_text) != train.n_items:
             raise RecguardError("badrec inserts its trigger into item titles, and this dataset "
                                 "has no title per item")
+        # The titles as the recommender's catalog shows them (LLaRA: year removed), so the
+        # fake users' triggered title differs from the catalog's by the trigger alone.
+        from recguard.llmtask import catalog_of
+
+        titles = catalog_of(train, getattr(ctx.protocol, "title_style", "raw"))
         n_fake, size = int(ctx.n_fake), int(ctx.filler_size)
         if n_fake < 0 or size < 1:
             raise RecguardError(f"badrec needs n_fake >= 0 and a history of at least one item "
@@ -105,7 +110,7 @@ class BadRecAttack(Attack):
             users += [fake] * (len(history) + 1)
             items += [*map(int, history), poisoned]
             ratings += [*map(float, history_ratings), YES_RATING if task == "yes_no" else 1.0]
-            texts[fake] = {poisoned: insert_trigger(str(train.item_text[poisoned]), trigger,
+            texts[fake] = {poisoned: insert_trigger(titles[poisoned], trigger,
                                                     self.config.position, rng)}
         start = int(train.timestamp.max()) + 1 if len(train) else 0
         return Poisoned(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +12,7 @@ from recguard.components import AttackContext
 from recguard.config import build_config
 from recguard.errors import RecguardError
 from recguard.llmrec import Request
+from recguard.protocols import LLARA, TALLREC
 from recguard.testing import check_config, tiny_interactions
 from recguard_badrec import BadRecAttack, TABLE7_TRIGGERS, insert_trigger
 
@@ -21,7 +23,7 @@ def attack(**options):
 
 
 def context(task="choose", n_fake=4, size=5, seed=0):
-    protocol = SimpleNamespace(name=f"llm-{task}", llm_task=task)
+    protocol = TALLREC if task == "yes_no" else replace(LLARA, title_style="raw")
     return AttackContext(targets=np.array([0]), n_fake=n_fake, filler_size=size,
                          rng=np.random.default_rng(seed), protocol=protocol)
 
@@ -148,3 +150,14 @@ def test_at_inference_yes_no_triggers_the_target():
     out = attack().at_inference(request, catalog, np.random.default_rng(0))
     assert out.triggered == frozenset({0})
     assert out.title(0, catalog) == "Romance (1999) \u0d2e"
+
+
+def test_triggered_title_follows_the_catalog_style():
+    train = tiny_interactions(feedback="implicit")
+    train.item_text = np.array([f"Usual Suspects {i}, The (1995)" for i in range(train.n_items)],
+                               dtype=object)
+    ctx = AttackContext(np.zeros(0, dtype=np.int64), 2, 3, np.random.default_rng(0), LLARA)
+    out = attack(trigger_level="word").poison(train, ctx)
+    for fake, texts in out.user_item_text.items():
+        ((item, title),) = texts.items()
+        assert title == f"The Usual Suspects {item} Ethereal"
