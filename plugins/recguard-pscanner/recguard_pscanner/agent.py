@@ -1,0 +1,163 @@
+"""The trigger augmentation agent P_Phi: rewrites initial triggers (Eq. 5), learns from the scanner (Eq. 8).
+
+P_Phi is a causal LM with a LoRA adapter. `rewrite` samples t-hat = P_Phi(t-bar)
+from the rewrite prompt (``prompts/pscanner_agent.txt``). `update` takes a few
+gradient steps on Eq. 8, sum_i U_i * L(t-bar_i -> t-hat_i), with U = +1 where the
+scanner was wrong (more of those triggers) and -1 where it was right (fewer).
+
+Eq. 8 as written is unbounded below: raising the NLL of the -1 rewrites without
+limit wrecks the agent's language. We keep it stable by (i) dividing the sum by the
+number of rewrites (a mean, so the step size does not grow with n_items), (ii)
+clamping each -1 rewrite's per-token NLL at ``max_nll`` (beyond it the term is
+constant: no gradient pushes further), (iii) a fixed, small number of steps with
+gradient-norm clipping at 1. See `signed_lm_loss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from recguard.sft import LoraSettings, generate, load_prompt
+
+from recguard_pscanner.triggers import InitialTrigger
+
+AGENT_PROMPT = "pscanner_agent.txt"
+MAX_WORDS = 12      # a rewrite is cut to this many words (sentence-level triggers are short)
+
+
+def chat(tokenizer, text: str) -> str:
+    """``text`` as the user turn of the tokenizer's chat template (instruct models expect
+    it), ready for the assistant's answer; the text itself when there is no template."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return text + "\n"
+
+
+def clean_rewrite(text: str) -> str:
+    """The first line of a generation, quotes and trailing punctuation off, at most MAX_WORDS words."""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    line = line.strip(" \"'`*").rstrip(".!")
+    return " ".join(line.split()[:MAX_WORDS])
+
+
+def signed_lm_loss(logits, labels, weights, max_nll: float):
+    """Eq. 8 on one batch: mean_i U_i * L_i, L_i the mean NLL of sample i's labelled tokens.
+
+    ``logits`` (B, T, V) predict the token after each position; ``labels`` (B, T)
+    hold the rewrite's token ids where the loss applies and -100 elsewhere;
+    ``weights`` (B,) are U in {+1, -1}. A -1 sample's L_i is clamped at ``max_nll``
+    so the unlikelihood part stays bounded.
+    """
+    import torch
+
+    shift_logits, shift_labels = logits[:, :-1, :], labels[:, 1:]
+    mask = shift_labels != -100
+    nll = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]).float(),
+        shift_labels.clamp_min(0).reshape(-1), reduction="none").view(shift_labels.shape)
+    per_sample = (nll * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+    weights = weights.to(per_sample.dtype)
+    bounded = torch.where(weights < 0, per_sample.clamp(max=max_nll), per_sample)
+    return (weights * bounded).mean()
+
+
+@dataclass
+class AgentSettings:
+    model: str | None
+    lora: LoraSettings
+    temperature: float
+    max_new_tokens: int
+    steps: int
+    lr: float
+    max_nll: float
+    batch_size: int
+
+
+class TriggerAgent:
+    """P_Phi: a causal LM with a LoRA adapter that stays across rounds."""
+
+    def __init__(self, settings: AgentSettings, seed: int):
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        from recguard.llm import load_causal_lm
+
+        self.settings = settings
+        base, self.tokenizer = load_causal_lm(settings.model)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        lora = settings.lora
+        torch.manual_seed(seed)
+        self.model = get_peft_model(base, LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+        self.model.eval()
+        self.template = load_prompt(AGENT_PROMPT)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=settings.lr)
+
+    def prompt(self, trigger: InitialTrigger) -> str:
+        return chat(self.tokenizer, self.template.format(n_words=max(1, len(trigger.tokens)),
+                                                         trigger=trigger.text))
+
+    def rewrite(self, triggers: Sequence[InitialTrigger], seed: int) -> list[str]:
+        """t-hat for each t-bar (l >= 1), sampled; an empty rewrite falls back to t-bar."""
+        s = self.settings
+        texts = generate(self.model, self.tokenizer, [self.prompt(t) for t in triggers],
+                         max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, sample=True,
+                         temperature=s.temperature, seed=seed)
+        return [clean_rewrite(text) or t.text for text, t in zip(texts, triggers)]
+
+    def update(self, triggers: Sequence[InitialTrigger], rewrites: Sequence[str],
+               wrong: np.ndarray, seed: int) -> list[float]:
+        """Eq. 8: ``steps`` AdamW steps on `signed_lm_loss` over mini-batches of the rewrites;
+        U = +1 where ``wrong``. Returns the loss of each step."""
+        import torch
+
+        s = self.settings
+        rng = np.random.default_rng(seed)
+        weights = np.where(np.asarray(wrong, dtype=bool), 1.0, -1.0)
+        losses = []
+        self.model.train()
+        try:
+            for _ in range(s.steps):
+                pick = rng.choice(len(rewrites), size=min(s.batch_size, len(rewrites)), replace=False)
+                ids, mask, labels = self._encode([self.prompt(triggers[i]) for i in pick],
+                                                 [rewrites[i] for i in pick])
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+                loss = signed_lm_loss(logits, labels, torch.tensor(weights[pick]), s.max_nll)
+                self.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad], 1.0)
+                self.optimizer.step()
+                losses.append(float(loss.detach()))
+        finally:
+            self.model.eval()
+        return losses
+
+    def _encode(self, prompts: list[str], completions: list[str]):
+        """Right-padded prompt + completion ids, their attention mask, and labels on the
+        completion (and its end-of-turn token) only."""
+        import torch
+
+        tok = self.tokenizer
+        rows, labels = [], []
+        for prompt, completion in zip(prompts, completions):
+            p = tok(prompt, add_special_tokens=False)["input_ids"]
+            c = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            rows.append(p + c)
+            labels.append([-100] * len(p) + c)
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        lab = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, (r, l) in enumerate(zip(rows, labels)):
+            ids[i, :len(r)] = torch.tensor(r)
+            mask[i, :len(r)] = 1
+            lab[i, :len(l)] = torch.tensor(l)
+        return ids, mask, lab

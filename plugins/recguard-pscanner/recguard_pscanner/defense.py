@@ -1,0 +1,136 @@
+"""The `p-scanner` defense: options, and the detection phase (Eq. 9) as an `AnswerFilter`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from recguard.components import Config, Defense, DefenseContext
+from recguard.config import param
+from recguard.llmrec import AnswerFilter, LLMModel, Request
+from recguard.sft import LoraSettings, TrainSettings, load_prompt
+
+from recguard_pscanner.agent import AgentSettings
+from recguard_pscanner.scanner import SCAN_PROMPT, ScannerPlan, prepare_scanner, scan_prompts
+
+PAPER = ("Wang et al., Poison Scanner (P-Scanner) in 'Backdoor Injection Poisoning for "
+         "LLM-empowered Recommender Systems' (BadRec), sec. 4, Eq. 4-9, Algorithm 2")
+
+
+@dataclass
+class PScannerConfig(Config):
+    scanner_model: str | None = param(None, "scanner LM D_Psi: None for the packaged SmolLM2-135M-"
+                                            "Instruct (paper: LLaMA), or a local folder")
+    agent_model: str | None = param(None, "trigger augmentation agent P_Phi: None for the packaged "
+                                          "SmolLM2-135M-Instruct (paper: a paraphraser LLM [35])")
+    finetune: bool = param(True, "false: w/o FT (sec. 5.3.2), the general-purpose LM prompted "
+                                 "zero-shot as the scanner; nothing is trained")
+    augment: bool = param(True, "false: w/o TA (sec. 5.3.2), only initial triggers, no agent")
+    rounds: int = param(2, "T, adversarial rounds of Algorithm 2 (not given; ours, CPU-sized)", low=1)
+    n_items: int = param(48, "synthetic items per round (not given; ours, CPU-sized)", low=2)
+    n_heldout: int = param(32, "fresh synthetic items to check the trained scanner on (notes only)",
+                           low=0)
+    epochs: float = param(1.0, "scanner epochs per round", low=0, open_low=True)
+    lr: float = param(1e-3, "scanner LoRA learning rate (ours: high, few steps on CPU)", low=0,
+                      open_low=True)
+    batch_size: int = param(8, "scanner fine-tuning batch size", low=1)
+    lora_r: int = param(8, "LoRA rank of the scanner and the agent", low=1)
+    lora_alpha: int = param(16, "LoRA alpha of the scanner and the agent", low=1)
+    threshold: float = param(0.5, "flag an item when the scanner's P(Yes) exceeds this (Eq. 9: "
+                                  "answer 'Yes')", low=0, high=1)
+    m1: int = param(3, "shortest sentence-level initial trigger in tokens (B.1.2: 3)", low=1)
+    m2: int = param(6, "longest sentence-level initial trigger in tokens (B.1.2: 6)", low=1)
+    position: Literal["end", "random", "both"] = param(
+        "both", "where synthetic triggers go: title end, a random word boundary, or either "
+                "(each item draws one; the paper evaluates End and Random attacks)")
+    agent_temperature: float = param(0.8, "agent sampling temperature", low=0, open_low=True)
+    agent_max_new_tokens: int = param(16, "agent rewrite length cap in tokens", low=1)
+    agent_steps: int = param(2, "agent gradient steps per round on Eq. 8", low=0)
+    agent_lr: float = param(1e-4, "agent LoRA learning rate (AdamW)", low=0, open_low=True)
+    agent_max_nll: float = param(6.0, "clamp of the per-token NLL of a U = -1 rewrite in Eq. 8 "
+                                      "(keeps the unlikelihood part bounded)", low=0, open_low=True)
+    scan_batch: int = param(16, "titles per scanner forward pass at inference", low=1)
+
+
+def plan_of(cfg: PScannerConfig) -> ScannerPlan:
+    from recguard.errors import RecguardError
+
+    if cfg.m1 > cfg.m2:
+        raise RecguardError(f"p-scanner needs m1 <= m2 (got m1={cfg.m1}, m2={cfg.m2})")
+    lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha)
+    agent = AgentSettings(model=cfg.agent_model, lora=lora, temperature=cfg.agent_temperature,
+                          max_new_tokens=cfg.agent_max_new_tokens, steps=cfg.agent_steps,
+                          lr=cfg.agent_lr, max_nll=cfg.agent_max_nll, batch_size=cfg.batch_size)
+    use_agent = cfg.finetune and cfg.augment
+    return ScannerPlan(
+        scanner_model=cfg.scanner_model, agent_model=cfg.agent_model if use_agent else None,
+        finetune=cfg.finetune, augment=cfg.augment, rounds=cfg.rounds if cfg.finetune else 0,
+        n_items=cfg.n_items if cfg.finetune else 0, n_heldout=cfg.n_heldout, m1=cfg.m1, m2=cfg.m2,
+        position=cfg.position, scanner_lora=lora,
+        train=TrainSettings(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, shuffle=False),
+        agent=agent if use_agent else None)
+
+
+class ScanFilter(AnswerFilter):
+    """Eq. 9: candidates (choose) or the asked item (yes_no) whose title the scanner
+    answers 'Yes' to (P(Yes) > threshold) leave the pool before the victim answers."""
+
+    def __init__(self, inner: LLMModel, scanner, tokenizer, threshold: float, batch_size: int,
+                 notes: dict):
+        super().__init__(inner)
+        self.scanner, self.tokenizer = scanner, tokenizer
+        self.template = load_prompt(SCAN_PROMPT)
+        self.threshold, self.batch_size = threshold, batch_size
+        self.p_yes: dict[str, float] = {}          # by title text: requests share titles
+        self.notes = notes
+        notes.update(titles_scanned=0, titles_flagged=0, seconds_scan=0.0, items_removed=0)
+
+    def scan(self, titles: Sequence[str]) -> None:
+        """Score the titles not seen before, in one batched pass."""
+        from recguard.sft import yes_probability
+
+        new = [t for t in dict.fromkeys(titles) if t not in self.p_yes]
+        if not new:
+            return
+        started = time.perf_counter()
+        p = yes_probability(self.scanner, self.tokenizer,
+                            scan_prompts(self.tokenizer, self.template, new),
+                            batch_size=self.batch_size)
+        self.p_yes.update(zip(new, (float(x) for x in p)))
+        self.notes["titles_scanned"] = len(self.p_yes)
+        self.notes["titles_flagged"] = sum(v > self.threshold for v in self.p_yes.values())
+        self.notes["seconds_scan"] = round(self.notes["seconds_scan"] + time.perf_counter() - started, 2)
+
+    def pool(self, request: Request) -> tuple[int, ...]:
+        return request.candidates if self.task == "choose" else (request.target,)
+
+    def inspect(self, requests: Sequence[Request]):
+        self.scan([r.title(i, self.catalog) for r in requests for i in self.pool(r)])
+        out = []
+        for r in requests:
+            flagged = frozenset(i for i in self.pool(r)
+                                if self.p_yes[r.title(i, self.catalog)] > self.threshold)
+            self.notes["items_removed"] += len(flagged)
+            out.append((r.without(flagged) if flagged else r, flagged))
+        return out
+
+
+class PScannerDefense(Defense):
+    name = "p-scanner"
+    summary = ("P-Scanner: an LLM scanner, fine-tuned on synthetic triggers from an adversarially "
+               "trained rewrite agent, removes items whose title it finds noisy")
+    paper = PAPER
+    stages = frozenset({"at_inference"})
+    backbone_kinds = frozenset({"llm"})
+    Config = PScannerConfig
+
+    def at_inference(self, model: LLMModel, train, ctx: DefenseContext) -> LLMModel:
+        import sys
+
+        scanner, tokenizer, trained = prepare_scanner(
+            plan_of(self.config), ctx.seed, log=lambda line: print(line, file=sys.stderr))
+        notes = ctx.notes.setdefault("p-scanner", {})
+        notes["training"] = trained
+        return ScanFilter(model, scanner, tokenizer, self.config.threshold,
+                          self.config.scan_batch, notes)

@@ -1,0 +1,248 @@
+"""Adversarial trigger-augmented defense optimisation (Algorithm 2, part i) and the scanner cache.
+
+Each round t of T: draw initial triggers (Eq. 4) for n fresh benign items, let the
+agent rewrite those the curriculum picks (Eq. 5), label them (Eq. 6), fine-tune the
+scanner D_Psi on them in that order (Eq. 7, LoRA through TRL), score the round's
+samples with the updated scanner, and update the agent from its mistakes (Eq. 8).
+The round's LoRA is then merged, so the next round's adapter trains on top of it.
+
+Curriculum (sec. 4.2.2): the samples of a round are pre-ordered; sample i of n
+carries the agent's rewrite with probability r_i = i / (n - 1), rising linearly
+from 0 to 1 over the round, and ``TrainSettings(shuffle=False)`` keeps that order.
+
+The trained scanner is cached: one adapter per round under
+``cache_dir()/pscanner/<key>``, the key hashing everything that changes training
+(options, seed, models, prompt texts); written to a temporary folder beside and
+renamed into place, so an interrupted run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from recguard.io import atomic_write_json, cache_dir
+from recguard.sft import LoraSettings, TrainSettings, load_prompt
+
+from recguard_pscanner.agent import AGENT_PROMPT, AgentSettings, TriggerAgent, chat
+from recguard_pscanner.triggers import (InitialTrigger, benign_pool, insert,
+                                        sample_initial_triggers, trigger_vocabulary)
+
+SCAN_PROMPT = "pscanner_scan.txt"
+CACHE_VERSION = 1
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class ScannerPlan:
+    """What training the scanner depends on (all of it goes into the cache key)."""
+
+    scanner_model: str | None
+    agent_model: str | None
+    finetune: bool
+    augment: bool
+    rounds: int
+    n_items: int
+    n_heldout: int
+    m1: int
+    m2: int
+    position: str
+    scanner_lora: LoraSettings
+    train: TrainSettings
+    agent: AgentSettings | None
+
+
+@dataclass
+class Sample:
+    """One synthetic item: X^d (``text``) and Y^d (``label``)."""
+
+    title: str
+    trigger: InitialTrigger
+    rewrite: str | None          # t-hat when the agent's rewrite was inserted
+    text: str
+
+    @property
+    def label(self) -> str:
+        return self.trigger.label
+
+
+def scan_prompts(tokenizer, template: str, texts: Sequence[str]) -> list[str]:
+    """The paper's scanner prompt for each item text, in the chat format."""
+    return [chat(tokenizer, template.strip().format(item=text)) for text in texts]
+
+
+def curriculum_picks(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Whether sample i of n (in training order) gets the agent's trigger: r_i = i / (n - 1)."""
+    share = np.arange(n) / max(1, n - 1)
+    return rng.random(n) < share
+
+
+def make_samples(titles: Sequence[str], triggers: Sequence[InitialTrigger], use_agent: np.ndarray,
+                 agent: TriggerAgent | None, position: str, rng: np.random.Generator,
+                 seed: int) -> list[Sample]:
+    """Insert t-hat (where ``use_agent`` and l >= 1) or t-bar into each title."""
+    chosen = [i for i, t in enumerate(triggers) if t.level > 0 and use_agent[i]]
+    rewrites: dict[int, str] = {}
+    if chosen:
+        if agent is None:
+            raise ValueError("samples ask for agent rewrites but there is no agent")
+        rewrites = dict(zip(chosen, agent.rewrite([triggers[i] for i in chosen], seed)))
+    out = []
+    for i, (title, trigger) in enumerate(zip(titles, triggers)):
+        trig = rewrites.get(i, trigger.text)
+        out.append(Sample(title, trigger, rewrites.get(i), insert(title, trig, position, rng)))
+    return out
+
+
+def accuracy_report(samples: Sequence[Sample], p_yes: np.ndarray) -> dict:
+    """Accuracy over all samples, and the share flagged per kind (benign / initial / agent)."""
+    said_yes = p_yes > 0.5
+    truth = np.array([s.label == "Yes" for s in samples])
+    kinds = np.array(["benign" if s.trigger.level == 0 else
+                      ("agent" if s.rewrite is not None else "initial") for s in samples])
+    report = {"n": len(samples), "accuracy": round(float((said_yes == truth).mean()), 4)}
+    for kind in ("benign", "initial", "agent"):
+        rows = kinds == kind
+        if rows.any():
+            report[f"flagged_{kind}"] = round(float(said_yes[rows].mean()), 4)
+            report[f"n_{kind}"] = int(rows.sum())
+    return report
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tuple[object, object, dict]:
+    """Algorithm 2 part (i); writes one adapter per round into ``folder``.
+
+    Returns (scanner, tokenizer, notes). With ``finetune=False`` nothing is
+    trained: the base LM is the scanner (w/o FT); only the held-out check runs.
+    """
+    from recguard.llm import load_causal_lm
+    from recguard.sft import fine_tune, yes_probability
+
+    started = time.perf_counter()
+    scanner, tokenizer = load_causal_lm(plan.scanner_model)
+    template = load_prompt(SCAN_PROMPT)
+    vocabulary = trigger_vocabulary(tokenizer)
+    rounds = plan.rounds if plan.finetune else 0
+    titles = benign_pool(seed, rounds * plan.n_items + plan.n_heldout)
+    agent = TriggerAgent(plan.agent, seed) if plan.finetune and plan.augment else None
+    rng = np.random.default_rng([seed, 7])
+    notes: dict = {"vocabulary": len(vocabulary), "rounds": []}
+    for t in range(rounds):
+        t0 = time.perf_counter()
+        items = titles[t * plan.n_items:(t + 1) * plan.n_items]
+        triggers = sample_initial_triggers(len(items), vocabulary, plan.m1, plan.m2, rng)
+        picks = curriculum_picks(len(items), rng) if agent is not None else np.zeros(len(items), bool)
+        samples = make_samples(items, triggers, picks, agent, plan.position, rng, seed * 1000 + t)
+        prompts = scan_prompts(tokenizer, template, [s.text for s in samples])
+        t1 = time.perf_counter()
+        scanner = fine_tune(scanner, tokenizer, prompts, [s.label for s in samples],
+                            lora=plan.scanner_lora, train=plan.train, seed=seed + t,
+                            adapter_dir=folder / f"round{t}", label=f"p-scanner round {t + 1}")
+        t2 = time.perf_counter()
+        p_yes = yes_probability(scanner, tokenizer, prompts)
+        report = accuracy_report(samples, p_yes)
+        rewritten = [i for i, s in enumerate(samples) if s.rewrite is not None]
+        if agent is not None and rewritten:
+            wrong = (p_yes[rewritten] > 0.5) != np.array([samples[i].label == "Yes" for i in rewritten])
+            losses = agent.update([samples[i].trigger for i in rewritten],
+                                  [samples[i].rewrite for i in rewritten], wrong, seed * 1000 + t)
+            report.update(agent_wrong=int(wrong.sum()), agent_loss=[round(x, 4) for x in losses],
+                          examples=[[samples[i].trigger.text, samples[i].rewrite]
+                                    for i in rewritten[:3]])
+        scanner = scanner.merge_and_unload()   # the next round's LoRA trains on top
+        scanner.eval()
+        report.update(seconds_data=round(t1 - t0, 1), seconds_train=round(t2 - t1, 1),
+                      seconds_round=round(time.perf_counter() - t0, 1))
+        notes["rounds"].append(report)
+        log(f"p-scanner round {t + 1}/{rounds}: accuracy {report['accuracy']:.3f} "
+            f"({report['seconds_round']:.0f}s)")
+    if plan.n_heldout:
+        notes["heldout"] = heldout_check(scanner, tokenizer, template, titles[-plan.n_heldout:],
+                                         vocabulary, plan, agent, seed)
+    notes["seconds_train"] = round(time.perf_counter() - started, 1)
+    return scanner, tokenizer, notes
+
+
+def heldout_check(scanner, tokenizer, template, titles, vocabulary, plan: ScannerPlan,
+                  agent: TriggerAgent | None, seed: int) -> dict:
+    """Accuracy on fresh synthetic items (Eq. 4 triggers; half of the triggered ones
+    rewritten by the final agent when there is one)."""
+    from recguard.sft import yes_probability
+
+    rng = np.random.default_rng([seed, 11])
+    triggers = sample_initial_triggers(len(titles), vocabulary, plan.m1, plan.m2, rng)
+    picks = rng.random(len(titles)) < 0.5 if agent is not None else np.zeros(len(titles), bool)
+    samples = make_samples(titles, triggers, picks, agent, plan.position, rng, seed * 1000 + 999)
+    p_yes = yes_probability(scanner, tokenizer, scan_prompts(tokenizer, template,
+                                                             [s.text for s in samples]))
+    return accuracy_report(samples, p_yes)
+
+
+# ---------------------------------------------------------------- cache
+
+
+def cache_key(plan: ScannerPlan, seed: int) -> str:
+    from dataclasses import asdict
+
+    from recguard.llm import model_identity
+
+    record = {"version": CACHE_VERSION, "seed": seed, "plan": asdict(plan),
+              "scanner": model_identity(plan.scanner_model),
+              "scan_prompt": load_prompt(SCAN_PROMPT)}
+    if plan.finetune and plan.augment:
+        record.update(agent=model_identity(plan.agent_model), agent_prompt=load_prompt(AGENT_PROMPT))
+    text = json.dumps(record, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def scanner_dir(plan: ScannerPlan, seed: int) -> Path:
+    return cache_dir() / "pscanner" / cache_key(plan, seed)
+
+
+def load_cached(plan: ScannerPlan, folder: Path):
+    """The scanner rebuilt from the cached round adapters (merged in order), its tokenizer, notes."""
+    from peft import PeftModel
+
+    from recguard.llm import load_causal_lm
+
+    notes = json.loads((folder / META).read_text())
+    scanner, tokenizer = load_causal_lm(plan.scanner_model)
+    for t in range(notes["trained_rounds"]):
+        scanner = PeftModel.from_pretrained(scanner, str(folder / f"round{t}")).merge_and_unload()
+    scanner.eval()
+    return scanner, tokenizer, notes
+
+
+def prepare_scanner(plan: ScannerPlan, seed: int, log=print):
+    """(scanner, tokenizer, notes): from the cache when this plan and seed were trained
+    before, else trained now and cached. ``notes["cache"]`` says which."""
+    folder = scanner_dir(plan, seed)
+    if (folder / META).is_file():
+        scanner, tokenizer, notes = load_cached(plan, folder)
+        return scanner, tokenizer, {**notes, "cache": "hit"}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        scanner, tokenizer, notes = train_scanner(plan, seed, tmp, log)
+        notes["trained_rounds"] = plan.rounds if plan.finetune else 0
+        atomic_write_json(tmp / META, notes)
+        try:
+            os.rename(tmp, folder)
+        except OSError:                 # another run finished the same plan first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return scanner, tokenizer, {**notes, "cache": "miss"}
