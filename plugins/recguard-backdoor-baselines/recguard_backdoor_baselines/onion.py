@@ -30,6 +30,10 @@ class ONIONConfig(LMConfig):
     mode: Literal["remove_words", "remove_item"] = param(
         "remove_words", "remove_words: delete suspicious words from the title (ONION); "
                         "remove_item: drop an item with a suspicious word from the pool")
+    bos_context: bool = param(
+        False, "true: score every token after the tokenizer's BOS (else EOS) token; false: "
+               "recguard.sft.perplexity, which skips each text's first token as ONION's GPT-2 "
+               "code does (on 2-5 word titles that leaves little to score)")
 
 
 def suspicion_texts(title: str) -> list[str]:
@@ -54,7 +58,12 @@ class ONIONFilter(AnswerFilter):
         from recguard import sft
 
         model, tokenizer = self.lm.get()
-        return sft.perplexity(model, tokenizer, texts, batch_size=self.cfg.batch_size)
+        start = tokenizer.bos_token or tokenizer.eos_token
+        if not self.cfg.bos_context or not start:
+            return sft.perplexity(model, tokenizer, texts, batch_size=self.cfg.batch_size)
+        logp = sft.completion_logprob(model, tokenizer, [start] * len(texts), list(texts),
+                                      batch_size=self.cfg.batch_size)
+        return np.exp(-logp)
 
     def score(self, titles: set[str]) -> None:
         """Fill the cache for the titles not in it, in one batched pass."""

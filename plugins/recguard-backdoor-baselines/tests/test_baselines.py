@@ -208,3 +208,11 @@ def test_strip_yes_no():
     triggered_answer, benign_answer = wrapped.answer([asked, benign])
     assert triggered_answer.p_yes == 0.0 and triggered_answer.removed == frozenset({3})
     assert benign_answer.removed == frozenset() and benign_answer.p_yes > 0
+
+
+def test_onion_bos_context_scores_with_the_first_token(tiny_llm):
+    plain, _ = defend(ONIONDefense, FakeRecommender(), model=tiny_llm, device="cpu")
+    bos, _ = defend(ONIONDefense, FakeRecommender(), model=tiny_llm, device="cpu", bos_context=True)
+    texts = ["The Movie", "M"]                 # the tiny tokenizer: one token a byte
+    assert plain.perplexities(texts)[1] == pytest.approx(1.0)    # one token: nothing scored
+    assert bos.perplexities(texts)[1] > 1.0
