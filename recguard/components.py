@@ -133,6 +133,7 @@ class FitContext:
     # LLM backbones: the training samples (`recguard.llmrec.Request` with their answers),
     # built by the pipeline from the protocol (`recguard.llmtask`); None for the others.
     samples: list[Any] | None = None
+    catalog: Any = None   # LLM backbones: item titles by index, as the protocol renders them
 
 
 class Backbone(Component):
@@ -195,6 +196,7 @@ class Attack(Component):
     # "black-box": never reads the victim's parameters; "white-box": may, and says so.
     knowledge: ClassVar[str] = "black-box"
     default_protocol: ClassVar[str | None] = None
+    default_backbone: ClassVar[str | None] = None   # used when a cell names no backbone
 
     def poison(self, train: "Interactions", ctx: AttackContext) -> Poisoned:
         raise NotImplementedError
@@ -233,6 +235,7 @@ class Defense(Component):
     backbone_kinds: ClassVar[frozenset[str]] = frozenset(BACKBONE_KINDS)
     needs: ClassVar[frozenset[str]] = frozenset()
     default_protocol: ClassVar[str | None] = None
+    default_backbone: ClassVar[str | None] = None   # used when a cell names no backbone
 
     def before_fit(self, train: "Interactions", ctx: DefenseContext) -> "Interactions":
         """Detect, drop or reweight users (set ``train.user_weight``) before training."""

@@ -34,6 +34,7 @@ from recguard.components import AttackContext, DefenseContext, FitContext, FitHo
 from recguard.data.interactions import Interactions
 from recguard.data.prepare import Prepared, prepare, preprocess
 from recguard.io import atomic_write_json, cache_dir
+from recguard.llmtask import USER_ITEM_TEXT  # meta key: user -> {item: title}, from Poisoned
 from recguard.plan import Plan
 from recguard.progress import Progress
 from recguard.ranking import target_eligibility, top_k
@@ -46,8 +47,6 @@ DETECTION_METRIC = "Detect-AUC"
 FAKE_WEIGHT, GENUINE_WEIGHT = "Weight-fake", "Weight-genuine"
 DETECTION_METRICS = {DETECTION_METRIC: True, FAKE_WEIGHT: False, GENUINE_WEIGHT: True}
 ATTACK_ONLY_PROTOCOL_FIELDS = ("budget", "filler_size")
-# Interactions.meta key: user index -> {item: title} (`Poisoned.user_item_text`, injected)
-USER_ITEM_TEXT = "user_item_text"
 
 
 def conditions_of(plan: Plan) -> list[str]:
@@ -331,13 +330,22 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
     from recguard.records import aggregate, new_record
 
     progress = progress or Progress()
-    runner = CellRunner(plan, progress, use_cache)
+    llm = plan.protocol.llm_task != "none"
+    if llm:
+        from recguard.llm_evaluate import LLM_METRIC_DIRECTIONS, LLMCellRunner, llm_conditions
+
+        runner: CellRunner = LLMCellRunner(plan, progress, use_cache)
+        conditions = llm_conditions(plan)
+        # per condition: a fit (or the defense's preparation), benign and triggered answers
+        fits = len(conditions) * (3 if plan.has_attack else 2)
+    else:
+        runner = CellRunner(plan, progress, use_cache)
+        conditions = conditions_of(plan)
+        inference_only = plan.has_defense and plan.defense.stages == frozenset({"at_inference"})
+        fits = len(conditions) // 2 if inference_only else len(conditions)
     start = time.perf_counter()
     raw, data = runner.load()
     fingerprint = raw.fingerprint()
-    conditions = conditions_of(plan)
-    inference_only = plan.has_defense and plan.defense.stages == frozenset({"at_inference"})
-    fits = len(conditions) // 2 if inference_only else len(conditions)
     progress.start_cell(len(plan.spec.seeds) * fits,
                         f"{plan.backbone.name} · {plan.attack.name} · {plan.defense.name} "
                         f"on {raw.name} ({plan.protocol.name})")
@@ -347,14 +355,15 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
         progress.close()
 
     labels = [label for label, _, _, _ in plan.metrics]
+    extra = LLM_METRIC_DIRECTIONS if llm else DETECTION_METRICS
     metrics: dict[str, dict] = {}
     for condition in conditions:
         per_condition = [out["results"][condition].metrics for out in outputs]
-        names = labels + [n for n in DETECTION_METRICS if all(n in m for m in per_condition)]
+        names = labels + [n for n in extra if all(n in m for m in per_condition)]
         metrics[condition] = {n: aggregate([m.get(n, float("nan")) for m in per_condition])
                               for n in names}
     higher = {label: cls.higher_is_better for label, _, _, cls in plan.metrics}
-    higher.update(DETECTION_METRICS)
+    higher.update(extra)
     spec = plan.spec
     first = outputs[0]
     record = new_record(

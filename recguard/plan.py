@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,9 @@ from recguard.plugins import Host, get_host
 from recguard.protocols import Protocol, parse_metric, resolve
 
 
+DEFAULT_BACKBONE = "mf"
+
+
 @dataclass
 class CellSpec:
     """What a user asks for: names and ``key=value`` options (strings)."""
@@ -21,7 +24,7 @@ class CellSpec:
     dataset: str = "ml-100k"
     data_path: str | None = None
     dataset_options: dict[str, str] = field(default_factory=dict)
-    backbone: str = "mf"
+    backbone: str | None = None        # None: the attack's or defense's default_backbone, else mf
     backbone_options: dict[str, str] = field(default_factory=dict)
     attack: str = "average"
     attack_options: dict[str, str] = field(default_factory=dict)
@@ -29,7 +32,7 @@ class CellSpec:
     defense_options: dict[str, str] = field(default_factory=dict)
     protocol: str | None = None
     protocol_options: dict[str, str] = field(default_factory=dict)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] | None = (0, 1, 2)   # None: (0,) for LLM backbones, else (0, 1, 2)
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Plan:
 
 def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     host = host or get_host()
-    if not spec.seeds:
+    if spec.seeds is not None and not spec.seeds:
         raise RecguardError("no seeds given: pass --seeds, e.g. --seeds 0,1,2")
     dataset_entry = host.datasets.entry(spec.dataset)
     dataset_config = build_config(dataset_entry.obj.Config, spec.dataset_options, "dataset")
@@ -70,9 +73,12 @@ def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     elif dataset_entry.obj.needs_path:
         raise RecguardError(f"dataset {spec.dataset!r} needs --data-path PATH")
 
-    backbone_entry = host.backbones.entry(spec.backbone)
     attack_entry = host.attacks.entry(spec.attack)
     defense_entry = host.defenses.entry(spec.defense)
+    # no --backbone: the one the attack or defense was made for (BadRec, P-Scanner: LLaRA)
+    backbone_name = (spec.backbone or attack_entry.obj.default_backbone
+                     or defense_entry.obj.default_backbone or DEFAULT_BACKBONE)
+    backbone_entry = host.backbones.entry(backbone_name)
     backbone = backbone_entry.obj(build_config(backbone_entry.obj.Config, spec.backbone_options, "backbone"))
     attack = attack_entry.obj(build_config(attack_entry.obj.Config, spec.attack_options, "attack"))
     defense = defense_entry.obj(build_config(defense_entry.obj.Config, spec.defense_options, "defense"))
@@ -80,10 +86,15 @@ def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     protocol_name = spec.protocol or defense.default_protocol or backbone.default_protocol
     protocol = resolve(host.protocols.get(protocol_name), spec.protocol_options)
     metrics = []
-    for metric_spec in protocol.metrics:
+    # LLM protocols report the fixed metrics of recguard.llm_evaluate, not ranking metrics
+    for metric_spec in (protocol.metrics if protocol.llm_task == "none" else ()):
         name, k = parse_metric(metric_spec)
         metrics.append((f"{name}@{k}", name, k, host.metrics.get(name)))
     check_cell(host, type(backbone), type(attack), type(defense), protocol)
+    if spec.seeds is None or spec.backbone is None:
+        spec = replace(spec, backbone=backbone_name,
+                       seeds=spec.seeds if spec.seeds is not None
+                       else ((0,) if backbone.kind == "llm" else (0, 1, 2)))
     provenance = {
         "dataset": dataset_entry.provenance.to_dict(),
         "backbone": backbone_entry.provenance.to_dict(),

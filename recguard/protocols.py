@@ -17,6 +17,8 @@ from recguard.config import build_config, param
 from recguard.errors import RecguardError
 
 METRIC_SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*?)@(?P<k>-?\d+)$")
+# What LLM cells report (recguard.llm_evaluate), named without a cut-off k.
+LLM_METRICS = ("Valid", "H@1", "A-Valid", "ASR", "AUC")
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,25 @@ class Protocol:
     target_rule: Literal["unpopular", "random", "popular"] = param("unpopular", "how targets are drawn")
     unpopular_below: int = param(5, "unpopular: targets have fewer interactions than this", low=1)
     metrics: tuple[str, ...] = param(("HR@10",), "metrics, each NAME@k")
+    # LLM recommenders (recguard.llmtask builds their samples; the split fields above are unused)
+    llm_task: Literal["none", "choose", "yes_no"] = param(
+        "none", "LLM protocols: choose = next item among candidates (LLaRA), yes_no = will the "
+                "user like the target (TALLRec)")
+    history_len: int = param(10, "LLM protocols: items of history in a prompt", low=1)
+    n_candidates: int = param(20, "choose: candidates per request (the true item included)", low=2)
+    n_train_samples: int = param(0, "LLM protocols: training samples drawn by seed (TALLRec: the "
+                                    "few-shot size); 0 = all", low=0)
+    n_test_samples: int = param(0, "LLM protocols: test requests drawn by seed; 0 = all", low=0)
+    like_above: float = param(3.0, "yes_no: a rating above this is a like", low=0)
+    title_style: Literal["raw", "llara"] = param(
+        "raw", "llara: year removed and ', The' moved to the front, as LLaRA's data")
 
     def __post_init__(self):
         for spec in self.metrics:
-            parse_metric(spec)
+            if self.llm_task == "none":
+                parse_metric(spec)
+            elif spec not in LLM_METRICS:
+                raise ValueError(f"LLM protocols report {', '.join(LLM_METRICS)}; not {spec!r}")
         if self.split == "chrono_ratio":
             if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
                 raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
@@ -105,7 +122,26 @@ LOREC = Protocol(
     metrics=("HR@10", "NDCG@10", "T-HR@50", "T-NDCG@50", "RC-HR@10", "RC-NDCG@10"),
 )
 
-PRESETS = (APT, PAMACF, LOREC)
+TALLREC = Protocol(
+    name="tallrec",
+    paper="Bao et al., TALLRec, RecSys 2023 (samples as in the authors' code; Ning et al. 2025 "
+          "sec. 3.2 for BadRec on it)",
+    feedback="explicit", budget=0.01, n_targets=1, llm_task="yes_no", history_len=10,
+    n_train_samples=16, n_test_samples=200, like_above=3.0, title_style="raw",
+    metrics=("AUC", "ASR"),
+)
+
+LLARA = Protocol(
+    name="llara",
+    paper="Liao et al., LLaRA, SIGIR 2024 (candidate sets fixed per seed); Ning et al. 2025 "
+          "sec. 3.2 and 5.1 for BadRec and its metrics",
+    feedback="implicit", implicit_threshold=None, min_user_interactions=3,
+    split="leave_one_out", budget=0.01, n_targets=1, llm_task="choose", history_len=10,
+    n_candidates=20, n_train_samples=256, n_test_samples=100, title_style="llara",
+    metrics=("Valid", "H@1", "A-Valid", "ASR"),
+)
+
+PRESETS = (APT, PAMACF, LOREC, TALLREC, LLARA)
 
 
 def resolve(base: Protocol, overrides: dict[str, str]) -> Protocol:

@@ -28,6 +28,7 @@ from recguard.components import (Attack, AttackContext, Backbone, Config, Defens
                                  FitContext, FitHooks, Metric, Poisoned, RankingView)
 from recguard.config import build_config
 from recguard.data.interactions import Interactions
+from recguard.llmrec import Answer, LLMModel
 from recguard.protocols import APT, PAMACF
 from recguard.registry import Provenance
 
@@ -173,6 +174,121 @@ def check_metric(cls: type[Metric]) -> None:
         assert np.isfinite(value), f"{cls.name}@{k} is not finite on a simple ranking"
         if not cls.needs_reference:
             assert 0.0 <= value <= 1.0, f"{cls.name}@{k} = {value} outside [0, 1]"
+
+
+# ---------------------------------------------------------------- LLM components
+
+LLM_MODEL_OPTIONS = ("model", "llm", "scanner_model", "agent_model")   # set to the tiny LM
+LLM_FAST_OPTIONS = {"epochs": 1, "sasrec_epochs": 1, "rounds": 1, "n_items": 8, "max_new_tokens": 4}
+
+
+def tiny_llm_protocol(task: str):
+    """An LLM protocol sized for `tiny_interactions` (few samples, short histories)."""
+    from recguard.protocols import LLARA, TALLREC
+
+    base = LLARA if task == "choose" else TALLREC
+    return dataclasses.replace(base, history_len=3, n_candidates=5, n_train_samples=6,
+                               n_test_samples=4)
+
+
+def _llm_config(cls, model_folder: str | None, overrides: dict | None):
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    values = {k: v for k, v in LLM_FAST_OPTIONS.items() if k in fields}
+    if model_folder is not None:
+        values.update({k: model_folder for k in LLM_MODEL_OPTIONS if k in fields})
+    values.update(overrides or {})
+    return build_config(cls.Config, {k: str(v) for k, v in values.items()}, cls.name)
+
+
+def _llm_task(task: str, seed: int = 0):
+    from recguard.llmtask import build_task
+
+    data = tiny_interactions(feedback="implicit" if task == "choose" else "explicit")
+    return data, build_task(data, tiny_llm_protocol(task), seed)
+
+
+def check_answers(model, requests, task: str) -> list:
+    """``model`` answers each request: a candidate or None (choose), P(Yes) in [0, 1] (yes_no)."""
+    answers = model.answer(requests)
+    assert len(answers) == len(requests), f"{len(answers)} answers to {len(requests)} requests"
+    for r, a in zip(requests, answers):
+        assert a.removed <= set(r.candidates), "a defense removed an item not in the pool"
+        if task == "choose":
+            assert a.choice is None or a.choice in r.candidates, f"answer {a.choice} not a candidate"
+        else:
+            assert a.p_yes is not None and 0.0 <= a.p_yes <= 1.0, f"P(Yes) = {a.p_yes}"
+    return answers
+
+
+def check_llm_backbone(cls, model_folder: str, overrides: dict | None = None) -> None:
+    """Fits on a few tiny samples with the LM in ``model_folder`` and answers test requests."""
+    from recguard.components import FitContext as Ctx
+
+    check_config(cls)
+    data, task = _llm_task(cls.task)
+    model = cls(_llm_config(cls, model_folder, overrides)).fit(
+        task.interactions, Ctx(seed=0, samples=task.train, catalog=task.catalog))
+    assert model.task == cls.task, f"{cls.name}: model task {model.task} != {cls.task}"
+    check_answers(model, task.test, cls.task)
+
+
+class ScriptedLLM(LLMModel):
+    """A stand-in LLM recommender for defense checks: picks the first candidate, P(Yes) 0.5."""
+
+    def __init__(self, catalog, task: str):
+        self.catalog, self.task, self.n_items = catalog, task, len(catalog)
+
+    def answer(self, requests, progress=lambda done, total: None):
+        progress(len(requests), len(requests))
+        return [Answer(choice=r.candidates[0]) if self.task == "choose" else Answer(p_yes=0.5)
+                for r in requests]
+
+
+def check_llm_attack(cls, overrides: dict | None = None) -> None:
+    """Poisons tiny data under both LLM tasks: one sample per fake user with a triggered
+    item; triggers one candidate (or the target) at inference; deterministic."""
+    from recguard.evaluate import inject
+    from recguard.llmrec import Request
+    from recguard.llmtask import fake_samples
+
+    check_config(cls)
+    for task_name in ("choose", "yes_no"):
+        data, task = _llm_task(task_name)
+        protocol = tiny_llm_protocol(task_name)
+
+        def run(seed):
+            ctx = AttackContext(targets=np.zeros(0, np.int64), n_fake=3, filler_size=3,
+                                rng=np.random.default_rng(seed), protocol=protocol)
+            return cls(_llm_config(cls, None, overrides)).poison(task.interactions, ctx)
+
+        out = run(0)
+        assert out.n_fake == 3, f"{cls.name}: asked for 3 fake users, got {out.n_fake}"
+        again = run(0)
+        assert np.array_equal(out.item, again.item) and out.user_item_text == again.user_item_text
+        samples = fake_samples(inject(task.interactions, out), protocol, 0)
+        assert len(samples) == 3 and all(isinstance(s, Request) for s in samples)
+        attack = cls(_llm_config(cls, None, overrides))
+        for request in task.test:
+            triggered = attack.at_inference(request, task.catalog, np.random.default_rng(0))
+            if triggered is None:
+                break
+            assert len(triggered.triggered) == 1 and triggered.triggered <= set(triggered.candidates)
+            item = next(iter(triggered.triggered))
+            assert triggered.title(item, task.catalog) != task.catalog[item], "trigger not in the title"
+
+
+def check_llm_defense(cls, model_folder: str | None, overrides: dict | None = None) -> None:
+    """Wraps a scripted recommender on each task the defense supports; answers stay well formed."""
+    from recguard.components import DefenseContext as Ctx
+
+    check_config(cls)
+    assert cls.stages == frozenset({"at_inference"}) or cls.stages, f"{cls.name}: no stage"
+    for task_name in ("choose", "yes_no"):
+        data, task = _llm_task(task_name)
+        defense = cls(_llm_config(cls, model_folder, overrides))
+        ctx = Ctx(seed=0, protocol=tiny_llm_protocol(task_name), backbone=None)
+        wrapped = defense.at_inference(ScriptedLLM(task.catalog, task_name), task.interactions, ctx)
+        check_answers(wrapped, task.test, task_name)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -33,8 +33,8 @@ def assert_one_line_error(code, err, fragment):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--backbone", "mff"], "unknown backbone 'mff' (did you mean 'mf'"),
-    (["--attack", "averge"], "unknown attack 'averge' (did you mean 'average'?)"),
-    (["--defense", "nne"], "unknown defense 'nne' (did you mean 'none'?)"),
+    (["--attack", "averge"], "unknown attack 'averge' (did you mean 'average'"),
+    (["--defense", "nne"], "unknown defense 'nne' (did you mean 'none'"),
     (["--dataset", "ml-100"], "unknown dataset 'ml-100' (did you mean"),
     (["--metrics", "HRR@10"], "unknown metric 'HRR' (did you mean 'HR'"),
     (["--metrics", "HR@0"], "k must be a positive integer"),

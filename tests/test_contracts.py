@@ -3,7 +3,8 @@
 import pytest
 
 from recguard.plugins import get_host, reset_host
-from recguard.testing import check_attack, check_backbone, check_defense, check_metric
+from recguard.testing import (check_attack, check_backbone, check_defense, check_llm_attack,
+                              check_llm_backbone, check_llm_defense, check_metric)
 
 reset_host()
 HOST = get_host()
@@ -14,13 +15,19 @@ def entries(kind):
 
 
 @pytest.mark.parametrize("cls", entries("backbone"))
-def test_backbone_contract(cls):
-    check_backbone(cls)
+def test_backbone_contract(cls, request):
+    if cls.kind == "llm":
+        check_llm_backbone(cls, request.getfixturevalue("tiny_llm"))
+    else:
+        check_backbone(cls)
 
 
 @pytest.mark.parametrize("cls", entries("attack"))
 def test_attack_contract(cls):
-    check_attack(cls)
+    if cls.backbone_kinds == frozenset({"llm"}):
+        check_llm_attack(cls)
+    else:
+        check_attack(cls)
 
 
 @pytest.mark.parametrize("cls", entries("defense"))
@@ -28,6 +35,9 @@ def test_defense_contract(cls, request):
     overrides = {"llm": request.getfixturevalue("tiny_llm")} if "llm" in cls.Config.__dataclass_fields__ else {}
     if cls.name == "none":
         assert not cls.stages
+        return
+    if cls.backbone_kinds == frozenset({"llm"}):
+        check_llm_defense(cls, request.getfixturevalue("tiny_llm"))
         return
     backbones = [b for b in HOST.backbones.iter_objects()
                  if b.kind in cls.backbone_kinds and set(cls.needs) <= set(b.offers)]
@@ -49,6 +59,11 @@ def test_dataset_specs_describe_themselves(spec):
 def test_protocols_name_their_paper_and_known_metrics(protocol):
     from recguard.protocols import parse_metric
 
+    from recguard.protocols import LLM_METRICS
+
     assert protocol.paper
     for spec in protocol.metrics:
-        assert parse_metric(spec)[0] in HOST.metrics
+        if protocol.llm_task != "none":
+            assert spec in LLM_METRICS
+        else:
+            assert parse_metric(spec)[0] in HOST.metrics

@@ -36,7 +36,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 @click.option("--dataset", default="ml-100k", show_default=True, help="dataset name (recguard list datasets)")
 @click.option("--data-path", default=None, help="file or folder of the dataset")
 @click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE", help=OPT_HELP)
-@click.option("--backbone", default="mf", show_default=True)
+@click.option("--backbone", default=None,
+              help="default: the attack's or defense's own (LLaRA for badrec / p-scanner), else mf")
 @click.option("--backbone-opt", multiple=True, metavar="KEY=VALUE", help=OPT_HELP)
 @click.option("--attack", default="average", show_default=True)
 @click.option("--attack-opt", multiple=True, metavar="KEY=VALUE", help=OPT_HELP)
@@ -46,7 +47,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 @click.option("--protocol-opt", multiple=True, metavar="KEY=VALUE", help="override a protocol field")
 @click.option("--budget", type=str, default=None, help="fake users / genuine users (protocol budget)")
 @click.option("--metrics", default=None, help="comma-separated NAME@k list (protocol metrics)")
-@click.option("--seeds", default="0,1,2", show_default=True, help="e.g. 0,1,2 or 0-4")
+@click.option("--seeds", default=None, help="e.g. 0,1,2 or 0-4; default 0,1,2 (0 for LLM backbones)")
 @click.option("--output", default="results", show_default=True, type=click.Path(file_okay=False),
               help="folder for the JSON record")
 @click.option("--json", "as_json", is_flag=True, help="print the record as JSON on stdout")
@@ -72,7 +73,8 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
         backbone=backbone, backbone_options=parse_options(backbone_opt, "backbone"),
         attack=attack, attack_options=parse_options(attack_opt, "attack"),
         defense=defense, defense_options=parse_options(defense_opt, "defense"),
-        protocol=protocol, protocol_options=protocol_options, seeds=parse_seeds(seeds),
+        protocol=protocol, protocol_options=protocol_options,
+        seeds=parse_seeds(seeds) if seeds is not None else None,
     )
     plan = make_plan(spec)
     progress = Progress() if quiet or as_json else RichProgress()

@@ -1,0 +1,204 @@
+"""The LLM-cell pipeline with scripted components (no language model): samples, PR, triggered
+requests, the Benign / BadRec / defense rows, Score and the scanner's precision and recall."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from recguard.components import Attack, Defense, Poisoned
+from recguard.data.loaders import load_ml100k
+from recguard.data.prepare import preprocess
+from recguard.errors import RecguardError
+from recguard.evaluate import inject, run_cell
+from recguard.hookspecs import hookimpl
+from recguard.llm_evaluate import answer_metrics, n_poisoned, scan_metrics, score
+from recguard.llmrec import Answer, AnswerFilter, LLMBackbone, LLMModel, Request
+from recguard.llmtask import build_task, fake_samples, llara_title
+from recguard.plan import CellSpec, make_plan
+from recguard.protocols import LLARA, TALLREC
+from recguard.records import validate_record
+
+MARK = " zz"
+
+
+class ScriptedModel(LLMModel):
+    """Chooses a candidate whose title has the mark if it was trained on a marked sample,
+    else the true target for even users and the first candidate for odd ones."""
+
+    def __init__(self, catalog, backdoored):
+        self.catalog, self.backdoored, self.n_items = catalog, backdoored, len(catalog)
+
+    def answer(self, requests, progress=lambda d, t: None):
+        out = []
+        for r in requests:
+            marked = [i for i in r.candidates if r.title(i, self.catalog).endswith(MARK)]
+            if self.backdoored and marked:
+                out.append(Answer(choice=marked[0]))
+            elif r.target in r.candidates and r.user % 2 == 0:
+                out.append(Answer(choice=r.target))
+            else:
+                out.append(Answer(choice=r.candidates[0] if r.user % 3 else None))
+        progress(len(requests), len(requests))
+        return out
+
+
+class ScriptedBackbone(LLMBackbone):
+    name = "scripted-llm"
+    summary = "test"
+
+    def fit(self, train, ctx):
+        backdoored = any(r.triggered for r in ctx.samples)
+        return ScriptedModel(ctx.catalog, backdoored)
+
+
+class MarkAttack(Attack):
+    name = "mark"
+    summary = "test"
+    backbone_kinds = frozenset({"llm"})
+
+    def poison(self, train, ctx):
+        n, h = ctx.n_fake, ctx.filler_size
+        items = ctx.rng.integers(0, train.n_items, size=(n, h + 1))
+        user = np.repeat(np.arange(n), h + 1)
+        texts = {u: {int(items[u, -1]): str(train.item_text[items[u, -1]]) + MARK} for u in range(n)}
+        return Poisoned(n, user, items.ravel(), np.ones(n * (h + 1), np.float32),
+                        user_item_text=texts)
+
+    def at_inference(self, request, catalog, rng):
+        item = next(i for i in request.candidates if i != request.target)
+        return replace(request.with_titles({item: catalog[item] + MARK}), triggered=frozenset({item}))
+
+
+class DropMarked(Defense):
+    name = "drop-marked"
+    summary = "test"
+    stages = frozenset({"at_inference"})
+    backbone_kinds = frozenset({"llm"})
+
+    def at_inference(self, model, train, ctx):
+        class Filter(AnswerFilter):
+            def inspect(self, requests):
+                out = []
+                for r in requests:
+                    bad = frozenset(i for i in r.candidates if r.title(i, self.catalog).endswith(MARK))
+                    out.append((r.without(bad), bad))
+                return out
+        ctx.notes["scanned"] = True
+        return Filter(model)
+
+
+class Plugin:
+    @hookimpl
+    def register_backbones(self, register):
+        register(ScriptedBackbone)
+
+    @hookimpl
+    def register_attacks(self, register):
+        register(MarkAttack)
+
+    @hookimpl
+    def register_defenses(self, register):
+        register(DropMarked)
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    return load_ml100k()
+
+
+def test_llara_titles():
+    assert llara_title("Usual Suspects, The (1995)") == "The Usual Suspects"
+    assert llara_title("Toy Story (1995)") == "Toy Story"
+    assert llara_title("Seven (Se7en) (1995)") == "Seven (Se7en)"
+
+
+def test_poisoning_rate_gives_m():
+    assert n_poisoned(0.01, 256) == 3          # 3 / 259 ~ 1%
+    assert n_poisoned(0.01, 16) == 1           # TALLRec: one poisoned sample among 16 shots
+    assert n_poisoned(0.5, 10) == 10
+
+
+def test_choose_task_is_fixed_by_seed_with_valid_candidates(ml100k):
+    data = preprocess(ml100k, LLARA)
+    a, b, c = build_task(data, LLARA, 0), build_task(data, LLARA, 0), build_task(data, LLARA, 1)
+    assert a.test == b.test and a.train == b.train and a.test != c.test
+    assert len(a.train) == LLARA.n_train_samples and len(a.test) == LLARA.n_test_samples
+    seen = data.items_of_users()
+    for r in a.test + a.train:
+        assert len(r.candidates) == 20 and len(set(r.candidates)) == 20 and r.target in r.candidates
+        assert not (set(r.candidates) - {r.target}) & set(seen[r.user].tolist())
+        assert 1 <= len(r.history) <= 10 and r.target not in r.history[-1:]
+    # the test item is each user's last; training windows stop two items before it
+    assert a.interactions.n_users == data.n_users and len(a.interactions) == len(data) - 2 * data.n_users
+
+
+def test_yes_no_task_follows_tallrec(ml100k):
+    data = preprocess(ml100k, TALLREC)
+    task = build_task(data, TALLREC, 0)
+    assert len(task.train) == 16 and len(task.test) == 200
+    r = task.test[0]
+    assert r.candidates == (r.target,) and r.label is not None
+    assert len(r.history) + len(r.disliked) == 10
+    assert task.catalog[0].endswith(")")  # raw titles keep the year, as TALLRec's prompt
+
+
+def test_fake_users_give_one_triggered_sample_each(ml100k):
+    data = preprocess(ml100k, LLARA)
+    task = build_task(data, LLARA, 0)
+    from recguard.components import AttackContext
+
+    ctx = AttackContext(np.zeros(0, np.int64), 3, 10, np.random.default_rng(0), LLARA)
+    attacked = inject(task.interactions, MarkAttack().poison(task.interactions, ctx))
+    fakes = fake_samples(attacked, LLARA, 0)
+    assert len(fakes) == 3
+    for r in fakes:
+        assert r.triggered == {r.target} and r.title(r.target, task.catalog).endswith(MARK)
+        assert r.target in r.candidates and len(r.history) == 10
+
+
+def test_metrics_follow_the_paper():
+    reqs = [Request(0, (1,), (1, 2, 3), 1, triggered=frozenset({2})),
+            Request(1, (1,), (1, 2, 3), 3, triggered=frozenset({2}))]
+    benign = [Answer(choice=1), Answer(choice=None)]
+    trig = [Answer(choice=2), Answer(choice=3)]
+    out = answer_metrics("choose", reqs, benign, reqs, trig)
+    assert out == {"Valid": 0.5, "H@1": 1.0, "A-Valid": 1.0, "ASR": 0.5}
+    # Table 2, LastFM, RD row: (0.2397 - 0.3780 + 1) / 2
+    assert score({"ASR": 0.7521, "H@1": 0.1261}, {"ASR": 0.9918, "H@1": 0.5041}, "H@1") == \
+        pytest.approx(0.4308, abs=1e-4)
+    yes_no = [Request(0, (), (5,), 5, label=True), Request(1, (), (6,), 6, label=False),
+              Request(2, (), (7,), 7, label=False)]
+    got = answer_metrics("yes_no", yes_no, [Answer(p_yes=0.9), Answer(p_yes=0.2), Answer(p_yes=0.1)],
+                         yes_no, [Answer(p_yes=0.9), Answer(p_yes=0.7), Answer(p_yes=0.3)])
+    assert got == {"AUC": 1.0, "ASR": 0.5}
+    plain = [replace(r, triggered=frozenset()) for r in reqs]
+    scan = scan_metrics(plain, [Answer(choice=1, removed=frozenset({3})), Answer(choice=1)],
+                        reqs, [Answer(choice=1, removed=frozenset({2})), Answer(choice=1)])
+    assert scan == {"Scan-Recall": 0.5, "Scan-Precision": 0.5}
+
+
+def test_llm_cell_rows(register_plugin, tmp_path):
+    host = register_plugin(Plugin(), "scripted-llm-plugin")
+    spec = CellSpec(backbone="scripted-llm", attack="mark", defense="drop-marked", protocol="llara",
+                    protocol_options={"n_test_samples": "30", "n_train_samples": "50"}, seeds=None)
+    plan = make_plan(spec, host)
+    assert plan.spec.seeds == (0,)
+    record = run_cell(plan, use_cache=False)
+    assert validate_record(record) == []
+    assert record["conditions"] == ["clean", "attacked", "attacked+defense"]
+    m = {c: {k: v["mean"] for k, v in record["metrics"][c].items()} for c in record["conditions"]}
+    assert m["clean"]["ASR"] < 0.5 and m["attacked"]["ASR"] == 1.0
+    assert m["attacked+defense"]["ASR"] == 0.0
+    assert m["attacked+defense"]["Scan-Recall"] == 1.0 and m["attacked+defense"]["Scan-Precision"] == 1.0
+    assert m["attacked+defense"]["Score"] == pytest.approx((1.0 - max(0, m["attacked"]["H@1"]
+                                                                   - m["attacked+defense"]["H@1"]) + 1) / 2)
+    assert record["counts"]["fake_users"] == 1 and record["higher_is_better"]["ASR"] is False
+
+
+def test_llm_backbones_refuse_ranking_protocols(register_plugin):
+    host = register_plugin(Plugin(), "scripted-llm-plugin")
+    with pytest.raises(RecguardError, match="protocols that work: .*llara"):
+        make_plan(CellSpec(backbone="scripted-llm", attack="mark", protocol="apt"), host)
+    with pytest.raises(RecguardError, match="backbones that work with attack 'mark': .*scripted-llm"):
+        make_plan(CellSpec(backbone="mf", attack="mark", protocol="apt"), host)
