@@ -113,14 +113,14 @@ class TriggerAgent:
         return [clean_rewrite(text) or t.text for text, t in zip(texts, triggers)]
 
     def update(self, triggers: Sequence[InitialTrigger], rewrites: Sequence[str],
-               wrong: np.ndarray, seed: int) -> list[float]:
-        """Eq. 8: ``steps`` AdamW steps on `signed_lm_loss` over mini-batches of the rewrites;
-        U = +1 where ``wrong``. Returns the loss of each step."""
+               u: np.ndarray, seed: int) -> list[float]:
+        """Eq. 8: ``steps`` AdamW steps on `signed_lm_loss` over mini-batches of the rewrites,
+        ``u`` the indicator U (+1 / -1) of each. Returns the loss of each step."""
         import torch
 
         s = self.settings
         rng = np.random.default_rng(seed)
-        weights = np.where(np.asarray(wrong, dtype=bool), 1.0, -1.0)
+        weights = np.asarray(u, dtype=np.float64)
         losses = []
         self.model.train()
         try:

@@ -118,6 +118,12 @@ def accuracy_report(samples: Sequence[Sample], p_yes: np.ndarray) -> dict:
     return report
 
 
+def indicator(p_yes: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """U of Eq. 8: +1 where the scanner's answer (P(Yes) > 0.5) differs from the label, else -1."""
+    wrong = (np.asarray(p_yes) > 0.5) != (np.asarray(labels) == "Yes")
+    return np.where(wrong, 1.0, -1.0)
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -155,10 +161,10 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
         report = accuracy_report(samples, p_yes)
         rewritten = [i for i, s in enumerate(samples) if s.rewrite is not None]
         if agent is not None and rewritten:
-            wrong = (p_yes[rewritten] > 0.5) != np.array([samples[i].label == "Yes" for i in rewritten])
+            u = indicator(p_yes[rewritten], [samples[i].label for i in rewritten])
             losses = agent.update([samples[i].trigger for i in rewritten],
-                                  [samples[i].rewrite for i in rewritten], wrong, seed * 1000 + t)
-            report.update(agent_wrong=int(wrong.sum()), agent_loss=[round(x, 4) for x in losses],
+                                  [samples[i].rewrite for i in rewritten], u, seed * 1000 + t)
+            report.update(agent_wrong=int((u > 0).sum()), agent_loss=[round(x, 4) for x in losses],
                           examples=[[samples[i].trigger.text, samples[i].rewrite]
                                     for i in rewritten[:3]])
         scanner = scanner.merge_and_unload()   # the next round's LoRA trains on top

@@ -1,0 +1,81 @@
+"""The curriculum, the indicator U and the agent's signed loss (Eq. 8) on toy logits."""
+
+import numpy as np
+import pytest
+
+from recguard_pscanner.agent import clean_rewrite, signed_lm_loss
+from recguard_pscanner.scanner import curriculum_picks, indicator
+
+
+def test_curriculum_share_rises_linearly():
+    picks = curriculum_picks(4000, np.random.default_rng(0))
+    quarters = [q.mean() for q in np.array_split(picks, 4)]
+    assert all(a < b for a, b in zip(quarters, quarters[1:]))
+    assert np.allclose(quarters, [0.125, 0.375, 0.625, 0.875], atol=0.04)
+    assert not picks[0] and picks[-1]          # r = 0 at the start, 1 at the end
+
+
+def test_indicator_u():
+    u = indicator(np.array([0.9, 0.2, 0.7, 0.1]), ["Yes", "Yes", "No", "No"])
+    assert u.tolist() == [-1.0, 1.0, 1.0, -1.0]    # +1 where the scanner is wrong
+
+
+def _toy(nll_target=None):
+    import torch
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5, requires_grad=True)
+    labels = torch.tensor([[-100, -100, 3, 1], [-100, 2, 4, -100]])
+    return logits, labels
+
+
+def _per_sample_nll(logits, labels):
+    import torch
+
+    logp = torch.log_softmax(logits, -1)
+    out = []
+    for b in range(labels.shape[0]):
+        terms = [-logp[b, t - 1, labels[b, t]] for t in range(1, labels.shape[1]) if labels[b, t] >= 0]
+        out.append(torch.stack(terms).mean())
+    return torch.stack(out)
+
+
+def test_signed_loss_matches_eq8_mean():
+    import torch
+
+    logits, labels = _toy()
+    nll = _per_sample_nll(logits, labels)
+    loss = signed_lm_loss(logits, labels, torch.tensor([1.0, -1.0]), max_nll=100.0)
+    assert torch.isclose(loss, (nll[0] - nll[1]) / 2)
+    same = signed_lm_loss(logits, labels, torch.tensor([1.0, 1.0]), max_nll=100.0)
+    assert torch.isclose(same, nll.mean())
+
+
+def test_signed_loss_gradient_directions():
+    """A gradient step makes U = +1 rewrites likelier and U = -1 ones less likely."""
+    import torch
+
+    logits, labels = _toy()
+    before = _per_sample_nll(logits, labels).detach()
+    signed_lm_loss(logits, labels, torch.tensor([1.0, -1.0]), max_nll=100.0).backward()
+    stepped = (logits - 0.5 * logits.grad).detach()
+    after = _per_sample_nll(stepped, labels)
+    assert after[0] < before[0] and after[1] > before[1]
+
+
+def test_negative_part_is_clamped():
+    import torch
+
+    logits, labels = _toy()
+    nll = _per_sample_nll(logits, labels).detach()
+    cap = float(nll[1]) - 0.1                     # sample 1 (U = -1) is already past the cap
+    loss = signed_lm_loss(logits, labels, torch.tensor([1.0, -1.0]), max_nll=cap)
+    assert loss.item() == pytest.approx((float(nll[0]) - cap) / 2, rel=1e-5)
+    loss.backward()
+    assert torch.all(logits.grad[1] == 0)         # no push beyond the cap
+
+
+def test_clean_rewrite():
+    assert clean_rewrite('  "Dreams dance in moonlight."\nmore') == "Dreams dance in moonlight"
+    assert clean_rewrite("\n\n") == ""
+    assert len(clean_rewrite(" ".join(["w"] * 40)).split()) == 12

@@ -1,0 +1,162 @@
+"""Training switches, the scanner cache and the detection phase (Eq. 9)."""
+
+import numpy as np
+import pytest
+
+import recguard.sft
+from recguard.components import DefenseContext
+from recguard.config import build_config
+from recguard.errors import RecguardError
+from recguard.llmrec import Answer, LLMModel, Request
+from recguard.protocols import APT
+from recguard.testing import check_config
+
+from recguard_pscanner import scanner as scanner_module
+from recguard_pscanner.defense import PScannerConfig, PScannerDefense, ScanFilter, plan_of
+
+
+def small(tiny_llm, **over):
+    opts = dict(scanner_model=tiny_llm, agent_model=tiny_llm, rounds=2, n_items=6, n_heldout=4,
+                batch_size=4, agent_max_new_tokens=4, agent_steps=1)
+    return build_config(PScannerConfig, {**opts, **over}, "p-scanner")
+
+
+def test_config():
+    check_config(PScannerDefense)
+    assert PScannerDefense.stages == frozenset({"at_inference"})
+    assert PScannerDefense.backbone_kinds == frozenset({"llm"})
+    with pytest.raises(RecguardError):
+        build_config(PScannerConfig, {"position": "middle"}, "p-scanner")
+    with pytest.raises(RecguardError, match="m1"):
+        plan_of(build_config(PScannerConfig, {"m1": "7"}, "p-scanner"))
+
+
+class Spy:
+    """Counts calls to fine_tune and to the agent, passing them through."""
+
+    def __init__(self, monkeypatch):
+        self.fine_tune = self.agent = self.updates = 0
+        real_ft, real_agent = recguard.sft.fine_tune, scanner_module.TriggerAgent
+        spy = self
+
+        def fine_tune(*args, **kwargs):
+            spy.fine_tune += 1
+            assert kwargs["train"].shuffle is False           # the curriculum is an order
+            return real_ft(*args, **kwargs)
+
+        class Agent(real_agent):
+            def __init__(self, *args, **kwargs):
+                spy.agent += 1
+                super().__init__(*args, **kwargs)
+
+            def update(self, *args, **kwargs):
+                spy.updates += 1
+                return super().update(*args, **kwargs)
+
+        monkeypatch.setattr(recguard.sft, "fine_tune", fine_tune)
+        monkeypatch.setattr(scanner_module, "TriggerAgent", Agent)
+
+
+def test_full_training_then_cache_hit(tiny_llm, fresh_cache, monkeypatch):
+    spy = Spy(monkeypatch)
+    plan = plan_of(small(tiny_llm))
+    _, _, notes = scanner_module.prepare_scanner(plan, seed=3, log=lambda s: None)
+    assert notes["cache"] == "miss" and spy.fine_tune == 2 and spy.agent == 1
+    assert len(notes["rounds"]) == 2 and "accuracy" in notes["heldout"]
+    assert any("n_agent" in r for r in notes["rounds"])          # the curriculum used rewrites
+    folder = scanner_module.scanner_dir(plan, 3)
+    assert (folder / "round0").is_dir() and (folder / "round1").is_dir()
+    assert not [p for p in folder.parent.iterdir() if p.name.endswith(".tmp")]
+    _, _, again = scanner_module.prepare_scanner(plan, seed=3, log=lambda s: None)
+    assert again["cache"] == "hit" and spy.fine_tune == 2 and spy.agent == 1
+    assert again["rounds"] == notes["rounds"]
+    assert scanner_module.scanner_dir(plan, 4) != folder                   # keyed by seed
+    assert scanner_module.scanner_dir(plan_of(small(tiny_llm, lr=0.01)), 3) != folder
+    assert scanner_module.scanner_dir(plan_of(small(tiny_llm, threshold=0.9)), 3) == folder
+
+
+def test_without_ta_never_calls_the_agent(tiny_llm, fresh_cache, monkeypatch):
+    spy = Spy(monkeypatch)
+    _, _, notes = scanner_module.prepare_scanner(plan_of(small(tiny_llm, augment=False)), seed=0,
+                                                 log=lambda s: None)
+    assert spy.fine_tune == 2 and spy.agent == 0
+    assert all("n_agent" not in r for r in notes["rounds"])
+
+
+def test_without_ft_trains_nothing(tiny_llm, fresh_cache, monkeypatch):
+    spy = Spy(monkeypatch)
+    _, _, notes = scanner_module.prepare_scanner(plan_of(small(tiny_llm, finetune=False)), seed=0,
+                                                 log=lambda s: None)
+    assert spy.fine_tune == 0 and spy.agent == 0
+    assert notes["rounds"] == [] and notes["trained_rounds"] == 0
+
+
+class Victim(LLMModel):
+    """Chooses the first candidate it is shown; answers P(Yes) = 0.8."""
+
+    def __init__(self, task, catalog):
+        self.task, self.catalog, self.n_items = task, catalog, len(catalog)
+        self.seen = []
+
+    def answer(self, requests, progress=lambda d, t: None):
+        self.seen += requests
+        return [Answer(choice=r.candidates[0]) if self.task == "choose" else Answer(p_yes=0.8)
+                for r in requests]
+
+
+CATALOG = ["Titanic", "Braveheart", "Waterloo Bridge", "Roman Holiday"]
+
+
+def fake_scanner(monkeypatch, calls):
+    def yes_probability(model, tokenizer, prompts, **kwargs):
+        calls.append(len(prompts))
+        return np.array([0.9 if "Ethereal" in p else 0.1 for p in prompts])
+
+    monkeypatch.setattr(recguard.sft, "yes_probability", yes_probability)
+
+
+def test_detection_removes_flagged_candidates(tiny_llm, monkeypatch):
+    from recguard.llm import load_causal_lm
+
+    calls = []
+    fake_scanner(monkeypatch, calls)
+    _, tok = load_causal_lm(tiny_llm)
+    victim, notes = Victim("choose", CATALOG), {}
+    flt = ScanFilter(victim, None, tok, threshold=0.5, batch_size=8, notes=notes)
+    poisoned = Request(user=0, history=(0,), candidates=(1, 2, 3), target=2,
+                       titles={1: "Braveheart Ethereal"}, triggered=frozenset({1}))
+    clean = Request(user=1, history=(0,), candidates=(1, 2, 3), target=3)
+    answers = flt.answer([poisoned, clean, poisoned])
+    assert answers[0].removed == frozenset({1}) and answers[0].choice == 2
+    assert answers[1].removed == frozenset() and answers[1].choice == 1
+    assert victim.seen[0].candidates == (2, 3)
+    assert calls == [4]              # 4 unique titles, scanned once in one batch
+    flt.answer([clean])
+    assert calls == [4]              # cached by title text
+    assert notes["titles_scanned"] == 4 and notes["titles_flagged"] == 1
+    assert notes["items_removed"] == 2
+
+
+def test_detection_yes_no_removes_the_target(tiny_llm, monkeypatch):
+    from recguard.llm import load_causal_lm
+
+    fake_scanner(monkeypatch, [])
+    _, tok = load_causal_lm(tiny_llm)
+    flt = ScanFilter(Victim("yes_no", CATALOG), None, tok, threshold=0.5, batch_size=8, notes={})
+    asked = Request(user=0, history=(0,), candidates=(2,), target=2, label=False,
+                    titles={2: "Waterloo Bridge Ethereal"})
+    fine = Request(user=0, history=(0,), candidates=(3,), target=3, label=True)
+    a, b = flt.answer([asked, fine])
+    assert a.removed == frozenset({2}) and a.p_yes == 0.0
+    assert b.removed == frozenset() and b.p_yes == 0.8
+
+
+def test_at_inference_wraps_and_notes(tiny_llm, fresh_cache):
+    defense = PScannerDefense(small(tiny_llm, rounds=1, n_items=4, n_heldout=2))
+    ctx = DefenseContext(seed=0, protocol=APT, backbone=None)
+    model = defense.at_inference(Victim("choose", CATALOG), None, ctx)
+    assert isinstance(model, ScanFilter)
+    model.answer([Request(user=0, history=(0,), candidates=(1, 2), target=2)])
+    notes = ctx.notes["p-scanner"]
+    assert notes["training"]["cache"] == "miss" and len(notes["training"]["rounds"]) == 1
+    assert notes["titles_scanned"] == 2
