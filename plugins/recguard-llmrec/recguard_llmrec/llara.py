@@ -147,9 +147,11 @@ class LLaRAModel(LLMModel):
             return []
         prompts = self.prompts(requests)
         if self.cfg.answer == "generate":
-            texts = generate(self.lm, self.tokenizer, prompts, max_new_tokens=self.cfg.max_new_tokens,
+            texts = generate(self.lm, self.tokenizer, prompts,
+                             max_new_tokens=self.cfg.max_new_tokens,
                              batch_size=self.cfg.batch_size, progress=progress)
-            return [Answer(choice=valid_choice(t, r, self.catalog)) for t, r in zip(texts, requests)]
+            return [Answer(choice=valid_choice(t, r, self.catalog))
+                    for t, r in zip(texts, requests)]
         pairs = [(p, r, c) for p, r in zip(prompts, requests) for c in r.candidates]
         logp = completion_logprob(self.lm, self.tokenizer, [p for p, _, _ in pairs],
                                   [" " + r.title(c, self.catalog) for _, r, c in pairs],

@@ -1,0 +1,128 @@
+"""Fits and answers on the tiny random LM (seconds each)."""
+
+import numpy as np
+import pytest
+
+from recguard.components import FitContext
+from recguard.config import build_config
+from recguard.errors import RecguardError
+from recguard.llm import load_causal_lm
+from recguard.llmrec import Request
+from recguard.testing import tiny_interactions
+
+import recguard_llmrec.llara as llara
+from recguard_llmrec.hybrid import install_hybrid, item_token, projector_parameters
+from recguard_llmrec.llara import LLaRABackbone
+from recguard_llmrec.tallrec import TALLRecBackbone
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_interactions(feedback="implicit")
+
+
+def requests(data, n, seed=0, yes_no=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    for u in range(n):
+        items = [int(i) for i in rng.choice(data.n_items, 8, replace=False)]
+        if yes_no:
+            out.append(Request(user=u, history=tuple(items[:4]), candidates=(items[7],),
+                               target=items[7], disliked=tuple(items[4:6]), label=bool(u % 2)))
+        else:
+            out.append(Request(user=u, history=tuple(items[:4]), candidates=tuple(items[4:]),
+                               target=items[5]))
+    return out
+
+
+def context(data, samples, seed=0):
+    ctx = FitContext(seed=seed, samples=samples)
+    ctx.catalog = list(data.item_text)
+    return ctx
+
+
+def test_hybrid_embedding_replaces_exactly_the_slots(tiny_llm):
+    import torch
+
+    lm, tokenizer = load_causal_lm(tiny_llm)
+    base = lm.get_input_embeddings()
+    tied = lm.get_output_embeddings().weight is base.weight
+    vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    first = install_hybrid(lm, tokenizer, vectors)
+    emb = lm.get_input_embeddings()
+    assert first == base.num_embeddings and lm.config.vocab_size == base.num_embeddings
+    assert emb.weight is base.weight                               # shared, not copied
+    assert (lm.get_output_embeddings().weight is base.weight) == tied  # a tie survives
+    ids = torch.tensor([tokenizer(f"Heat {item_token(3)}, Fargo {item_token(0)}",
+                                  add_special_tokens=False)["input_ids"]])
+    slots = ids >= first
+    assert slots.sum() == 2
+    out = emb(ids)
+    assert torch.equal(out[~slots], base.weight[ids[~slots]])
+    projected = emb.projector(torch.as_tensor(vectors[[3, 0]]))
+    assert torch.allclose(out[slots], projected)
+    out[slots].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in emb.projector.parameters())
+
+
+def test_llara_hybrid_fit_trains_the_projector(tiny_llm, data, monkeypatch):
+    import torch
+
+    installed = {}
+
+    def spy(lm, tokenizer, vectors):
+        first = install_hybrid(lm, tokenizer, vectors)
+        installed.update({k: p.detach().clone() for k, p in projector_parameters(lm).items()})
+        return first
+
+    monkeypatch.setattr(llara, "install_hybrid", spy)
+    cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "sasrec_epochs": 1, "epochs": 2,
+                                              "max_new_tokens": 8, "curriculum": False}, "llara")
+    samples = requests(data, 8)
+    model = LLaRABackbone(cfg).fit(data, context(data, samples))
+    trained = projector_parameters(model.lm)
+    assert len(trained) == len(installed) == 4
+    assert all("modules_to_save" in name for name in trained)
+    assert any(not torch.equal(a.detach(), b) for a, b in zip(trained.values(), installed.values()))
+    answers = model.answer(samples[:4])
+    assert len(answers) == 4
+    assert all(a.choice is None or a.choice in r.candidates for a, r in zip(answers, samples))
+
+
+def test_llara_text_likelihood_round_trip(tiny_llm, data):
+    cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "prompt": "text",
+                                              "answer": "likelihood"}, "llara")
+    samples = requests(data, 6)
+    progress = []
+    model = LLaRABackbone(cfg).fit(data, context(data, samples))
+    tests = requests(data, 3, seed=1)
+    first = model.answer(tests, lambda done, total: progress.append((done, total)))
+    assert all(a.choice in r.candidates for a, r in zip(first, tests))  # always valid
+    assert [a.choice for a in first] == [a.choice for a in model.answer(tests)]
+    assert progress and progress[-1][0] == progress[-1][1]
+    assert "<|item_" not in model.prompts(tests)[0]
+
+
+def test_tallrec_round_trip(tiny_llm, data):
+    cfg = build_config(TALLRecBackbone.Config, {"model": tiny_llm, "epochs": 1}, "tallrec")
+    samples = requests(data, 6, yes_no=True)
+    steps = []
+    model = TALLRecBackbone(cfg).fit(data, context(data, samples))
+    tests = requests(data, 5, seed=2, yes_no=True)
+    tests[0] = tests[0].with_titles({tests[0].target: "Item trigger cf"})
+    assert '"Item trigger cf"?' in model.prompts(tests)[0]
+    p = np.array([a.p_yes for a in model.answer(tests, lambda d, t: steps.append(d))])
+    assert p.shape == (5,) and np.all((p >= 0) & (p <= 1)) and steps[-1] == 5
+
+
+def test_bad_input_is_one_line(tiny_llm, data):
+    with pytest.raises(RecguardError, match="ctx.samples"):
+        TALLRecBackbone(build_config(TALLRecBackbone.Config, {"model": tiny_llm}, "tallrec")
+                        ).fit(data, FitContext(seed=0))
+    cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "template": 7}, "llara")
+    with pytest.raises(RecguardError, match="template"):
+        LLaRABackbone(cfg).fit(data, context(data, requests(data, 2)))
+    cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "prompt": "text",
+                                              "max_length": 20}, "llara")
+    with pytest.raises(RecguardError, match="max_length"):
+        LLaRABackbone(cfg).fit(data, context(data, requests(data, 2)))
