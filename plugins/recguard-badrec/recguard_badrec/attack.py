@@ -58,6 +58,7 @@ class BadRecAttack(Attack):
                               "backdoor trigger; the trigger is inserted again at inference")
     paper: ClassVar[str] = PAPER
     backbone_kinds: ClassVar[frozenset[str]] = frozenset({"llm"})
+    default_backbone: ClassVar[str | None] = "llara"   # the victim of the paper's Table 1-2
     needs: ClassVar[frozenset[str]] = frozenset({"item_text"})
     knowledge: ClassVar[str] = "black-box"
     Config = BadRecConfig
