@@ -123,6 +123,7 @@ class PScannerDefense(Defense):
     paper = PAPER
     stages = frozenset({"at_inference"})
     backbone_kinds = frozenset({"llm"})
+    default_backbone = "llara"   # the victim of the paper's Table 2
     Config = PScannerConfig
 
     def at_inference(self, model: LLMModel, train, ctx: DefenseContext) -> LLMModel:
