@@ -137,7 +137,7 @@ LLARA = Protocol(
           "sec. 3.2 and 5.1 for BadRec and its metrics",
     feedback="implicit", implicit_threshold=None, min_user_interactions=3,
     split="leave_one_out", budget=0.01, n_targets=1, llm_task="choose", history_len=10,
-    n_candidates=20, n_train_samples=256, n_test_samples=100, title_style="llara",
+    n_candidates=20, n_train_samples=64, n_test_samples=50, title_style="llara",
     metrics=("Valid", "H@1", "A-Valid", "ASR"),
 )
 

@@ -248,12 +248,13 @@ def _left_padded(tokenizer, sequences: list[list[int]], device):
     return ids.to(device), mask.to(device)
 
 
-def _forward_logits(model, ids, mask):
+def _forward_logits(model, ids, mask, last_only: bool = False):
     import torch
 
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    extra = {"logits_to_keep": 1} if last_only else {}   # the vocabulary projection of one position
     with torch.no_grad():
-        return model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+        return model(input_ids=ids, attention_mask=mask, position_ids=positions, **extra).logits.float()
 
 
 def completion_logprob(model, tokenizer, prompts: Sequence[str], completions: Sequence[str],
@@ -310,7 +311,7 @@ def yes_probability(model, tokenizer, prompts: Sequence[str], yes: str = "Yes", 
         chunk = list(prompts[start:end])
         encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
         ids, mask = _left_padded(tokenizer, encoded, device)
-        last = _forward_logits(model, ids, mask)[:, -1, :]
+        last = _forward_logits(model, ids, mask, last_only=True)[:, -1, :]
         yes_ids = torch.tensor([_first_token(tokenizer, p, yes) for p in chunk], device=device)
         no_ids = torch.tensor([_first_token(tokenizer, p, no) for p in chunk], device=device)
         rows = torch.arange(len(chunk), device=device)

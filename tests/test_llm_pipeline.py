@@ -194,6 +194,15 @@ def test_llm_cell_rows(register_plugin, tmp_path):
     assert m["attacked+defense"]["Score"] == pytest.approx((1.0 - max(0, m["attacked"]["H@1"]
                                                                    - m["attacked+defense"]["H@1"]) + 1) / 2)
     assert record["counts"]["fake_users"] == 1 and record["higher_is_better"]["ASR"] is False
+    from rich.console import Console
+
+    from recguard.cli.render import render_record
+
+    console = Console(record=True, width=200)
+    render_record(record, console)
+    text = console.export_text()
+    lines = {line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2}
+    assert {"Benign", "BadRec", "drop-marked"} <= lines and "Score ↑" in text and "ASR ↓" in text
 
 
 def test_llm_backbones_refuse_ranking_protocols(register_plugin):

@@ -26,8 +26,15 @@ def render_record(record: dict, console) -> None:
                f"({counts['fake_users']} fake users, {counts['filler_size']} fillers); "
                f"{counts['targets']} {protocol['target_rule']} targets; "
                f"{record['timings']['total_seconds']:.1f} s")
+    if protocol.get("llm_task", "none") != "none":
+        caption = (f"{len(spec['seeds'])} seed(s) {spec['seeds']}; poisoning rate {protocol['budget']:g} "
+                   f"({counts['fake_users']} poisoned among {counts['train_interactions']} training "
+                   f"samples); {record['timings']['total_seconds']:.1f} s")
     console.print(f"[bold]{title}[/]")
     console.print(f"[dim]{caption}[/]")
+    if protocol.get("llm_task", "none") != "none":
+        console.print(_llm_rows(record))
+        return
     table = Table()
     table.add_column("metric")
     for condition in record["conditions"]:
@@ -43,3 +50,23 @@ def render_record(record: dict, console) -> None:
             row.append(fmt(stat) if stat else "")
         table.add_row(*row)
     console.print(table)
+
+
+def _llm_rows(record: dict):
+    """LLM cells as the paper's Table 2: one row per condition (Benign, BadRec, the defense)."""
+    from rich.table import Table
+
+    rows = {"clean": "Benign", "attacked": "BadRec"}
+    defense = record["spec"]["defense"]["name"]
+    names: list[str] = []
+    for condition in record["conditions"]:
+        names += [n for n in record["metrics"][condition] if n not in names]
+    table = Table()
+    table.add_column("row")
+    for name in names:
+        arrow = "↑" if record["higher_is_better"].get(name, True) else "↓"
+        table.add_column(f"{name} {arrow}", justify="right")
+    for condition in record["conditions"]:
+        label = rows.get(condition, f"{defense} ({condition})" if condition == "clean+defense" else defense)
+        table.add_row(label, *(fmt(record["metrics"][condition].get(n), missing="/") for n in names))
+    return table
