@@ -74,6 +74,11 @@ class Protocol:
                 raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
 
     def describe(self) -> str:
+        if self.llm_task != "none":
+            pool = (f"{self.n_candidates} candidates, " if self.llm_task == "choose" else "")
+            return (f"LLM {self.llm_task}: {self.history_len}-item histories, {pool}"
+                    f"{self.n_train_samples or 'all'} training samples, poisoning rate {self.budget:g}, "
+                    f"{', '.join(self.metrics)} ({self.paper})")
         return (f"{self.feedback}, {self.split.replace('_', ' ')}, budget {self.budget:g}, "
                 f"{self.n_targets} {self.target_rule} targets, {', '.join(self.metrics)} ({self.paper})")
 

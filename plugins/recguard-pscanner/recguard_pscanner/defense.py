@@ -28,10 +28,11 @@ class PScannerConfig(Config):
                                  "zero-shot as the scanner; nothing is trained")
     augment: bool = param(True, "false: w/o TA (sec. 5.3.2), only initial triggers, no agent")
     rounds: int = param(2, "T, adversarial rounds of Algorithm 2 (not given; ours, CPU-sized)", low=1)
-    n_items: int = param(48, "synthetic items per round (not given; ours, CPU-sized)", low=2)
+    n_items: int = param(256, "synthetic items per round (not given; ours, CPU-sized: 48 left the "
+                              "scanner flagging every title)", low=2)
     n_heldout: int = param(32, "fresh synthetic items to check the trained scanner on (notes only)",
                            low=0)
-    epochs: float = param(1.0, "scanner epochs per round", low=0, open_low=True)
+    epochs: float = param(2.0, "scanner epochs per round (ours, CPU-sized)", low=0, open_low=True)
     lr: float = param(1e-3, "scanner LoRA learning rate (ours: high, few steps on CPU)", low=0,
                       open_low=True)
     batch_size: int = param(8, "scanner fine-tuning batch size", low=1)

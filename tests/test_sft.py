@@ -1,0 +1,59 @@
+"""recguard.sft on the tiny random Llama: LoRA fine-tuning through TRL and the batched queries."""
+
+import numpy as np
+import pytest
+
+from recguard import sft
+from recguard.errors import RecguardError
+from recguard.llm import load_causal_lm
+
+
+@pytest.fixture
+def lm(tiny_llm):
+    return load_causal_lm(tiny_llm)
+
+
+def test_fine_tune_learns_the_completion_and_saves_a_checked_adapter(lm, tmp_path):
+    model, tok = lm
+    prompts = ["Q: is it red? A:", "Q: is it blue? A:"] * 4
+    completions = [" Yes", " No"] * 4
+    before = sft.completion_logprob(model, tok, prompts[:2], completions[:2])
+    steps = []
+    lora = sft.LoraSettings(r=8, alpha=16, target_modules=("q_proj", "v_proj", "up_proj", "down_proj"))
+    tuned = sft.fine_tune(model, tok, prompts, completions, lora=lora,
+                          train=sft.TrainSettings(epochs=20, lr=3e-2, batch_size=4), seed=0,
+                          progress=lambda d, t: steps.append((d, t)), adapter_dir=tmp_path / "adapter")
+    after = sft.completion_logprob(tuned, tok, prompts[:2], completions[:2])
+    assert (after > before + 0.3).all(), (before, after)
+    assert steps and steps[-1][0] == steps[-1][1]
+    assert sft.check_adapter(tmp_path / "adapter") > 0
+
+
+def test_an_adapter_without_weights_is_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({}, str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(RecguardError, match="holds no weights"):
+        sft.check_adapter(tmp_path)
+
+
+def test_mismatched_or_empty_training_data_is_one_line_error(lm):
+    model, tok = lm
+    with pytest.raises(RecguardError, match="as many prompts as completions"):
+        sft.fine_tune(model, tok, ["a"], [], lora=sft.LoraSettings(), train=sft.TrainSettings(), seed=0)
+
+
+def test_queries_are_batch_independent(lm):
+    model, tok = lm
+    prompts = ["short", "a much longer prompt than the first one"]
+    one = np.concatenate([sft.yes_probability(model, tok, [p]) for p in prompts])
+    both = sft.yes_probability(model, tok, prompts, batch_size=2)
+    assert np.allclose(one, both, atol=1e-5) and ((both > 0) & (both < 1)).all()
+    mean = sft.completion_logprob(model, tok, prompts, [" yes", " no"], batch_size=2)
+    total = sft.completion_logprob(model, tok, prompts, [" yes", " no"], reduce="sum")
+    assert (total <= mean + 1e-6).all() and (mean < 0).all()
+    assert (sft.perplexity(model, tok, ["hello world"]) > 1).all()
+    greedy = sft.generate(model, tok, prompts, max_new_tokens=4, batch_size=2)
+    assert greedy == [sft.generate(model, tok, [p], max_new_tokens=4)[0] for p in prompts]
+    sampled = sft.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
+    assert sampled == sft.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
