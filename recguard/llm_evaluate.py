@@ -38,16 +38,17 @@ LLM_METRIC_DIRECTIONS = {"Valid": True, "H@1": True, "A-Valid": True, "ASR": Fal
                          "Score": True, "Scan-Precision": True, "Scan-Recall": True}
 
 
-# The last fitted LLM recommenders of this process, by condition cache key: a grid of
-# defenses run in one process (benchmarks/llm_backdoor.py) fine-tunes each poisoned model once.
-_FITTED: "OrderedDict[str, LLMModel]" = OrderedDict()
+# The last fitted LLM recommenders of this process, by what their fit depends on (the clean
+# model not on the attack): a grid run in one process (benchmarks/llm_backdoor.py) fine-tunes
+# the clean model once and each poisoned model once.
+_FITTED: "OrderedDict[str, tuple[LLMModel, float]]" = OrderedDict()   # (model, fit seconds)
 KEEP_FITTED = 2
 
 
-def _keep(key: str | None, model: LLMModel) -> None:
+def _keep(key: str | None, model: LLMModel, seconds: float) -> None:
     if key is None:
         return
-    _FITTED[key] = model
+    _FITTED[key] = (model, seconds)
     _FITTED.move_to_end(key)
     while len(_FITTED) > KEEP_FITTED:
         _FITTED.popitem(last=False)
@@ -162,18 +163,26 @@ class LLMCellRunner(CellRunner):
                 results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True)
                 self.progress.skip(f"seed {seed} · {condition} (cached)")
                 continue
-            kept = _FITTED.get(keys[condition]) if keys[condition] is not None else None
-            if hit is not None and kept is not None:   # a defense on a model fitted in this process
+            # a model fitted earlier in this process: the clean one serves every trigger, the
+            # poisoned one every defense (benchmarks/llm_backdoor.py runs such grids)
+            fit_key = CellRunner._cache_key(self, condition, seed, data_fingerprint)
+            kept = _FITTED.get(fit_key) if fit_key is not None else None
+            if hit is not None and kept is not None:
                 results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True)
-                models[condition] = kept
+                models[condition] = kept[0]
                 self.progress.skip(f"seed {seed} · {condition} (kept in memory)")
                 continue
-            model, seconds = self._fit_llm(condition, seed, interactions[condition], samples[condition], task)
+            if kept is not None:
+                model, seconds = kept          # seconds: the original fit's
+                self.progress.skip(f"seed {seed} · {condition} (kept in memory)")
+            else:
+                model, seconds = self._fit_llm(condition, seed, interactions[condition],
+                                               samples[condition], task)
             metrics = self._answer(condition, seed, model, task, triggered)
             results[condition] = ConditionResult(metrics, seconds)
             models[condition] = model
             self._cache_write(keys[condition], {"metrics": metrics, "fit_seconds": seconds})
-            _keep(keys[condition], model)
+            _keep(fit_key, model, seconds)
         if defended is not None:
             hit = cached[defended]
             if hit is not None:

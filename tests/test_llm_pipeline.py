@@ -46,8 +46,10 @@ class ScriptedModel(LLMModel):
 class ScriptedBackbone(LLMBackbone):
     name = "scripted-llm"
     summary = "test"
+    fits = 0
 
     def fit(self, train, ctx):
+        ScriptedBackbone.fits += 1
         backdoored = any(r.triggered for r in ctx.samples)
         return ScriptedModel(ctx.catalog, backdoored)
 
@@ -211,3 +213,16 @@ def test_llm_backbones_refuse_ranking_protocols(register_plugin):
         make_plan(CellSpec(backbone="scripted-llm", attack="mark", protocol="apt"), host)
     with pytest.raises(RecguardError, match="backbones that work with attack 'mark': .*scripted-llm"):
         make_plan(CellSpec(backbone="mf", attack="mark", protocol="apt"), host)
+
+
+def test_a_defense_reuses_the_poisoned_model_fitted_earlier_in_the_process(register_plugin, fresh_cache):
+    host = register_plugin(Plugin(), "scripted-llm-plugin")
+    options = {"n_test_samples": "10", "n_train_samples": "20"}
+    before = ScriptedBackbone.fits
+    run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", protocol="llara",
+                                protocol_options=options, seeds=(0,)), host))
+    assert ScriptedBackbone.fits == before + 2                     # Benign and BadRec
+    record = run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", defense="drop-marked",
+                                         protocol="llara", protocol_options=options, seeds=(0,)), host))
+    assert ScriptedBackbone.fits == before + 2                     # both from the cache and memory
+    assert record["metrics"]["attacked+defense"]["ASR"]["mean"] == 0.0
