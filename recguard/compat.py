@@ -48,12 +48,6 @@ def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
                             f"feedback but protocol {protocol.name!r} is {feedback}; protocols that "
                             f"work: {_working(ok)}")
     for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
-        if feedback not in user.feedback:
-            ok = [c.name for c in registry.iter_objects() if feedback in c.feedback]
-            raise RecguardError(f"{role} {user.name!r} needs {'/'.join(sorted(user.feedback))} "
-                                f"feedback but protocol {protocol.name!r} is {feedback}; {role}s that "
-                                f"work with it: {_working(ok)}")
-    for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
         problem = _backbone_problem(backbone, user, role)
         if problem:
             backbones = [b.name for b in host.backbones.iter_objects()
@@ -63,3 +57,9 @@ def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
             raise RecguardError(f"{problem}; backbones that work with {role} {user.name!r}: "
                                 f"{_working(backbones)}; {role}s that work with backbone "
                                 f"{backbone.name!r}: {_working(others)}")
+    for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
+        if feedback not in user.feedback:
+            ok = [c.name for c in registry.iter_objects() if feedback in c.feedback]
+            raise RecguardError(f"{role} {user.name!r} needs {'/'.join(sorted(user.feedback))} "
+                                f"feedback but protocol {protocol.name!r} is {feedback}; {role}s that "
+                                f"work with it: {_working(ok)}")

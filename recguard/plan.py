@@ -83,7 +83,9 @@ def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     attack = attack_entry.obj(build_config(attack_entry.obj.Config, spec.attack_options, "attack"))
     defense = defense_entry.obj(build_config(defense_entry.obj.Config, spec.defense_options, "defense"))
 
-    protocol_name = spec.protocol or defense.default_protocol or backbone.default_protocol
+    # an LLM backbone's task fixes its protocol; a ranking backbone takes its defense's paper's
+    llm_protocol = backbone.default_protocol if backbone.kind == "llm" else None
+    protocol_name = spec.protocol or llm_protocol or defense.default_protocol or backbone.default_protocol
     protocol = resolve(host.protocols.get(protocol_name), spec.protocol_options)
     metrics = []
     # LLM protocols report the fixed metrics of recguard.llm_evaluate, not ranking metrics

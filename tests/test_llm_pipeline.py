@@ -226,3 +226,11 @@ def test_a_defense_reuses_the_poisoned_model_fitted_earlier_in_the_process(regis
                                          protocol="llara", protocol_options=options, seeds=(0,)), host))
     assert ScriptedBackbone.fits == before + 2                     # both from the cache and memory
     assert record["metrics"]["attacked+defense"]["ASR"]["mean"] == 0.0
+
+
+def test_the_main_command_plans_llara_under_its_protocol_on_one_seed():
+    plan = make_plan(CellSpec(backbone=None, attack="badrec", defense="p-scanner", seeds=None))
+    assert (plan.backbone.name, plan.protocol.name, plan.spec.seeds) == ("llara", "llara", (0,))
+    assert plan.spec.backbone == "llara"
+    with pytest.raises(RecguardError, match="defense 'apt' supports cf backbones, not llm backbones"):
+        make_plan(CellSpec(backbone=None, attack="badrec", defense="apt"))
