@@ -23,6 +23,8 @@ from recguard.cli.render import fmt
 COLUMNS = {"choose": ["Valid", "H@1", "A-Valid", "ASR", "Score"],
            "yes_no": ["AUC", "ASR", "Score"]}
 SCAN_COLUMNS = ["Scan-Precision", "Scan-Recall"]
+# the paper's row order (Table 2); others after, by name
+ROW_ORDER = ["Benign", "BadRec", "rd", "llmsi", "onion", "strip", "rpd", "cos", "paraphraser", "p-scanner"]
 
 
 def run(args: argparse.Namespace) -> None:
@@ -76,7 +78,9 @@ def table(args: argparse.Namespace) -> None:
             if "attacked+defense" in metrics:
                 label = record["notes"].get("benchmark_label", record["spec"]["defense"]["name"])
                 rows.setdefault(label, {})[position] = metrics["attacked+defense"]
-        for label, by_position in rows.items():
+        order = sorted(rows, key=lambda r: (ROW_ORDER.index(r) if r in ROW_ORDER else len(ROW_ORDER), r))
+        for label in order:
+            by_position = rows[label]
             cells = [fmt(by_position.get(p, {}).get(c), missing="/") for p in positions for c in columns]
             print(f"| {label} | " + " | ".join(cells) + " |")
 

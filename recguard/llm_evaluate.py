@@ -101,8 +101,9 @@ def answer_metrics(task: str, benign: Sequence[Request], answers: Sequence[Answe
 
 def scan_metrics(benign: Sequence[Request], answers: Sequence[Answer],
                  triggered: Sequence[Request], triggered_answers: Sequence[Answer]) -> dict[str, float]:
-    """Precision and recall of a filtering defense's removals against the triggered items,
-    over the benign and the triggered requests together; empty if it removed nothing anywhere."""
+    """Precision and recall of a defense's removals against the triggered items, over the
+    benign and the triggered requests together. A defense that removes nothing (it rewrites
+    titles or prompts) has recall 0 and no precision (NaN)."""
     removed = flagged_right = poisoned = 0
     for requests, out in ((benign, answers), (triggered, triggered_answers)):
         for r, a in zip(requests, out):
