@@ -129,10 +129,13 @@ def _torch_dtype(dtype: Any):
 
 
 def _device(device: Any) -> str:
+    """"auto": this process's GPU (``LOCAL_RANK`` under accelerate launch / torchrun) or the CPU."""
     if device in (None, "auto"):
         import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return str(device)
 
 
@@ -229,7 +232,8 @@ def convert_gguf(name: str = DEFAULT_MODEL, gguf: Path | None = None) -> Path:
 
 def load_causal_lm(model: str | os.PathLike | None = None, dtype: Any = "float32",
                    device: Any = "cpu"):
-    """(model, tokenizer) of a causal LM, in eval mode on ``device``.
+    """(model, tokenizer) of a causal LM, in eval mode on ``device``; the tokenizer has a pad
+    token (its end-of-sequence token when it came without one).
 
     ``model``: None or ``"smollm2-135m"`` (the packaged SmolLM2-135M-Instruct,
     converted once into the cache), a local Hugging Face folder, or a hub id.
@@ -258,6 +262,8 @@ def load_causal_lm(model: str | os.PathLike | None = None, dtype: Any = "float32
         raise RecguardError(f"cannot load model {name!r} from {where}: {first}; pass a local "
                             f"model folder instead (or omit it for the packaged "
                             f"{DEFAULT_MODEL})") from exc
+    if tokenizer.pad_token is None:     # batched queries and SFT pad; Llama-style tokenizers have none
+        tokenizer.pad_token = tokenizer.eos_token
     lm.to(_device(device))
     lm.eval()
     return lm, tokenizer

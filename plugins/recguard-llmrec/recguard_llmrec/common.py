@@ -6,7 +6,6 @@ torch and transformers are imported only inside functions.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -44,25 +43,12 @@ class LLMRecConfig(Config):
                                           "temporary folder, removed after the fit)")
 
 
-def resolve_device(device: str) -> str:
-    """"auto": this process's GPU (``LOCAL_RANK`` under accelerate / torchrun) or the CPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-
-
 def load_lm(cfg: LLMRecConfig):
-    """(model, tokenizer) of ``cfg.model`` on ``cfg.device``; the tokenizer pads on the left."""
+    """(model, tokenizer) of ``cfg.model`` on ``cfg.device`` (`recguard.llm.load_causal_lm`:
+    "auto" is this process's GPU under accelerate launch, else the CPU)."""
     from recguard.llm import load_causal_lm
 
-    lm, tokenizer = load_causal_lm(cfg.model, dtype=cfg.dtype, device=resolve_device(cfg.device))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return lm, tokenizer
+    return load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device)
 
 
 def lora_settings(cfg: LLMRecConfig, modules_to_save: Sequence[str] = ()):
@@ -80,6 +66,17 @@ def train_settings(cfg: LLMRecConfig, shuffle: bool = True, epochs: float | None
                          batch_size=cfg.train_batch_size, grad_accum=cfg.grad_accum,
                          max_length=cfg.max_length, warmup_ratio=cfg.warmup_ratio,
                          scheduler=cfg.scheduler, shuffle=shuffle)
+
+
+def tune(cfg: LLMRecConfig, lm, tokenizer, prompts: Sequence[str], completions: Sequence[str],
+         ctx, name: str, lora, train):
+    """LoRA SFT of ``lm`` on the rendered samples (`recguard.sft.fine_tune`, adapter checked),
+    after refusing samples too long to train whole; returns the tuned model."""
+    from recguard.sft import fine_tune
+
+    check_lengths(tokenizer, prompts, completions, cfg.max_length, name)
+    return fine_tune(lm, tokenizer, prompts, completions, lora=lora, train=train, seed=ctx.seed,
+                     progress=ctx.progress, adapter_dir=cfg.adapter_dir, label=name)
 
 
 def check_lengths(tokenizer, prompts: Sequence[str], completions: Sequence[str], max_length: int,
@@ -115,7 +112,7 @@ def require_samples(samples, task: str, name: str) -> list:
 def catalog_of(ctx, train) -> list[str]:
     """Titles by item index: ``ctx.catalog`` (the protocol's titles, set by the pipeline),
     else the training data's item texts."""
-    catalog = getattr(ctx, "catalog", None)
+    catalog = ctx.catalog
     if catalog is None:
         catalog = getattr(train, "item_text", None)
     if catalog is None:

@@ -88,8 +88,6 @@ class TriggerAgent:
 
         self.settings = settings
         base, self.tokenizer = load_causal_lm(settings.model)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         lora = settings.lora
         torch.manual_seed(seed)
         self.model = get_peft_model(base, LoraConfig(
