@@ -27,8 +27,8 @@ from recguard.config import param
 from recguard.errors import RecguardError
 from recguard.llmrec import Answer, LLMBackbone, LLMModel, Request
 
-from recguard_llmrec.common import (LLMRecConfig, catalog_of, check_lengths, load_lm,
-                                    lora_settings, require_samples, train_settings)
+from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
+                                    require_samples, train_settings, tune)
 from recguard_llmrec.hybrid import (PROJECTOR, install_hybrid, item_token, projector_parameters,
                                     sasrec_item_vectors)
 
@@ -176,8 +176,6 @@ class LLaRABackbone(LLMBackbone):
     Config = LLaRAConfig
 
     def fit(self, train, ctx: FitContext) -> LLaRAModel:
-        from recguard.sft import fine_tune
-
         cfg: LLaRAConfig = self.config
         samples = require_samples(ctx.samples, "choose", self.name)
         catalog = catalog_of(ctx, train)
@@ -195,12 +193,11 @@ class LLaRABackbone(LLMBackbone):
         pick = (lambda t: templates[t]) if cfg.template < 0 else (lambda t: templates[cfg.template])
         prompts = [render_prompt(samples[s], catalog, pick(t), h) for s, h, t in steps]
         completions = [completion(samples[s], catalog) for s, _, _ in steps]
-        check_lengths(tokenizer, prompts, completions, cfg.max_length, self.name)
         before = {k: p.detach().clone() for k, p in projector_parameters(lm).items()}
-        tuned = fine_tune(lm, tokenizer, prompts, completions,
-                          lora=lora_settings(cfg, (PROJECTOR,) if hybrid else ()),
-                          train=train_settings(cfg, shuffle=False, epochs=1.0), seed=ctx.seed,
-                          progress=ctx.progress, adapter_dir=cfg.adapter_dir, label=self.name)
+        # the epochs are already in the curriculum order: one pass over it, in that order
+        tuned = tune(cfg, lm, tokenizer, prompts, completions, ctx, self.name,
+                     lora=lora_settings(cfg, (PROJECTOR,) if hybrid else ()),
+                     train=train_settings(cfg, shuffle=False, epochs=1.0))
         if hybrid and any(h for _, h, _ in steps):
             _check_projector_trained(before, tuned)
         return LLaRAModel(tuned, tokenizer, catalog, cfg, templates[max(cfg.template, 0)])

@@ -17,8 +17,8 @@ from recguard.components import FitContext
 from recguard.config import param
 from recguard.llmrec import Answer, LLMBackbone, LLMModel, Request
 
-from recguard_llmrec.common import (LLMRecConfig, catalog_of, check_lengths, load_lm,
-                                    lora_settings, quoted, require_samples, train_settings)
+from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
+                                    quoted, require_samples, train_settings, tune)
 
 TEMPLATE_FILE = "tallrec.txt"
 
@@ -84,8 +84,6 @@ class TALLRecBackbone(LLMBackbone):
     Config = TALLRecConfig
 
     def fit(self, train, ctx: FitContext) -> TALLRecModel:
-        from recguard.sft import fine_tune
-
         cfg: TALLRecConfig = self.config
         samples = require_samples(ctx.samples, "yes_no", self.name)
         catalog = catalog_of(ctx, train)
@@ -93,8 +91,6 @@ class TALLRecBackbone(LLMBackbone):
         lm, tokenizer = load_lm(cfg)
         prompts = [render_prompt(s, catalog, template) for s in samples]
         completions = [completion(s) for s in samples]
-        check_lengths(tokenizer, prompts, completions, cfg.max_length, self.name)
-        tuned = fine_tune(lm, tokenizer, prompts, completions, lora=lora_settings(cfg),
-                          train=train_settings(cfg), seed=ctx.seed, progress=ctx.progress,
-                          adapter_dir=cfg.adapter_dir, label=self.name)
+        tuned = tune(cfg, lm, tokenizer, prompts, completions, ctx, self.name,
+                     lora=lora_settings(cfg), train=train_settings(cfg))
         return TALLRecModel(tuned, tokenizer, catalog, cfg, template)
