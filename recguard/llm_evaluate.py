@@ -20,6 +20,7 @@ memory for the defense.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from typing import Any, Sequence
@@ -27,8 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from recguard.components import AttackContext, DefenseContext, FitContext, Poisoned
-from recguard.evaluate import (ATTACKED, ATTACKED_DEF, CLEAN, CellRunner, ConditionResult,
-                               code_fingerprint, inject, roc_auc)
+from recguard.evaluate import (ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF, CellRunner,
+                               ConditionResult, code_fingerprint, inject, roc_auc)
 from recguard.llmrec import Answer, LLMModel, Request
 from recguard.llmtask import LLMTask, build_task, fake_samples
 
@@ -57,7 +58,7 @@ def _keep(key: str | None, model: LLMModel, seconds: float) -> None:
 def llm_conditions(plan) -> list[str]:
     names = [CLEAN] + ([ATTACKED] if plan.has_attack else [])
     if plan.has_defense:
-        names.append(ATTACKED_DEF if plan.has_attack else "clean+defense")
+        names.append(ATTACKED_DEF if plan.has_attack else CLEAN_DEF)
     return names
 
 
@@ -247,8 +248,6 @@ class LLMCellRunner(CellRunner):
     def _cache_key(self, condition: str, seed: int, data_fingerprint: str) -> str | None:
         """The ranking pipeline's key, plus the attack for the clean condition: in an LLM
         cell it also answers the attack's triggered requests (the Benign row's ASR)."""
-        import hashlib
-
         own = super()._cache_key(condition, seed, data_fingerprint)
         if own is None or not self.plan.has_attack or condition != CLEAN:
             return own
