@@ -24,16 +24,18 @@ def cli():
     recguard eval --attack bandwagon    another attack (recguard list attacks)
     recguard list                       every registered component
     recguard show RECORD.json           a result record as tables
+    recguard leaderboard show           the ranked leaderboard (docs/leaderboard.md)
     """
 
 
 def _add_commands() -> None:
-    from recguard.cli import eval_cmd, list_cmd, show_cmd
+    from recguard.cli import eval_cmd, leaderboard_cmd, list_cmd, show_cmd
 
     cli.add_command(eval_cmd.eval_command)
     cli.add_command(list_cmd.list_command)
     cli.add_command(list_cmd.plugins_command)
     cli.add_command(show_cmd.show_command)
+    cli.add_command(leaderboard_cmd.leaderboard_group)
     _add_plugin_commands()
 
 

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from recguard.cli.leaderboard_cmd import DEFAULT_FOLDER, add_entry, make_submitter, submitter_options
 from recguard.errors import RecguardError
 
 OPT_HELP = "key=value, repeatable (see `recguard list`)"
@@ -53,9 +54,12 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 @click.option("--json", "as_json", is_flag=True, help="print the record as JSON on stdout")
 @click.option("--no-cache", is_flag=True, help="refit the undefended conditions")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+@click.option("--leaderboard", "leaderboard_dir", is_flag=False, flag_value=DEFAULT_FOLDER, default=None,
+              metavar="[DIR]", help=f"also add the result to the leaderboard (default folder: {DEFAULT_FOLDER})")
+@submitter_options
 def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack, attack_opt,
                  defense, defense_opt, protocol, protocol_opt, budget, metrics, seeds, output,
-                 as_json, no_cache, quiet):
+                 as_json, no_cache, quiet, leaderboard_dir, submitter, paper, code, contact):
     """Evaluate one cell: clean, attacked and (with a defense) defended conditions, per seed."""
     from recguard.config import parse_options
     from recguard.evaluate import run_cell
@@ -63,6 +67,8 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     from recguard.progress import Progress, RichProgress
     from recguard.records import write_record
 
+    # a missing submitter is known before the run, not after it
+    who = make_submitter(submitter, paper, code, contact) if leaderboard_dir else None
     protocol_options = parse_options(protocol_opt, "protocol")
     if budget is not None:
         protocol_options["budget"] = budget
@@ -80,6 +86,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     progress = Progress() if quiet or as_json else RichProgress()
     record = run_cell(plan, progress, use_cache=not no_cache)
     path = write_record(record, output)
+    entry_path = add_entry([record], who, leaderboard_dir) if who else None
     if as_json:
         sys.stdout.write(path.read_text())  # exactly what was written
         return
@@ -90,3 +97,5 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     console = Console()
     render_record(record, console)
     console.print(f"[dim]record: {path}[/]")
+    if entry_path:
+        console.print(f"[dim]leaderboard entry: {entry_path}[/]")

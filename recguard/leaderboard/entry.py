@@ -1,0 +1,291 @@
+"""Leaderboard entries: a seed-aggregate of result records plus who submitted it.
+
+An entry is data only (JSON; nothing in it is executed or unpickled)::
+
+    entry_schema_version  1
+    kind                  "recguard-leaderboard-entry"
+    submitter             {name, paper, code[, contact][, notes]}  (code: an http(s) link)
+    submitted_at          ISO 8601 UTC
+    record                one result record (schema of recguard.records) whose seeds are the
+                          union of the source records' seeds, per-seed values in that order
+    sources               per source record: {run_id, created_at, seeds, environment}
+
+Deltas against the undefended cell are computed when an entry is shown or
+rendered, never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from recguard.errors import RecguardError, did_you_mean
+from recguard.io import atomic_write_json
+from recguard.records import aggregate, validate_record
+
+ENTRY_SCHEMA_VERSION = 1
+ENTRY_KIND = "recguard-leaderboard-entry"
+REQUIRED_SUBMITTER = ("name", "paper", "code")
+OPTIONAL_SUBMITTER = ("contact", "notes")
+UNSAFE_IN_LINK = set(" \t\n\"'<>()[]`")   # the link lands in Markdown and HTML
+# spec parts that must be equal for records to be aggregated into one entry
+SAME_CELL = ("dataset", "backbone", "attack", "defense", "protocol")
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """Who stands behind an entry: a name, the paper (or "none") and a link to the code."""
+
+    name: str
+    paper: str
+    code: str
+    contact: str = ""
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) or f.name in REQUIRED_SUBMITTER}
+
+    def check(self) -> "Submitter":
+        problems = submitter_problems(self.to_dict())
+        if problems:
+            raise RecguardError(problems[0])
+        return self
+
+
+def submitter_problems(submitter: Any) -> list[str]:
+    if not isinstance(submitter, dict):
+        return ["missing provenance: 'submitter' must be an object with name, paper and code"]
+    problems = []
+    for key in REQUIRED_SUBMITTER:
+        value = submitter.get(key)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"missing provenance: submitter.{key} is empty or absent "
+                            f"(give --submitter, --paper and --code)")
+    code = submitter.get("code")
+    if isinstance(code, str) and code.strip() and (
+            not code.startswith(("https://", "http://")) or any(c in code for c in UNSAFE_IN_LINK)):
+        problems.append(f"submitter.code {code!r} is not an http(s) link to the code "
+                        f"(no spaces, quotes, brackets or parentheses)")
+    unknown = set(submitter) - set(REQUIRED_SUBMITTER) - set(OPTIONAL_SUBMITTER)
+    if unknown:
+        problems.append(f"submitter has unknown fields {sorted(unknown)}; "
+                        f"accepted: {', '.join(REQUIRED_SUBMITTER + OPTIONAL_SUBMITTER)}")
+    return problems
+
+
+def build_entry(records: list[dict], submitter: Submitter) -> dict:
+    """One entry from records of the same cell (any seeds, none twice)."""
+    if not records:
+        raise RecguardError("no records given")
+    first = records[0]
+    for record in records[1:]:
+        for key in SAME_CELL:
+            if _comparable(record["spec"][key]) != _comparable(first["spec"][key]):
+                raise RecguardError(f"records {first['run_id']} and {record['run_id']} are different "
+                                    f"cells (their {key} differs); an entry aggregates one cell")
+    by_seed: dict[int, tuple[dict, int]] = {}
+    for record in records:
+        for position, seed in enumerate(record["spec"]["seeds"]):
+            if seed in by_seed:
+                raise RecguardError(f"seed {seed} is in more than one record "
+                                    f"({by_seed[seed][0]['run_id']}, {record['run_id']})")
+            by_seed[seed] = (record, position)
+    seeds = sorted(by_seed)
+    merged = json.loads(json.dumps(first))  # a deep copy of plain JSON
+    merged["spec"]["seeds"] = seeds
+    merged["spec"]["targets"] = {str(s): by_seed[s][0]["spec"]["targets"][str(s)] for s in seeds}
+    merged["metrics"] = {
+        condition: {name: aggregate([_per_seed(by_seed[s], condition, name) for s in seeds])
+                    for name in metrics}
+        for condition, metrics in first["metrics"].items()}
+    merged["timings"] = {"total_seconds": round(sum(r["timings"]["total_seconds"] for r in records), 3)}
+    merged.pop("notes", None)  # per-seed diagnostics stay in the source records
+    entry = {
+        "entry_schema_version": ENTRY_SCHEMA_VERSION, "kind": ENTRY_KIND,
+        "submitter": submitter.check().to_dict(),
+        "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "record": merged,
+        "sources": [{"run_id": r["run_id"], "created_at": r["created_at"], "seeds": r["spec"]["seeds"],
+                     "environment": r["environment"]} for r in records],
+    }
+    problems = validate_entry(entry)
+    if problems:
+        raise RecguardError("the records do not make a valid entry: " + problems[0])
+    return entry
+
+
+def _per_seed(source: tuple[dict, int], condition: str, name: str) -> float:
+    record, position = source
+    try:
+        value = record["metrics"][condition][name]["per_seed"][position]
+    except KeyError:
+        raise RecguardError(f"record {record['run_id']} lacks {condition} {name}") from None
+    return float("nan") if value is None else value
+
+
+def _comparable(part: Any) -> str:
+    """A spec part without what may differ between runs of one cell (dataset stats)."""
+    if isinstance(part, dict):
+        part = {k: v for k, v in part.items() if k != "stats"}
+    return json.dumps(part, sort_keys=True)
+
+
+def entry_id(entry: dict) -> str:
+    """Stable for one cell and submitter: re-adding the same runs lands on the same file."""
+    spec = entry["record"]["spec"]
+    key = json.dumps({k: _comparable(spec[k]) for k in SAME_CELL} | {
+        "seeds": spec["seeds"], "submitter": entry["submitter"]["name"]}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    parts = [spec["dataset"]["name"], spec["protocol"]["name"], spec["backbone"]["name"],
+             spec["attack"]["name"], spec["defense"]["name"], digest]
+    return "_".join(p.replace("/", "-") for p in parts)
+
+
+def write_entry(entry: dict, folder: str | os.PathLike, replace: bool = False) -> Path:
+    path = Path(folder) / f"{entry_id(entry)}.json"
+    if path.exists() and not replace:
+        raise RecguardError(f"{path} already exists (the same cell, seeds and submitter); "
+                            f"pass --replace to overwrite it")
+    return atomic_write_json(path, entry)
+
+
+def read_entry(path: str | os.PathLike, host=None) -> dict:
+    """A valid entry, or a RecguardError naming the file and its first problem."""
+    entry, problems = load_and_check(path, host)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RecguardError(f"{path}: {problems[0]}{more}")
+    return entry
+
+
+def load_and_check(path: str | os.PathLike, host=None) -> tuple[dict | None, list[str]]:
+    path = Path(path)
+    if not path.is_file():
+        return None, ["no such file"]
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return None, ["not a JSON file (not UTF-8 text)"]
+    except json.JSONDecodeError as exc:
+        return None, [f"not a JSON file (line {exc.lineno}, column {exc.colno}: {exc.msg})"]
+    return entry, validate_entry(entry, host)
+
+
+def validate_entry(entry: Any, host=None) -> list[str]:
+    """Every problem of an entry, as short sentences; [] means valid.
+
+    With a plugin ``host``, the components it names must be registered there and
+    their configs must build (an unknown component or option is a problem).
+    """
+    if not isinstance(entry, dict):
+        return ["an entry is a JSON object"]
+    version = entry.get("entry_schema_version")
+    if version is None:
+        return ["missing entry_schema_version (is this a result record? "
+                "make an entry with `recguard leaderboard add RECORD`)"]
+    if version != ENTRY_SCHEMA_VERSION:
+        return [f"entry_schema_version {version!r} is not supported "
+                f"(this recguard reads version {ENTRY_SCHEMA_VERSION})"]
+    problems = []
+    if entry.get("kind") != ENTRY_KIND:
+        problems.append(f"kind must be {ENTRY_KIND!r}")
+    problems += submitter_problems(entry.get("submitter"))
+    if not isinstance(entry.get("submitted_at"), str):
+        problems.append("missing submitted_at")
+    record = entry.get("record")
+    record_problems = validate_record(record)
+    problems += [f"record: {p}" for p in record_problems]
+    if record_problems:
+        return problems
+    problems += _cell_problems(record)
+    problems += _source_problems(entry.get("sources"), record)
+    if host is not None:
+        problems += _component_problems(record, host)
+    return problems
+
+
+def _cell_problems(record: dict) -> list[str]:
+    from recguard.evaluate import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF
+    from recguard.protocols import Protocol
+
+    problems = []
+    spec = record["spec"]
+    problems += [f"missing provenance: the environment lacks {k!r}"
+                 for k in ("recguard", "python") if not record["environment"].get(k)]
+    missing = [f.name for f in fields(Protocol) if f.name not in spec["protocol"]]
+    problems += [f"protocol field {name!r} is missing from spec.protocol" for name in missing]
+    if spec["attack"]["name"] == "none":
+        problems.append("an entry needs an attack: a cell without one has nothing to rank")
+        return problems
+    llm = spec["protocol"].get("llm_task", "none") != "none"
+    expected = [CLEAN, ATTACKED]
+    if spec["defense"]["name"] != "none":
+        expected += [ATTACKED_DEF] if llm else [CLEAN_DEF, ATTACKED_DEF]
+    missing_conditions = [c for c in expected if c not in record["conditions"]]
+    if missing_conditions:
+        problems.append(f"conditions {missing_conditions} are missing (a "
+                        f"{'defended' if len(expected) > 2 else 'undefended'} cell has {expected})")
+    if sorted(map(str, spec["seeds"])) != sorted(spec["targets"]):
+        problems.append("spec.targets must list the target items of every seed and no other")
+    if not llm:
+        for condition in record["conditions"]:
+            absent = [m for m in spec["protocol"]["metrics"] if m not in record["metrics"].get(condition, {})]
+            if absent:
+                problems.append(f"condition {condition!r} lacks the protocol's metrics {absent}")
+    return problems
+
+
+def _source_problems(sources: Any, record: dict) -> list[str]:
+    if not isinstance(sources, list) or not sources:
+        return ["missing provenance: 'sources' must list the records the entry aggregates"]
+    problems, seen = [], []
+    for i, source in enumerate(sources):
+        if not isinstance(source, dict) or not {"run_id", "seeds", "environment"} <= set(source):
+            problems.append(f"missing provenance: sources[{i}] needs run_id, seeds and environment")
+            continue
+        seen += source["seeds"]
+    if not problems and sorted(seen) != sorted(record["spec"]["seeds"]):
+        problems.append(f"the sources' seeds {sorted(seen)} are not the record's seeds "
+                        f"{record['spec']['seeds']}")
+    return problems
+
+
+def _component_problems(record: dict, host) -> list[str]:
+    from recguard.config import build_config
+
+    spec, provenance = record["spec"], record["provenance"]
+    problems = []
+    registries = {"backbone": host.backbones, "attack": host.attacks, "defense": host.defenses}
+    for role, registry in registries.items():
+        name = spec[role]["name"]
+        if name not in registry:
+            problems.append(_unknown(role, name, registry, provenance.get(role)))
+            continue
+        try:
+            build_config(registry.get(name).Config, spec[role].get("config", {}), role)
+        except RecguardError as exc:
+            problems.append(f"{role} {name!r}: {exc}")
+    dataset = spec["dataset"].get("registry_name", spec["dataset"]["name"])
+    if dataset not in host.datasets:
+        problems.append(_unknown("dataset", dataset, host.datasets, provenance.get("dataset")))
+    if spec["protocol"]["name"] not in host.protocols:
+        problems.append(_unknown("protocol", spec["protocol"]["name"], host.protocols,
+                                 provenance.get("protocol")))
+    for name, source in provenance.get("metrics", {}).items():
+        if name not in host.metrics:
+            problems.append(_unknown("metric", name, host.metrics, source))
+    return problems
+
+
+def _unknown(role: str, name: str, registry, source: dict | None) -> str:
+    where = ""
+    if isinstance(source, dict) and source.get("distribution"):
+        where = (f" (it came from {source['distribution']} {source.get('version', '?')}, "
+                 f"which is not installed here)")
+    return f"unknown {role} {name!r}{where}{did_you_mean(name, registry.names())}"
