@@ -73,6 +73,7 @@ def add_command(records, submitter, paper, code, contact, folder, replace):
 @click.option("--protocol", default=None)
 def show_command(folder, dataset, backbone, attack, protocol):
     """Ranked tables, one per dataset, protocol, backbone and attack."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -87,15 +88,17 @@ def show_command(folder, dataset, backbone, attack, protocol):
     if not boards:
         console.print(f"no entries in {folder} match")
         return
+    compact = console.width < 120   # means only, so the table fits an 80-column terminal
     for board in boards:
-        table = Table(title=board.title, title_justify="left", title_style="bold")
+        table = Table(title=board.title, title_justify="left", title_style="bold",
+                      box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
         for i, column in enumerate(columns(board)):
             table.add_column(column, justify="left" if i in (1, 9) else "right", no_wrap=i != 9)
         for rank, row in enumerate(board.rows, 1):
-            text = [escape(t) for t in cells(rank, row)]
+            text = [escape(t) for t in cells(rank, row, with_std=not compact)]
             table.add_row(*text, style="red" if row.defense == NO_DEFENSE else None)
         console.print(table)
-    console.print(f"[dim]{LEGEND}[/]")
+    console.print(f"[dim]{LEGEND}" + (" (a wider terminal shows the std)" if compact else "") + "[/]")
 
 
 @leaderboard_group.command("render")

@@ -19,10 +19,12 @@ LEGEND = ("Ranked by the attack's success under each defense, best first; mean �
           "targets), so the clean Δ is the defense's cost.")
 
 
-def score_text(score: Score) -> str:
+def score_text(score: Score, with_std: bool = True) -> str:
     if score.mean is None:
         return "n/a"
-    return f"{score.mean:.4f} ± {score.std:.4f}" if score.seeds > 1 else f"{score.mean:.4f}"
+    if with_std and score.seeds > 1:
+        return f"{score.mean:.4f} ± {score.std:.4f}"
+    return f"{score.mean:.4f}"
 
 
 def delta_text(delta: float | None) -> str:
@@ -41,9 +43,12 @@ def columns(board: Board) -> list[str]:
             "seeds", "submitter"]
 
 
-def cells(rank: int, row: Row) -> list[str]:
-    return [str(rank), row.defense, score_text(row.success), delta_text(row.success_delta),
-            score_text(row.quality), delta_text(row.quality_delta), score_text(row.clean_quality),
+def cells(rank: int, row: Row, with_std: bool = True) -> list[str]:
+    def score(s: Score) -> str:
+        return score_text(s, with_std)
+
+    return [str(rank), row.defense, score(row.success), delta_text(row.success_delta),
+            score(row.quality), delta_text(row.quality_delta), score(row.clean_quality),
             delta_text(row.clean_quality_delta), str(len(row.seeds)), row.submitter]
 
 
