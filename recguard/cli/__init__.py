@@ -29,12 +29,13 @@ def cli():
 
 
 def _add_commands() -> None:
-    from recguard.cli import eval_cmd, leaderboard_cmd, list_cmd, show_cmd
+    from recguard.cli import eval_cmd, leaderboard_cmd, list_cmd, plugin_cmd, show_cmd
 
     cli.add_command(eval_cmd.eval_command)
     cli.add_command(list_cmd.list_command)
     cli.add_command(list_cmd.plugins_command)
     cli.add_command(show_cmd.show_command)
+    cli.add_command(plugin_cmd.plugin_group)
     cli.add_command(leaderboard_cmd.leaderboard_group)
     _add_plugin_commands()
 
