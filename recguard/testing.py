@@ -5,16 +5,21 @@ Fixtures (import them in a ``conftest.py`` with ``from recguard.testing import *
 - ``private_cache`` (automatic): the whole test session uses a temporary
   ``RECGUARD_CACHE`` folder, never the user's cache;
 - ``fresh_cache``: an empty cache folder for one test (returns its path);
+- ``tiny_dataset``: `tiny_interactions()` (30 users, 40 items, explicit ratings
+  1-5 with popularity skew), a fresh copy for each test;
 - ``tiny_llm``: the folder of a tiny randomly initialised causal LM, to pass as
   an LLM component's model option (loads in well under a second, no download);
 - ``host``: a freshly loaded plugin host, forgotten after the test;
 - ``register_plugin``: ``register_plugin(obj, name)`` registers a plugin object
-  (a module or any object with ``@hookimpl`` functions) for one test only.
+  (a module or any object with ``@hookimpl`` functions) in the ``host`` for one
+  test only: its components are removed again after the test.
 
 Contract checks a plugin author calls on a component class:
 `check_backbone`, `check_attack`, `check_defense`, `check_metric`. Each runs
 the component on `tiny_interactions` and fails with an assertion that names
-the broken rule.
+the broken rule; each starts with `check_config` (the Config builds from its
+defaults, the class has a name and a summary). `check_learns_implicit` checks
+that a backbone actually learns on tiny implicit data.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from recguard.llmrec import Answer, LLMModel
 from recguard.protocols import APT, PAMACF
 from recguard.registry import Provenance
 
-__all__ = ["private_cache", "fresh_cache", "tiny_llm", "host", "register_plugin", "tiny_interactions", "check_backbone", "check_attack",
-           "check_defense", "check_metric", "check_config", "check_learns_implicit"]
+__all__ = ["private_cache", "fresh_cache", "tiny_dataset", "tiny_llm", "host", "register_plugin",
+           "tiny_interactions", "check_backbone", "check_attack", "check_defense", "check_metric",
+           "check_config", "check_learns_implicit"]
 
 
 def tiny_interactions(n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0,
@@ -306,6 +312,12 @@ def fresh_cache(tmp_path, monkeypatch):
     folder = tmp_path / "cache"
     monkeypatch.setenv("RECGUARD_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture
+def tiny_dataset() -> Interactions:
+    """`tiny_interactions()` with its defaults, built afresh for each test."""
+    return tiny_interactions()
 
 
 @pytest.fixture(scope="session")
