@@ -185,3 +185,22 @@ def test_rendering_escapes_what_submitters_wrote(records):
 
 def test_splice_appends_markers_when_absent():
     assert splice_markdown("# R\n", "T") == f"# R\n\n{MARK_START}\nT\n{MARK_END}\n"
+
+
+def test_verify_reproduces_an_eval_entry_and_flags_edited_numbers(tmp_path, capsys, records):
+    entry = build_entry([records["a"]], SUBMITTER)
+    path = tmp_path / "entry.json"
+    path.write_text(json.dumps(entry))
+    code, out, err = run_main(["leaderboard", "verify", str(path), "--quick", "1", "-q"], capsys)
+    assert code == 0, err
+    assert "reproduced: 8 values on seeds [0] of [0, 1] within 0.001" in out
+
+    stat = entry["record"]["metrics"]["attacked"]["T-HR@50"]
+    stat.update(aggregate([stat["per_seed"][0] + 0.05, stat["per_seed"][1]]))  # consistent, but false
+    path.write_text(json.dumps(entry))
+    code, out, _ = run_main(["leaderboard", "validate", str(path)], capsys)
+    assert code == 0   # the edit is internally consistent: only a re-run can catch it
+    code, out, _ = run_main(["leaderboard", "verify", str(path), "--quick", "1", "-q"], capsys)
+    assert code == 1
+    assert "not reproduced: 1 of 8 values on seeds [0] of [0, 1] differ by more than 0.001" in out
+    assert "T-HR@50" in out
