@@ -108,3 +108,67 @@ def test_host_without_entry_points_has_builtins_only():
     host.load_builtins()
     assert "mf" not in host.backbones and "HR" in host.metrics
     assert isinstance(host.backbones.names(), list)
+
+
+# ---------------------------------------------------------------- every hook, through register_plugin
+
+
+def test_register_metrics_and_protocols_reach_a_plan(host, register_plugin):
+    import dataclasses
+
+    import numpy as np
+
+    from recguard.components import Metric
+    from recguard.plan import CellSpec, make_plan
+    from recguard.protocols import APT
+    from recguard.testing import check_metric
+
+    class Distinct(Metric):
+        name = "Distinct"
+        summary = "distinct items over top-k slots"
+
+        def compute(self, view, k):
+            return len(np.unique(view.topk[:, :k])) / view.topk[:, :k].size
+
+    wide = dataclasses.replace(APT, name="apt-distinct", metrics=("HR@50", "Distinct@10"))
+    register_plugin(plugin_with(register_metrics=lambda register: register(Distinct),
+                                register_protocols=lambda register: register(wide)), "distinct-plugin")
+    check_metric(host.metrics.get("Distinct"))
+    plan = make_plan(CellSpec(protocol="apt-distinct", seeds=(0,)), host)
+    assert plan.protocol is wide
+    assert [(label, cls) for label, _, _, cls in plan.metrics][1] == ("Distinct@10", Distinct)
+    assert plan.provenance["metrics"]["Distinct"]["plugin"] == "distinct-plugin"
+    assert plan.provenance["protocol"]["plugin"] == "distinct-plugin"
+
+
+def test_register_datasets_loads_through_the_plan(host, register_plugin, tiny_dataset):
+    from recguard.data.datasets import DatasetSpec
+    from recguard.plan import CellSpec, make_plan
+
+    spec = DatasetSpec("tiny", "the test suite's tiny interactions", lambda path, config: tiny_dataset)
+    register_plugin(plugin_with(register_datasets=lambda register: register(spec)), "tiny-data")
+    plan = make_plan(CellSpec(dataset="tiny", attack="none", seeds=(0,)), host)
+    assert plan.dataset is spec and plan.provenance["dataset"]["plugin"] == "tiny-data"
+    assert plan.dataset.load(plan.data_path, plan.dataset_config) is tiny_dataset
+    with pytest.raises(RecguardError, match="is not a DatasetSpec"):
+        register_plugin(plugin_with(register_datasets=lambda register: register("tiny.csv")), "bad-data")
+
+
+def test_register_commands_adds_a_cli_command(host, register_plugin, capsys):
+    import click
+
+    from recguard.cli import cli, main
+
+    def register_commands(cli):
+        @cli.command("hello")
+        @click.argument("who")
+        def hello(who):
+            """Greet WHO."""
+            click.echo(f"hello {who}")
+
+    register_plugin(plugin_with(register_commands=register_commands), "hello-plugin")
+    try:
+        main(["hello", "plugins"])  # returns normally on success
+        assert capsys.readouterr().out == "hello plugins\n"
+    finally:
+        cli.commands.pop("hello", None)  # the CLI group is global; the host is not
