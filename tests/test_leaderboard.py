@@ -95,7 +95,7 @@ def _set(path, value):
     (_drop(["record", "spec", "protocol", "n_candidates"]), None,
      "protocol field 'n_candidates' is missing"),
     (_set(["record", "conditions"], ["clean"]), None, "conditions ['attacked'] are missing"),
-    (_set(["submitter", "code"], "javascript:alert(1)"), None, "is not an http(s) link"),
+    (_set(["submitter", "code"], "javascript:alert(1)"), None, "is neither an http(s) link"),
     (_set(["record", "spec", "backbone", "config", "dim"], -4), None, "backbone 'mf'"),
     (None, "{not json", "not a JSON file (line 1"),
 ])

@@ -107,6 +107,7 @@ def show_command(folder, dataset, backbone, attack, protocol):
               help="also replace the tables between the leaderboard markers of this Markdown file")
 def render_command(folder, readme):
     """Write FOLDER/LEADERBOARD.md and FOLDER/index.html (a plot per board)."""
+    import os
     from pathlib import Path
 
     from recguard.io import atomic_write_text
@@ -115,13 +116,17 @@ def render_command(folder, readme):
     from recguard.plugins import get_host
 
     boards = load_boards(folder, get_host())
-    tables = markdown(boards)
-    written = [atomic_write_text(Path(folder) / "LEADERBOARD.md", "# Leaderboard\n\n" + tables + "\n"),
-               atomic_write_text(Path(folder) / "index.html", page(boards))]
+    # in-repository code links are relative to the repository root: the folder's parent
+    root = os.path.relpath(Path(folder).resolve().parent, Path(folder).resolve()) + "/"
+    written = [atomic_write_text(Path(folder) / "LEADERBOARD.md",
+                                 "# Leaderboard\n\n" + markdown(boards, root) + "\n"),
+               atomic_write_text(Path(folder) / "index.html", page(boards, root))]
     if readme:
         path = Path(readme)
         if not path.exists():
             raise RecguardError(f"--readme {readme}: no such file")
+        readme_root = os.path.relpath(Path(folder).resolve().parent, path.resolve().parent) + "/"
+        tables = markdown(boards, "" if readme_root == "./" else readme_root)
         written.append(atomic_write_text(path, splice_markdown(path.read_text(), tables)))
     rows = sum(len(b.rows) for b in boards)
     click.echo(f"{len(boards)} board(s), {rows} row(s): " + ", ".join(map(str, written)))

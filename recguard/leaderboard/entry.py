@@ -4,7 +4,8 @@ An entry is data only (JSON; nothing in it is executed or unpickled)::
 
     entry_schema_version  1
     kind                  "recguard-leaderboard-entry"
-    submitter             {name, paper, code[, contact][, notes]}  (code: an http(s) link)
+    submitter             {name, paper, code[, contact][, notes]}  (code: an http(s) link, or
+                          plugins/recguard-NAME for a plugin that ships in this repository)
     submitted_at          ISO 8601 UTC
     record                one result record (schema of recguard.records) whose seeds are the
                           union of the source records' seeds, per-seed values in that order
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +35,7 @@ ENTRY_KIND = "recguard-leaderboard-entry"
 REQUIRED_SUBMITTER = ("name", "paper", "code")
 OPTIONAL_SUBMITTER = ("contact", "notes")
 UNSAFE_IN_LINK = set(" \t\n\"'<>()[]`")   # the link lands in Markdown and HTML
+IN_REPO_PLUGIN = re.compile(r"plugins/recguard-[a-z0-9][a-z0-9-]*")
 # spec parts that must be equal for records to be aggregated into one entry
 SAME_CELL = ("dataset", "backbone", "attack", "defense", "protocol")
 
@@ -68,15 +71,23 @@ def submitter_problems(submitter: Any) -> list[str]:
             problems.append(f"missing provenance: submitter.{key} is empty or absent "
                             f"(give --submitter, --paper and --code)")
     code = submitter.get("code")
-    if isinstance(code, str) and code.strip() and (
-            not code.startswith(("https://", "http://")) or any(c in code for c in UNSAFE_IN_LINK)):
-        problems.append(f"submitter.code {code!r} is not an http(s) link to the code "
-                        f"(no spaces, quotes, brackets or parentheses)")
+    if isinstance(code, str) and code.strip() and not is_code_link(code):
+        problems.append(f"submitter.code {code!r} is neither an http(s) link to the code (no spaces, "
+                        f"quotes, brackets or parentheses) nor a plugin folder of the recguard "
+                        f"repository (plugins/recguard-NAME)")
     unknown = set(submitter) - set(REQUIRED_SUBMITTER) - set(OPTIONAL_SUBMITTER)
     if unknown:
         problems.append(f"submitter has unknown fields {sorted(unknown)}; "
                         f"accepted: {', '.join(REQUIRED_SUBMITTER + OPTIONAL_SUBMITTER)}")
     return problems
+
+
+def is_code_link(code: str) -> bool:
+    """An http(s) URL safe to put in Markdown and HTML, or a plugin folder of this repository
+    (for results of the plugins that ship with recguard)."""
+    if IN_REPO_PLUGIN.fullmatch(code):
+        return True
+    return code.startswith(("https://", "http://")) and not any(c in code for c in UNSAFE_IN_LINK)
 
 
 def build_entry(records: list[dict], submitter: Submitter) -> dict:

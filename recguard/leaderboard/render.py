@@ -52,7 +52,12 @@ def cells(rank: int, row: Row, with_std: bool = True) -> list[str]:
             delta_text(row.clean_quality_delta), str(len(row.seeds)), row.submitter]
 
 
-def markdown(boards: list[Board]) -> str:
+def code_href(code: str, root: str) -> str:
+    """Where a row's code link points; ``root`` is the repository root seen from the page."""
+    return code if code.startswith(("https://", "http://")) else root + code
+
+
+def markdown(boards: list[Board], root: str = "") -> str:
     lines = [LEGEND + " Rendered by `recguard leaderboard render`.", ""]
     if not boards:
         lines.append("No entries yet: see docs/leaderboard.md.")
@@ -62,7 +67,7 @@ def markdown(boards: list[Board]) -> str:
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for rank, row in enumerate(board.rows, 1):
             text = cells(rank, row)
-            text[-1] = f"[{_md_escape(row.submitter)}]({row.code})"
+            text[-1] = f"[{_md_escape(row.submitter)}]({code_href(row.code, root)})"
             text[1] = f"**{text[1]}**" if row.defense == NO_DEFENSE else text[1]
             lines.append("| " + " | ".join(_md_escape(c) if i != len(text) - 1 else c
                                            for i, c in enumerate(text)) + " |")
@@ -83,20 +88,20 @@ def splice_markdown(document: str, table: str) -> str:
     return f"{head}{MARK_START}\n{table}\n{MARK_END}{tail}"
 
 
-def page(boards: list[Board]) -> str:
-    sections = [_section(board) for board in boards] or ["<p>No entries yet.</p>"]
+def page(boards: list[Board], root: str = "../") -> str:
+    sections = [_section(board, root) for board in boards] or ["<p>No entries yet.</p>"]
     return _PAGE.format(count=sum(len(b.rows) for b in boards),
                         sections="\n".join(sections))
 
 
-def _section(board: Board) -> str:
+def _section(board: Board, root: str) -> str:
     e = html.escape
     head = "".join(f"<th>{e(c)}</th>" for c in columns(board))
     body = []
     for rank, row in enumerate(board.rows, 1):
         text = cells(rank, row)
         tds = [f"<td>{e(t)}</td>" for t in text[:-1]]
-        tds.append(f'<td><a href="{e(row.code, quote=True)}" title="{e(row.paper, quote=True)}">'
+        tds.append(f'<td><a href="{e(code_href(row.code, root), quote=True)}" title="{e(row.paper, quote=True)}">'
                    f"{e(row.submitter)}</a></td>")
         css = ' class="undefended"' if row.defense == NO_DEFENSE else ""
         body.append(f"<tr{css}>{''.join(tds)}</tr>")
