@@ -167,11 +167,15 @@ def validate_record(record: Any) -> list[str]:
             again = aggregate([math.nan if v is None else v for v in value["per_seed"]])
             for stat in ("mean", "std"):
                 if not _close(value[stat], again[stat]):
-                    problems.append(f"{where}.{stat} {value[stat]} does not match its per-seed "
-                                    f"values ({again[stat]})")
+                    problems.append(f"{where}.{stat} {_short(value[stat])} does not match its "
+                                    f"per-seed values ({_short(again[stat])})")
             if name not in record["higher_is_better"]:
                 problems.append(f"higher_is_better lacks {name!r}")
     return problems
+
+
+def _short(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, (int, float)) else repr(value)
 
 
 def _close(a: float | None, b: float | None) -> bool:

@@ -81,6 +81,10 @@ def _set(path, value):
     return edit
 
 
+def _both(first, second):
+    return lambda entry: (first(entry), second(entry))
+
+
 @pytest.mark.parametrize("edit, text, message", [
     (_set(["entry_schema_version"], 2), None, "entry_schema_version 2 is not supported"),
     (_set(["record", "schema_version"], 7), None, "record: schema_version 7 is not 1"),
@@ -90,7 +94,12 @@ def _set(path, value):
     (_set(["record", "metrics", "attacked", "T-HR@50", "per_seed", 0], 0.99), None,
      "metrics['attacked']['T-HR@50'].mean"),
     (_set(["record", "spec", "attack", "name"], "averag"), None,
-     "unknown attack 'averag' (it came from recguard-heuristics"),
+     "unknown attack 'averag' (did you mean 'average'?); the entry says it came from recguard-heuristics"),
+    (_both(_set(["record", "spec", "attack", "name"], "mine"),
+           _set(["record", "provenance", "attack"], {"plugin": "mine", "distribution": "recguard-mine",
+                                                     "version": "0.2.0"})), None,
+     "unknown attack 'mine' (did you mean 'none'?); it came from recguard-mine 0.2.0, which is not "
+     "installed here"),
     (_drop(["record", "spec", "protocol", "target_rule"]), None, "'target_rule'"),
     (_drop(["record", "spec", "protocol", "n_candidates"]), None,
      "protocol field 'n_candidates' is missing"),

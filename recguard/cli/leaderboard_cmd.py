@@ -112,15 +112,14 @@ def render_command(folder, readme):
 
     from recguard.io import atomic_write_text
     from recguard.leaderboard.board import load_boards
-    from recguard.leaderboard.render import markdown, page, splice_markdown
+    from recguard.leaderboard.render import markdown, rendered_files, splice_markdown
     from recguard.plugins import get_host
 
     boards = load_boards(folder, get_host())
     # in-repository code links are relative to the repository root: the folder's parent
     root = os.path.relpath(Path(folder).resolve().parent, Path(folder).resolve()) + "/"
-    written = [atomic_write_text(Path(folder) / "LEADERBOARD.md",
-                                 "# Leaderboard\n\n" + markdown(boards, root) + "\n"),
-               atomic_write_text(Path(folder) / "index.html", page(boards, root))]
+    written = [atomic_write_text(Path(folder) / name, text)
+               for name, text in rendered_files(boards, root).items()]
     if readme:
         path = Path(readme)
         if not path.exists():

@@ -295,8 +295,15 @@ def _component_problems(record: dict, host) -> list[str]:
 
 
 def _unknown(role: str, name: str, registry, source: dict | None) -> str:
-    where = ""
-    if isinstance(source, dict) and source.get("distribution"):
-        where = (f" (it came from {source['distribution']} {source.get('version', '?')}, "
-                 f"which is not installed here)")
-    return f"unknown {role} {name!r}{where}{did_you_mean(name, registry.names())}"
+    from importlib import metadata
+
+    message = f"unknown {role} {name!r}{did_you_mean(name, registry.names())}"
+    if not isinstance(source, dict) or not source.get("distribution"):
+        return message
+    claimed = f"{source['distribution']} {source.get('version', '?')}"
+    try:
+        installed = metadata.version(source["distribution"])
+    except metadata.PackageNotFoundError:
+        return f"{message}; it came from {claimed}, which is not installed here"
+    return f"{message}; the entry says it came from {claimed}, but {source['distribution']} " \
+           f"{installed} here has no such {role}"

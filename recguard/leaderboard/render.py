@@ -79,6 +79,12 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def rendered_files(boards: list[Board], root: str) -> dict[str, str]:
+    """What `recguard leaderboard render` writes into the leaderboard folder, by file name."""
+    return {"LEADERBOARD.md": "# Leaderboard\n\n" + markdown(boards, root) + "\n",
+            "index.html": page(boards, root)}
+
+
 def splice_markdown(document: str, table: str) -> str:
     """``document`` with the text between the leaderboard markers replaced by ``table``."""
     if MARK_START not in document or MARK_END not in document:
