@@ -3,7 +3,7 @@
 Each ``register_*`` hook receives a ``register`` callback; call it once per
 component class (or dataset / protocol spec) the plugin provides::
 
-    from recguard import hookimpl
+    from recguard.hookspecs import hookimpl
 
     @hookimpl
     def register_attacks(register):
