@@ -213,3 +213,15 @@ def test_verify_reproduces_an_eval_entry_and_flags_edited_numbers(tmp_path, caps
     assert code == 1
     assert "not reproduced: 1 of 8 values on seeds [0] of [0, 1] differ by more than 0.001" in out
     assert "T-HR@50" in out
+
+
+def test_other_settings_make_another_board(records):
+    base = build_entry([records["d"]], SUBMITTER)
+    other_budget, other_epochs = copy.deepcopy(base), copy.deepcopy(base)
+    other_budget["record"]["spec"]["protocol"]["budget"] = 0.01
+    other_epochs["record"]["spec"]["backbone"]["config"]["epochs"] = 5
+    boards = build_boards([("a", base), ("b", other_budget), ("c", other_epochs)])
+    assert len(boards) == 3
+    titles = [b.title for b in boards]
+    assert sum("budget 0.01" in t and "variant" not in t for t in titles) == 1
+    assert sum("variant" in t for t in titles) == 2   # same names and budget, another config

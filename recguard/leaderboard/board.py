@@ -1,8 +1,9 @@
 """The leaderboard as data: entries grouped by cell, ranked, with deltas computed on the fly.
 
-A *board* is one (dataset, protocol, backbone, attack): numbers are only
-comparable within a protocol, and a defense is only ranked against the same
-attack on the same recommender. Each board has two headline metrics taken from
+A *board* is one (dataset, protocol, backbone, attack) with one resolved
+protocol (budget included) and one backbone config: numbers are only comparable
+within a protocol, and a defense is only ranked against the same attack on the
+same recommender. Each board has two headline metrics taken from
 its protocol: the attack's success (T-HR@k for ranking protocols, ASR for LLM
 ones; lower is better) and the recommendation quality (the protocol's first
 metric; H@1 or AUC for LLM ones). Every row is a defense under the attack;
@@ -12,6 +13,8 @@ delta is taken against the same seeds and targets.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,11 +66,15 @@ class Board:
     quality_metric: str
     success_higher_is_better: bool
     quality_higher_is_better: bool
+    budget: float = 0.0
+    variant: str = ""     # set when boards differ only in other protocol fields or backbone config
     rows: list[Row] = field(default_factory=list)
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} · {self.protocol} · {self.backbone} · attack {self.attack}"
+        variant = f" · variant {self.variant}" if self.variant else ""
+        return (f"{self.dataset} · {self.protocol} · {self.backbone} · attack {self.attack} "
+                f"· budget {self.budget:g}{variant}")
 
 
 def headline_metrics(record: dict) -> tuple[str, str]:
@@ -93,11 +100,13 @@ def build_boards(entries: Iterable[tuple[str, dict]]) -> list[Board]:
     for source, entry in entries:
         record = entry["record"]
         spec = record["spec"]
-        key = tuple(spec[part]["name"] for part in ("dataset", "protocol", "backbone", "attack"))
+        names = tuple(spec[part]["name"] for part in ("dataset", "protocol", "backbone", "attack"))
+        key = names + (setting_hash(spec),)
         if key not in boards:
             success, quality = headline_metrics(record)
             hib = record["higher_is_better"]
-            boards[key] = Board(*key, success, quality, hib[success], hib[quality])
+            boards[key] = Board(*names, success, quality, hib[success], hib[quality],
+                                budget=spec["protocol"]["budget"])
         board = boards[key]
         if spec["defense"]["name"] == NO_DEFENSE:
             submitted_none.setdefault(key, []).append(_row(board, entry, source, "attacked", "clean"))
@@ -110,7 +119,17 @@ def build_boards(entries: Iterable[tuple[str, dict]]) -> list[Board]:
     for key, board in boards.items():
         board.rows += submitted_none.get(key) or [implied_none[key]]
         board.rows.sort(key=lambda r: _rank_key(board, r))
-    return sorted(boards.values(), key=lambda b: (b.dataset, b.protocol, b.backbone, b.attack))
+        if sum(other[:-1] == key[:-1] and b.budget == board.budget for other, b in boards.items()) > 1:
+            board.variant = key[-1]   # same names and budget, other settings: tell them apart
+    return sorted(boards.values(), key=lambda b: (b.dataset, b.protocol, b.backbone, b.attack,
+                                                  b.budget, b.variant))
+
+
+def setting_hash(spec: dict) -> str:
+    """Rows are comparable when the whole resolved protocol and the backbone's config match."""
+    protocol = {k: v for k, v in spec["protocol"].items() if k != "paper"}
+    text = json.dumps([protocol, spec["backbone"]["config"]], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
 
 
 def _row(board: Board, entry: dict, source: str, condition: str, clean_condition: str,
