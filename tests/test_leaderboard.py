@@ -225,3 +225,12 @@ def test_other_settings_make_another_board(records):
     titles = [b.title for b in boards]
     assert sum("budget 0.01" in t and "variant" not in t for t in titles) == 1
     assert sum("variant" in t for t in titles) == 2   # same names and budget, another config
+
+
+@pytest.mark.parametrize("task, quality", [("llara", "H@1"), ("tallrec", "AUC")])
+def test_llm_boards_rank_by_asr(task, quality):
+    from recguard.leaderboard.board import headline_metrics
+
+    record = {"run_id": "r", "spec": {"protocol": {"llm_task": task, "metrics": []}},
+              "metrics": {"attacked": {"ASR": {}, quality: {}}}}
+    assert headline_metrics(record) == ("ASR", quality)
