@@ -190,11 +190,11 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>recguard leaderboard</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1100px; color: #222; }}
 h1 {{ margin-bottom: 0.2em; }}
 section {{ margin: 2.5em 0; }}
 table {{ border-collapse: collapse; margin-top: 0.8em; font-size: 0.9em; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; white-space: nowrap; }}
 th:nth-child(2), td:nth-child(2), td:last-child, th:last-child {{ text-align: left; }}
 tr.undefended td {{ background: #fff3f0; }}
 svg.plot text {{ font-size: 12px; fill: #444; }}
