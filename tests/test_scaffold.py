@@ -15,6 +15,10 @@ from recguard.scaffold import KINDS, PluginNames, new_plugin
 from recguard.testing import check_attack, check_backbone, check_defense, check_metric
 
 CHECKS = {"attack": check_attack, "backbone": check_backbone, "metric": check_metric}
+# Names of the scaffolded plugins: ones nobody installs, so that a user who tried
+# `recguard plugin new pop-filler` and installed it does not make these tests fail.
+PREFIX = "scaffold-check"
+CMD = f"{PREFIX}-cmd"
 
 
 def run_main(args, capsys):
@@ -35,7 +39,7 @@ def scaffold(host, tmp_path, monkeypatch):
     imported = []
 
     def make(kind: str):
-        names = PluginNames.of(f"demo-{kind}", kind)
+        names = PluginNames.of(f"{PREFIX}-{kind}", kind)
         folder = new_plugin(names.name, kind, tmp_path, host)
         monkeypatch.syspath_prepend(str(folder))
         module = importlib.import_module(names.module)
@@ -64,13 +68,13 @@ def test_package_layout_and_entry_point(kind, scaffold):
     assert files == ["README.md", "pyproject.toml", f"{names.module}/__init__.py",
                      "tests/conftest.py", f"tests/test_{names.stem}.py"]
     project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
-    assert project["name"] == f"recguard-demo-{kind}"
+    assert project["name"] == f"recguard-{PREFIX}-{kind}"
     assert "recguard" in project["dependencies"]
-    assert project["entry-points"]["recguard"] == {f"demo-{kind}": f"recguard_demo_{kind}"}
+    assert project["entry-points"]["recguard"] == {names.name: names.module}
     assert "from recguard.testing import *" in (folder / "tests/conftest.py").read_text()
     readme = (folder / "README.md").read_text()
-    for line in (f"pip install -e recguard-demo-{kind}", f"recguard list {kind}s", "python -m pytest",
-                 KINDS[kind].run.format(name=f"demo-{kind}"), "docs/leaderboard.md"):
+    for line in (f"pip install -e {names.distribution}", f"recguard list {kind}s", "python -m pytest",
+                 KINDS[kind].run.format(name=names.name), "docs/leaderboard.md"):
         assert line in readme, line
     assert "$" not in (folder / f"{names.module}/__init__.py").read_text()  # every placeholder filled
 
@@ -105,10 +109,10 @@ def test_the_generated_tests_pass(kind, scaffold):
 # One real cell on ML-100K per kind, through the CLI, with MF (the default backbone) where
 # the kind is not the backbone; the clean condition is shared through the result cache.
 CELLS = {
-    "attack": ["--attack", "demo-attack"],
-    "defense": ["--defense", "demo-defense"],
-    "backbone": ["--backbone", "demo-backbone"],
-    "metric": ["--attack", "none", "--metrics", "HR@50,demo-metric@50"],
+    "attack": ["--attack", f"{PREFIX}-attack"],
+    "defense": ["--defense", f"{PREFIX}-defense"],
+    "backbone": ["--backbone", f"{PREFIX}-backbone"],
+    "metric": ["--attack", "none", "--metrics", f"HR@50,{PREFIX}-metric@50"],
 }
 
 
@@ -121,36 +125,34 @@ def test_the_registered_component_runs_in_a_cell(kind, scaffold, register_plugin
                                "--output", str(tmp_path / "results")], capsys)
     assert code == 0, err
     record = json.loads(out)
-    assert record["spec"][kind if kind != "metric" else "attack"]["name"] == \
-        (names.name if kind != "metric" else "none")
-    metrics = record["metrics"]
+    spec, provenance, metrics = record["spec"], record["provenance"], record["metrics"]
+    if kind == "metric":
+        assert provenance["metrics"][names.name]["plugin"] == names.name
+        assert 0.0 < metrics["clean"][f"{names.name}@50"]["mean"] <= 1.0
+        return
+    assert spec[kind]["name"] == names.name and provenance[kind]["plugin"] == names.name
     if kind == "attack":
-        assert record["provenance"]["attack"]["plugin"] == "demo-attack"
         assert metrics["attacked"]["T-HR@50"]["mean"] > metrics["clean"]["T-HR@50"]["mean"]
     elif kind == "defense":
         assert record["conditions"][-1] == "attacked+defense"
         assert 0.0 <= metrics["attacked+defense"]["Detect-AUC"]["mean"] <= 1.0
         assert metrics["attacked+defense"]["Weight-fake"]["mean"] < 1.0
-    elif kind == "backbone":
-        assert record["provenance"]["backbone"]["plugin"] == "demo-backbone"
-        assert metrics["clean"]["HR@50"]["mean"] > 0.1  # popularity is a strong ML-100K baseline
     else:
-        assert record["provenance"]["metrics"]["demo-metric"]["plugin"] == "demo-metric"
-        assert 0.0 < metrics["clean"]["demo-metric@50"]["mean"] <= 1.0
+        assert metrics["clean"]["HR@50"]["mean"] > 0.1  # popularity is a strong ML-100K baseline
 
 
 # ---------------------------------------------------------------- the command and its errors
 
 
 def test_plugin_new_command_writes_the_package(host, tmp_path, capsys):
-    code, out, err = run_main(["plugin", "new", "pop-filler", "--kind", "attack",
+    code, out, err = run_main(["plugin", "new", CMD, "--kind", "attack",
                                "--dir", str(tmp_path)], capsys)
     assert code == 0, err
-    folder = tmp_path / "recguard-pop-filler"
-    assert (folder / "recguard_pop_filler" / "__init__.py").is_file()
+    folder = tmp_path / f"recguard-{CMD}"
+    assert (folder / f"recguard_{CMD.replace('-', '_')}" / "__init__.py").is_file()
     assert f"created {folder}" in out and f"pip install -e {folder}" in out
-    assert "recguard eval --attack pop-filler --seeds 0" in out
-    assert [p.name for p in tmp_path.iterdir()] == ["recguard-pop-filler"]  # no staging left
+    assert f"recguard eval --attack {CMD} --seeds 0" in out
+    assert [p.name for p in tmp_path.iterdir()] == [f"recguard-{CMD}"]  # no staging left
 
 
 def assert_one_line_error(code, err, fragment):
@@ -183,14 +185,14 @@ def test_clashing_names_are_refused(name, kind, fragment, host, tmp_path, capsys
 
 
 def test_an_existing_folder_is_never_overwritten(host, tmp_path, capsys):
-    folder = tmp_path / "recguard-pop-filler"
+    folder = tmp_path / f"recguard-{CMD}"
     folder.mkdir()
     (folder / "keep.txt").write_text("mine")
-    code, _, err = run_main(["plugin", "new", "pop-filler", "--kind", "attack", "--dir", str(tmp_path)],
+    code, _, err = run_main(["plugin", "new", CMD, "--kind", "attack", "--dir", str(tmp_path)],
                             capsys)
     assert_one_line_error(code, err, f"{folder} already exists; recguard plugin new never overwrites")
     assert [p.name for p in folder.iterdir()] == ["keep.txt"]
-    assert [p.name for p in tmp_path.iterdir()] == ["recguard-pop-filler"]
+    assert [p.name for p in tmp_path.iterdir()] == [f"recguard-{CMD}"]
 
 
 def test_a_failed_write_leaves_nothing_behind(host, tmp_path, monkeypatch):
@@ -205,8 +207,8 @@ def test_a_failed_write_leaves_nothing_behind(host, tmp_path, monkeypatch):
         return real(path, text)
 
     monkeypatch.setattr(scaffold_module, "atomic_write_text", disk_full_on_the_third_file)
-    with pytest.raises(RecguardError, match="cannot write .*recguard-pop-filler: No space left on device"):
-        new_plugin("pop-filler", "attack", tmp_path, host)
+    with pytest.raises(RecguardError, match=f"cannot write .*recguard-{CMD}: No space left on device"):
+        new_plugin(CMD, "attack", tmp_path, host)
     assert not any(tmp_path.iterdir())
 
 
