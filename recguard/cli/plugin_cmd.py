@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-# the kinds `recguard.scaffold.KINDS` has templates for; kept here so `--help` imports nothing
-KINDS = ("attack", "defense", "backbone", "metric")
+from recguard.scaffold import KINDS, PluginNames, new_plugin  # light: the host loads on use
 
 
 @click.group("plugin")
@@ -15,20 +14,17 @@ def plugin_group():
 
 @plugin_group.command("new")
 @click.argument("name")
-@click.option("--kind", required=True, type=click.Choice(KINDS), help="the component the plugin adds")
+@click.option("--kind", required=True, type=click.Choice(list(KINDS)), help="the component the plugin adds")
 @click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
               help="the folder in which recguard-NAME/ is created")
 def new_command(name: str, kind: str, parent: str):
-    """Scaffold the installable package recguard-NAME/ around one working example NAME.
+    """Scaffold the plugin package recguard-NAME/ with one working example.
 
     \b
     recguard plugin new pop-filler --kind attack
     pip install -e recguard-pop-filler
     recguard eval --attack pop-filler --seeds 0
     """
-    from recguard.scaffold import KINDS as TEMPLATES, PluginNames, new_plugin
-
-    assert set(TEMPLATES) == set(KINDS)
     folder = new_plugin(name, kind, parent)
     names = PluginNames.of(name, kind)
     click.echo(f"created {folder}: the {kind} {name!r} ({names.module}.{names.cls})")
@@ -37,5 +33,5 @@ def new_command(name: str, kind: str, parent: str):
     click.echo("next:")
     click.echo(f"  pip install -e {folder}")
     click.echo(f"  recguard list {kind}s")
-    click.echo(f"  {TEMPLATES[kind].run.format(name=name)}")
+    click.echo(f"  {KINDS[kind].run.format(name=name)}")
     click.echo(f"  cd {folder} && python -m pytest")

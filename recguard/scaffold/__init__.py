@@ -71,16 +71,15 @@ KINDS: dict[str, Kind] = {
                    "metric is built with its Config's defaults (there are no metric options)."),
 }
 
-# template (under templates/, {kind} filled in) -> file in the package ({module}, {stem} filled in)
+# file in the package ({module}, {stem} filled in) -> its templates under templates/ ({kind}
+# filled in), concatenated: every test file ends with the check that the host registers it
 LAYOUT = {
-    "common/pyproject.toml.tmpl": "pyproject.toml",
-    "common/README.md.tmpl": "README.md",
-    "common/conftest.py.tmpl": "tests/conftest.py",
-    "{kind}/plugin.py.tmpl": "{module}/__init__.py",
-    "{kind}/test_plugin.py.tmpl": "tests/test_{stem}.py",
+    "pyproject.toml": ("common/pyproject.toml.tmpl",),
+    "README.md": ("common/README.md.tmpl",),
+    "tests/conftest.py": ("common/conftest.py.tmpl",),
+    "{module}/__init__.py": ("{kind}/plugin.py.tmpl",),
+    "tests/test_{stem}.py": ("{kind}/test_plugin.py.tmpl", "common/test_registered.py.tmpl"),
 }
-# appended to every kind's test file: the host finds the component through the plugin
-TEST_TAIL = "common/test_registered.py.tmpl"
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class PluginNames:
         kind = KINDS[self.kind]
         return {"name": self.name, "kind": self.kind, "kinds": f"{self.kind}s",
                 "distribution": self.distribution, "module": self.module, "cls": self.cls,
-                "hook": kind.hook, "example": kind.example, "run": kind.run.format(name=self.name),
+                "example": kind.example, "run": kind.run.format(name=self.name),
                 "options": kind.options.format(name=self.name)}
 
 
@@ -146,10 +145,8 @@ def render(names: PluginNames) -> dict[str, str]:
     def fill(template: str) -> str:
         return Template(root.joinpath(template.format(kind=names.kind)).read_text()).substitute(values)
 
-    files = {path.format(module=names.module, stem=names.stem): fill(template)
-             for template, path in LAYOUT.items()}
-    files[f"tests/test_{names.stem}.py"] += fill(TEST_TAIL)
-    return files
+    return {path.format(module=names.module, stem=names.stem): "".join(map(fill, templates))
+            for path, templates in LAYOUT.items()}
 
 
 def new_plugin(name: str, kind: str, parent: str | os.PathLike = ".", host: "Host | None" = None) -> Path:
