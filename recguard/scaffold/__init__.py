@@ -50,7 +50,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "attack": Kind("register_attacks",
                    "The example is a popularity-filler attack: fake users rate the target items "
-                   "and popular filler items at the maximum.",
+                   "at the maximum and popular filler items at their mean rating.",
                    "recguard eval --attack {name} --seeds 0",
                    "`--attack-opt key=value` sets an option of `{name}`."),
     "defense": Kind("register_defenses",
