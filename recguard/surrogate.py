@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recguard.components import Config
 from recguard.config import param
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,8 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @dataclass
-class SurrogateOptions:
-    """Mixed into an attack's Config: which recommender the attacker trains, and how long."""
+class SurrogateOptions(Config):
+    """An attack's Config base: which recommender the attacker trains, and how long."""
 
     surrogate: str = param("mf", "the attacker's surrogate recommender (a registered backbone), "
                                  "trained on the data the attacker sees")
