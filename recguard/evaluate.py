@@ -56,6 +56,16 @@ def conditions_of(plan: Plan) -> list[str]:
     return names
 
 
+def attack_context(plan: Plan, prepared: Prepared, seed: int) -> AttackContext:
+    """What the attack is told for one seed: the budget in fake users (none without an
+    attack), the filler size (the protocol's, else the mean genuine profile) and its rng."""
+    train = prepared.train
+    n_fake = max(1, int(round(plan.protocol.budget * train.n_users))) if plan.has_attack else 0
+    filler = plan.protocol.filler_size or int(round(len(train) / max(train.n_users, 1)))
+    return AttackContext(targets=prepared.targets, n_fake=n_fake, filler_size=filler,
+                         rng=np.random.default_rng([seed, 0xA77AC]), protocol=plan.protocol)
+
+
 def inject(train: Interactions, poisoned: Poisoned) -> Interactions:
     """Genuine training data plus the fake users, numbered after the genuine ones."""
     if poisoned.n_fake == 0 and not poisoned.item_text:
@@ -194,13 +204,10 @@ class CellRunner:
         prepared = prepare(data, plan.protocol, seed)
         train = prepared.train
         evaluator = Evaluator(plan, prepared, data)
-        n_fake = max(1, int(round(plan.protocol.budget * train.n_users))) if plan.has_attack else 0
-        filler = plan.protocol.filler_size or int(round(len(train) / max(train.n_users, 1)))
-        poisoned = Poisoned.empty()
-        if plan.has_attack:
-            ctx = AttackContext(targets=prepared.targets, n_fake=n_fake, filler_size=filler,
-                                rng=np.random.default_rng([seed, 0xA77AC]), protocol=plan.protocol)
-            poisoned = plan.attack.poison(train, ctx)
+        ctx = attack_context(plan, prepared, seed)
+        start = time.perf_counter()
+        poisoned = plan.attack.poison(train, ctx) if plan.has_attack else Poisoned.empty()
+        attack_seconds = time.perf_counter() - start
         attacked = inject(train, poisoned)
 
         results: dict[str, ConditionResult] = {}
@@ -240,8 +247,8 @@ class CellRunner:
             done = results[condition]
             self._cache_write(keys[condition], {"metrics": done.metrics, "fit_seconds": done.fit_seconds,
                                                 "notes": done.notes})
-        return {"targets": prepared.targets, "n_fake": n_fake, "filler_size": filler,
-                "train_interactions": len(train), "results": results}
+        return {"targets": prepared.targets, "n_fake": ctx.n_fake, "filler_size": ctx.filler_size,
+                "train_interactions": len(train), "results": results, "attack_seconds": attack_seconds}
 
     def _fit(self, condition: str, seed: int, train: Interactions, hooks: FitHooks):
         label = f"seed {seed} · {condition} · {self.plan.backbone.name}"
@@ -395,6 +402,8 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
         timings={"total_seconds": round(time.perf_counter() - start, 3),
                  "fit_seconds": {c: [round(out["results"][c].fit_seconds, 3) for out in outputs]
                                  for c in conditions},
-                 "cached": {c: [out["results"][c].cached for out in outputs] for c in conditions}},
+                 "cached": {c: [out["results"][c].cached for out in outputs] for c in conditions},
+                 **({} if llm else {"attack_seconds": [round(out["attack_seconds"], 3)
+                                                       for out in outputs]})},
     )
     return record

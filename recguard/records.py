@@ -13,7 +13,8 @@ Schema (version 1; numbers stay numbers)::
     metrics          condition -> metric -> {mean, std, per_seed}
     higher_is_better metric -> bool
     counts           users, items, train_interactions, fake_users, filler_size, targets
-    timings          total_seconds, fit_seconds {condition -> per-seed list}, cached {condition -> bool list}
+    timings          total_seconds, fit_seconds {condition -> per-seed list}, cached {condition -> bool list},
+                     attack_seconds (ranking cells: per-seed seconds of the attack's poison)
     environment      recguard, python, platform, torch, transformers, peft, trl, device, git_commit
     notes            (optional) condition -> per-seed dicts a defense left (e.g. seconds per user)
 
