@@ -116,8 +116,11 @@ def check_learns_implicit(cls: type[Backbone], overrides: dict | None = None,
 
 
 def check_attack(cls: type[Attack], overrides: dict | None = None) -> None:
-    """Builds the requested number of fake users, each rating every target; deterministic."""
+    """Builds the requested number of fake users, each rating every target; deterministic;
+    says what it knows of the victim (black-box: never its parameters)."""
     check_config(cls)
+    assert cls.knowledge in ("black-box", "white-box"), \
+        f"{cls.__name__}.knowledge must be 'black-box' or 'white-box', not {cls.knowledge!r}"
     for feedback in sorted(cls.feedback):
         data = tiny_interactions(feedback=feedback)
         protocol = APT if feedback == "explicit" else PAMACF
