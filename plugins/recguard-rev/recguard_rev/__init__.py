@@ -1,0 +1,10 @@
+"""recguard plugin: the Rev attack (torch is imported only when the attack runs)."""
+
+from recguard.hookspecs import hookimpl
+
+from recguard_rev.attack import RevAttack
+
+
+@hookimpl
+def register_attacks(register):
+    register(RevAttack)
