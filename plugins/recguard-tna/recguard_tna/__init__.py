@@ -1,0 +1,10 @@
+"""recguard plugin: the `tna` attack (torch is imported only while poisoning)."""
+
+from recguard.hookspecs import hookimpl
+
+from recguard_tna.attack import TNAAttack
+
+
+@hookimpl
+def register_attacks(register):
+    register(TNAAttack)
