@@ -25,7 +25,7 @@ from recguard.config import param
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from recguard.components import Model
+    from recguard.components import FitHooks, Model
     from recguard.data.interactions import Interactions
 
 
@@ -39,9 +39,11 @@ class SurrogateOptions(Config):
     surrogate_dim: int = param(64, "surrogate embedding size", low=1)
 
 
-def fit_surrogate(train: "Interactions", seed: int, options: SurrogateOptions) -> "Model":
-    """Train the surrogate backbone on ``train`` (what the attacker sees) and return the model."""
-    from recguard.components import FitContext
+def fit_surrogate(train: "Interactions", seed: int, options: SurrogateOptions,
+                  hooks: "FitHooks | None" = None) -> "Model":
+    """Train the surrogate backbone on ``train`` (what the attacker sees) and return the model;
+    ``hooks`` (e.g. an attack's own loss term) go to its training loop as a defense's would."""
+    from recguard.components import FitContext, FitHooks
     from recguard.config import build_config
     from recguard.errors import RecguardError
     from recguard.plugins import get_host
@@ -53,7 +55,7 @@ def fit_surrogate(train: "Interactions", seed: int, options: SurrogateOptions) -
     wanted = {"epochs": options.surrogate_epochs, "dim": options.surrogate_dim}
     fields = set(cls.Config.__dataclass_fields__)
     config = build_config(cls.Config, {k: v for k, v in wanted.items() if k in fields}, "surrogate")
-    return cls(config).fit(train, FitContext(seed=seed))
+    return cls(config).fit(train, FitContext(seed=seed, hooks=hooks or FitHooks()))
 
 
 def surrogate_scores(model: "Model", n_users: int, batch: int = 1024) -> np.ndarray:

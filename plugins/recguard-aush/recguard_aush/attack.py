@@ -36,6 +36,7 @@ from recguard.components import Attack, AttackContext, Config, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
+from recguard.profiles import snap_to_levels
 
 PAPER = ("Lin, Chen, Li, Xiao, Li & Yang, Attacking Recommender Systems with Augmented User "
          "Profiles (AUSH), CIKM 2020")
@@ -351,12 +352,7 @@ class AUSHTrainer:
 
     def snap(self, values: np.ndarray) -> np.ndarray:
         """Clip to the lowest / highest rating level, round to the nearest level (ties go up)."""
-        levels = self.levels.astype(np.float64)
-        x = np.clip(np.asarray(values, dtype=np.float64), levels[0], levels[-1])
-        upper = np.clip(np.searchsorted(levels, x, side="left"), 0, len(levels) - 1)
-        lower = np.maximum(upper - 1, 0)
-        take_upper = (levels[upper] - x) <= (x - levels[lower])
-        return self.levels[np.where(take_upper, upper, lower)].astype(np.float32)
+        return snap_to_levels(values, self.levels)
 
     def generate(self, n_fake: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(fillers, filler ratings, selected ratings) per fake user, plus its template user.

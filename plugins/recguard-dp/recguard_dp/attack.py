@@ -32,7 +32,8 @@ from recguard.components import Attack, AttackContext, FitHooks, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.surrogate import SurrogateOptions
+from recguard.profiles import snap_to_levels
+from recguard.surrogate import SurrogateOptions, fit_surrogate
 
 PAPER = ("Huang, Mu, Gong, Li, Liu & Xu, Data Poisoning Attacks to Deep Learning Based "
          "Recommender Systems, NDSS 2021")
@@ -118,20 +119,8 @@ class PromoteTargets(FitHooks):
 
 
 def fit_poison_model(train: Interactions, seed: int, options: SurrogateOptions, hooks: FitHooks):
-    """`recguard.surrogate.fit_surrogate` with training hooks (it builds its FitContext
-    without them): the surrogate backbone trained on ``train`` with ``hooks``."""
-    from recguard.components import FitContext
-    from recguard.config import build_config
-    from recguard.plugins import get_host
-
-    cls = get_host().backbones.get(options.surrogate)
-    if cls.kind != "cf":
-        raise RecguardError(f"surrogate {options.surrogate!r} is a {cls.kind} backbone; an attack's "
-                            f"surrogate must be a CF backbone (e.g. mf)")
-    wanted = {"epochs": options.surrogate_epochs, "dim": options.surrogate_dim}
-    fields = set(cls.Config.__dataclass_fields__)
-    config = build_config(cls.Config, {k: v for k, v in wanted.items() if k in fields}, "surrogate")
-    model = cls(config).fit(train, FitContext(seed=seed, hooks=hooks))
+    """The surrogate ("poison model") trained on ``train`` with the promotion-loss ``hooks``."""
+    model = fit_surrogate(train, seed, options, hooks)
     if not (hasattr(model, "users") and hasattr(model, "items")) or hasattr(model, "pair_scores"):
         raise RecguardError(f"dp's promotion loss needs a dot-product surrogate (e.g. mf); "
                             f"{options.surrogate!r} is not one")
@@ -139,15 +128,6 @@ def fit_poison_model(train: Interactions, seed: int, options: SurrogateOptions, 
 
 
 # ---------------------------------------------------------------- profiles
-
-
-def snap(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Clip to the lowest/highest rating level, then round to the nearest level."""
-    levels = np.sort(levels.astype(np.float64))
-    x = np.clip(np.asarray(values, dtype=np.float64), levels[0], levels[-1])
-    upper = np.clip(np.searchsorted(levels, x), 0, len(levels) - 1)
-    lower = np.maximum(upper - 1, 0)
-    return levels[np.where(levels[upper] - x <= x - levels[lower], upper, lower)].astype(np.float32)
 
 
 def pick_fillers(scores: np.ndarray, probability: np.ndarray, targets: np.ndarray, n_filler: int,
@@ -213,7 +193,8 @@ class DPAttack(Attack):
                 for row in scores:
                     fillers = pick_fillers(row, probability, targets, n_filler, rng)
                     probability[fillers] *= cfg.decay
-                    rating = snap(row[fillers], levels) if explicit else np.ones(len(fillers), np.float32)
+                    rating = (snap_to_levels(row[fillers], levels) if explicit
+                              else np.ones(len(fillers), np.float32))
                     items = np.concatenate([targets, fillers])
                     ratings = np.concatenate([np.full(k, top, np.float32), rating]).astype(np.float32)
                     order = rng.permutation(len(items))   # a profile's time order

@@ -40,6 +40,7 @@ from recguard.components import Attack, AttackContext, Config, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
+from recguard.profiles import snap_to_levels
 
 LAM_RIEDL = "Lam & Riedl, Shilling Recommender Systems for Fun and Profit, WWW 2004"
 MOBASHER = ("Mobasher, Burke, Bhaumik & Williams, Toward Trustworthy Recommender Systems: "
@@ -84,13 +85,8 @@ class RatingStats:
                    item_mean=item_mean, item_std=np.sqrt(np.maximum(item_var, 0.0)))
 
     def snap(self, values: np.ndarray) -> np.ndarray:
-        """Clip to [lowest, highest] level, then round to the nearest level (ties go up)."""
-        levels = self.levels.astype(np.float64)
-        x = np.clip(np.asarray(values, dtype=np.float64), levels[0], levels[-1])
-        upper = np.clip(np.searchsorted(levels, x, side="left"), 0, len(levels) - 1)
-        lower = np.maximum(upper - 1, 0)
-        take_upper = (levels[upper] - x) <= (x - levels[lower])
-        return self.levels[np.where(take_upper, upper, lower)].astype(np.float32)
+        """Clip to the lowest / highest rating level, round to the nearest level."""
+        return snap_to_levels(values, self.levels)
 
 
 def _uniform_subsets(candidates: np.ndarray, size: int, n_rows: int,

@@ -33,6 +33,7 @@ from recguard.components import Attack, AttackContext, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
+from recguard.profiles import snap_to_levels
 from recguard.surrogate import SurrogateOptions, fit_surrogate
 
 PAPER = ("Fang, Gong & Liu, Influence Function based Data Poisoning Attacks to Top-N "
@@ -175,15 +176,6 @@ def fake_objective(item_f, s_item, top: float, fold_in: float, n_rows: int):
     return f
 
 
-def snap(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Clip to the lowest/highest rating level, then round to the nearest level."""
-    levels = np.sort(levels.astype(np.float64))
-    x = np.clip(np.asarray(values, dtype=np.float64), levels[0], levels[-1])
-    upper = np.clip(np.searchsorted(levels, x), 0, len(levels) - 1)
-    lower = np.maximum(upper - 1, 0)
-    return levels[np.where(levels[upper] - x <= x - levels[lower], upper, lower)].astype(np.float32)
-
-
 # ---------------------------------------------------------------- the attack
 
 
@@ -299,5 +291,5 @@ class TNAAttack(Attack):
         items = np.concatenate([targets, order]).astype(np.int64)
         with torch.no_grad():   # fillers rated as the folded-in fake user is predicted to rate them
             predicted = (item_f[torch.as_tensor(order)] @ objective.factors(w.detach())).numpy()
-        ratings = np.concatenate([np.full(len(targets), top), snap(predicted, levels)])
+        ratings = np.concatenate([np.full(len(targets), top), snap_to_levels(predicted, levels)])
         return items, ratings.astype(np.float32)
