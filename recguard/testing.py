@@ -20,6 +20,9 @@ the component on `tiny_interactions` and fails with an assertion that names
 the broken rule; each starts with `check_config` (the Config builds from its
 defaults, the class has a name and a summary). `check_learns_implicit` checks
 that a backbone actually learns on tiny implicit data.
+
+`eval_record(folder, *args)` runs ``recguard eval ARGS`` in the test's process and
+returns its record, for integration tests of a component in a real cell.
 """
 
 from __future__ import annotations
@@ -39,7 +42,25 @@ from recguard.registry import Provenance
 
 __all__ = ["private_cache", "fresh_cache", "tiny_dataset", "tiny_llm", "host", "register_plugin",
            "tiny_interactions", "check_backbone", "check_attack", "check_defense", "check_metric",
-           "check_config", "check_learns_implicit"]
+           "check_config", "check_learns_implicit", "eval_record"]
+
+
+def eval_record(folder, *args: str) -> dict:
+    """``recguard eval ARGS -q --json --output FOLDER`` run in this process: the record it
+    wrote; a failed run is an assertion carrying the CLI's error line."""
+    import contextlib
+    import io
+    import json
+
+    from recguard.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(["eval", *map(str, args), "-q", "--json", "--output", str(folder)])
+        except SystemExit as exc:
+            assert not exc.code, err.getvalue().strip()
+    return json.loads(out.getvalue())
 
 
 def tiny_interactions(n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0,

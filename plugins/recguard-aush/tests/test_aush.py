@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from recguard.components import AttackContext, Poisoned
 from recguard.config import build_config
 from recguard.data.interactions import Interactions
 from recguard.protocols import APT, PAMACF
-from recguard.testing import check_attack, tiny_interactions
+from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_aush.attack import AUSHAttack, AUSHConfig, AUSHTrainer, choose_selected
 
 TARGETS = np.array([57, 58, 59])
@@ -206,15 +205,9 @@ def test_explicit_selected_items_option_and_bad_values():
 
 
 @pytest.mark.integration
-def test_cli_cell_on_ml100k_raises_target_hit_ratio(tmp_path, capsys):
-    from recguard.cli import main
-
-    try:
-        main(["eval", "--attack", "aush", "--budget", "0.01", "--seeds", "0", "--quiet",
-              "--attack-opt", "epochs=50", "--output", str(tmp_path), "--json"])
-    except SystemExit as exc:
-        assert not exc.code, capsys.readouterr().err
-    record = json.loads(capsys.readouterr().out)
+def test_cli_cell_on_ml100k_raises_target_hit_ratio(tmp_path):
+    record = eval_record(tmp_path, "--attack", "aush", "--budget", "0.01", "--seeds", "0",
+                         "--attack-opt", "epochs=50")
     clean = record["metrics"]["clean"]["T-HR@50"]["mean"]
     attacked = record["metrics"]["attacked"]["T-HR@50"]["mean"]
     assert attacked > clean + 0.05, (clean, attacked)

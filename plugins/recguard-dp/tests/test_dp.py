@@ -8,7 +8,7 @@ import pytest
 from recguard.components import AttackContext
 from recguard.config import build_config
 from recguard.protocols import APT, PAMACF
-from recguard.testing import check_attack, tiny_interactions
+from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_dp.attack import DPAttack, pick_fillers
 
 FAST = {"surrogate_epochs": "3", "surrogate_dim": "8"}
@@ -92,18 +92,7 @@ def test_same_seed_same_profiles_and_seed_matters():
 
 
 @pytest.mark.integration
-def test_small_cell_raises_the_target_hit_ratio(tmp_path, capsys):
-    import json
-
-    from recguard.cli import main
-
-    code = 0
-    try:
-        main(["eval", "--attack", "dp", "--budget", "0.01", "--seeds", "0", "-q", "--json",
-              "--output", str(tmp_path), "--attack-opt", "retrain_every=3"])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr().out
-    assert code == 0
-    metrics = json.loads(out[out.index("{"):])["metrics"]
+def test_small_cell_raises_the_target_hit_ratio(tmp_path):
+    metrics = eval_record(tmp_path, "--attack", "dp", "--budget", "0.01", "--seeds", "0",
+                          "--attack-opt", "retrain_every=3")["metrics"]
     assert metrics["attacked"]["T-HR@50"]["mean"] > metrics["clean"]["T-HR@50"]["mean"] + 0.05

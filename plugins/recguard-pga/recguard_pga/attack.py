@@ -29,11 +29,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.surrogate import SurrogateOptions, dense_ratings, top_fillers
+from recguard.profiles import OptimisedProfileAttack, project_relaxed
+from recguard.surrogate import SurrogateOptions, dense_ratings
 
 PAPER = ("Li, Wang, Singh & Vorobeychik, Data Poisoning Attacks on Factorization-Based "
          "Collaborative Filtering, NeurIPS 2016")
@@ -119,85 +118,10 @@ def integrity_utility(fake, genuine_user, item, genuine_ratings, genuine_obs, el
     return (predicted * eligible).sum() / eligible.sum().clamp(min=1.0)
 
 
-def project(x, targets: np.ndarray, rating_max: float, filler_size: int | None = None):
-    """The relaxed feasible set, in place: every entry in [0, rating_max], targets at
-    rating_max, and (when ``filler_size`` is given) the non-target entries of each row summing
-    to ``filler_size * rating_max`` - the convex hull of profiles with ``filler_size`` fillers
-    at the maximum. That projection is clip(y - tau, 0, rating_max) with the row's shift tau
-    found by bisection."""
-    import torch
-
-    free = np.setdiff1d(np.arange(x.shape[1]), targets)
-    if filler_size is not None and len(free):
-        y = x[:, free]
-        total = min(filler_size, len(free)) * rating_max
-        low = (y.min(dim=1, keepdim=True).values - rating_max)
-        high = y.max(dim=1, keepdim=True).values
-        for _ in range(60):
-            tau = (low + high) / 2
-            over = (y - tau).clamp(0.0, rating_max).sum(dim=1, keepdim=True) > total
-            low = torch.where(over, tau, low)
-            high = torch.where(over, high, tau)
-        x[:, free] = (y - (low + high) / 2).clamp(0.0, rating_max)
-    x.clamp_(0.0, rating_max)
-    x[:, targets] = rating_max
-    return x
-
-
-def snap(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Clip to [lowest, highest] level, then round to the nearest level (ties go up)."""
-    levels = np.sort(np.asarray(levels, dtype=np.float64))
-    x = np.clip(np.asarray(values, dtype=np.float64), levels[0], levels[-1])
-    upper = np.clip(np.searchsorted(levels, x, side="left"), 0, len(levels) - 1)
-    lower = np.maximum(upper - 1, 0)
-    take_upper = (levels[upper] - x) <= (x - levels[lower])
-    return levels[np.where(take_upper, upper, lower)].astype(np.float32)
-
-
-def discrete_profiles(train: Interactions, relaxed: np.ndarray, targets: np.ndarray, filler_size: int,
-                      rng: np.random.Generator) -> Poisoned:
-    """Targets at rating_max plus the ``filler_size`` largest non-target entries of each relaxed
-    row (their optimised values snapped to the rating levels on explicit data; 1 on implicit);
-    each profile in a random order, timestamped after the genuine data."""
-    n_fake = len(relaxed)
-    fillers = top_fillers(relaxed, targets, filler_size, rng)
-    items = np.concatenate([np.broadcast_to(targets, (n_fake, len(targets))), fillers], axis=1)
-    if train.feedback == "explicit":
-        filler_ratings = snap(np.take_along_axis(relaxed, fillers, axis=1), np.unique(train.rating))
-        ratings = np.concatenate([np.full((n_fake, len(targets)), train.rating_max, np.float32),
-                                  filler_ratings], axis=1)
-    else:
-        ratings = np.ones(items.shape, dtype=np.float32)
-    length = items.shape[1]
-    order = np.argsort(rng.random((n_fake, length)), axis=1)
-    items = np.take_along_axis(items, order, axis=1)
-    ratings = np.take_along_axis(ratings, order, axis=1)
-    start = int(train.timestamp.max()) + 1 if len(train) else 0
-    return Poisoned(n_fake=n_fake, user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
-                    item=items.reshape(-1).astype(np.int64), rating=ratings.reshape(-1).astype(np.float32),
-                    timestamp=start + np.arange(n_fake * length, dtype=np.int64))
-
-
-def check_request(name: str, feedback: frozenset, train: Interactions, ctx: AttackContext) -> np.ndarray:
-    """The sorted distinct targets, after refusing impossible requests with one line."""
-    if train.feedback not in feedback:
-        raise RecguardError(f"attack {name!r} needs {'/'.join(sorted(feedback))} feedback but the "
-                            f"training data is {train.feedback}")
-    targets = np.unique(np.asarray(ctx.targets, dtype=np.int64))
-    if len(targets) and (targets.min() < 0 or targets.max() >= train.n_items):
-        raise RecguardError(f"attack {name!r}: target items must lie in 0..{train.n_items - 1}, "
-                            f"got {targets.tolist()}")
-    if ctx.n_fake < 0 or ctx.filler_size < 0:
-        raise RecguardError(f"attack {name!r}: n_fake and filler_size must be >= 0")
-    if len(train) == 0:
-        raise RecguardError(f"attack {name!r} trains a surrogate on the genuine data, which is empty")
-    return targets
-
-
 # ---------------------------------------------------------------- the attack
 
 
-class PGAAttack(Attack):
+class PGAAttack(OptimisedProfileAttack):
     name: ClassVar[str] = "pga"
     summary: ClassVar[str] = ("PGA: projected gradient ascent on fake ratings through alternating-"
                               "minimisation MF, raising the targets' predicted ratings")
@@ -206,13 +130,6 @@ class PGAAttack(Attack):
     backbone_kinds: ClassVar[frozenset[str]] = frozenset({"cf"})
     knowledge: ClassVar[str] = "black-box"
     Config = PGAConfig
-
-    def poison(self, train: Interactions, ctx: AttackContext) -> Poisoned:
-        targets = check_request(self.name, self.feedback, train, ctx)
-        if ctx.n_fake == 0:
-            return Poisoned.empty()
-        relaxed = self.optimise(train, targets, int(ctx.n_fake), int(ctx.filler_size), ctx.rng)
-        return discrete_profiles(train, relaxed, targets, int(ctx.filler_size), ctx.rng)
 
     def optimise(self, train: Interactions, targets: np.ndarray, n_fake: int, filler_size: int,
                  rng: np.random.Generator, trace: list | None = None) -> np.ndarray:
@@ -227,7 +144,7 @@ class PGAAttack(Attack):
         n_gen, n_items = genuine.shape
         budget = filler_size if cfg.budget_projection else None
         init_users = rng.choice(n_gen, size=n_fake, replace=n_fake > n_gen)
-        fake = project(torch.tensor(genuine[init_users]), targets, r_max, budget)
+        fake = project_relaxed(torch.tensor(genuine[init_users]), targets, r_max, budget)
         generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31 - 1)))
         user = torch.randn(n_gen + n_fake, cfg.surrogate_dim, generator=generator) * 0.1
         item = torch.randn(n_items, cfg.surrogate_dim, generator=generator) * 0.1
@@ -245,7 +162,7 @@ class PGAAttack(Attack):
                 trace.append(float(utility.detach()))
             grad[:, targets] = 0.0
             grad = grad / grad.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
-            fake = project(fake + cfg.step * r_max * grad, targets, r_max, budget)
+            fake = project_relaxed(fake + cfg.step * r_max * grad, targets, r_max, budget)
             with torch.no_grad():
                 weights, ratings = entry_weights(observed, fake, genuine, explicit, cfg.wmf_alpha)
                 user, item = als_sweeps(user, item, weights, ratings, cfg.surrogate_l2, cfg.refit_sweeps)

@@ -26,11 +26,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.surrogate import DenseMF, SurrogateOptions, dense_ratings, top_fillers
+from recguard.profiles import OptimisedProfileAttack, project_relaxed
+from recguard.surrogate import DenseMF, SurrogateOptions, dense_ratings
 
 PAPER = ("Tang, Wen & Wang, Revisiting Adversarially Learned Injection Attacks in "
          "Recommender Systems, RecSys 2020")
@@ -122,85 +121,10 @@ def fit_graph_free(mf: DenseMF, optimizer, ratings, observed, steps: int, l2: fl
         optimizer.step()
 
 
-def project(x, targets: np.ndarray, rating_max: float, filler_size: int | None = None):
-    """The relaxed feasible set, in place: every entry in [0, rating_max], targets at
-    rating_max, and (when ``filler_size`` is given) the non-target entries of each row summing
-    to ``filler_size * rating_max`` - the convex hull of profiles with ``filler_size`` fillers
-    at the maximum. That projection is clip(y - tau, 0, rating_max) with the row's shift tau
-    found by bisection."""
-    import torch
-
-    free = np.setdiff1d(np.arange(x.shape[1]), targets)
-    if filler_size is not None and len(free):
-        y = x[:, free]
-        total = min(filler_size, len(free)) * rating_max
-        low = (y.min(dim=1, keepdim=True).values - rating_max)
-        high = y.max(dim=1, keepdim=True).values
-        for _ in range(60):
-            tau = (low + high) / 2
-            over = (y - tau).clamp(0.0, rating_max).sum(dim=1, keepdim=True) > total
-            low = torch.where(over, tau, low)
-            high = torch.where(over, high, tau)
-        x[:, free] = (y - (low + high) / 2).clamp(0.0, rating_max)
-    x.clamp_(0.0, rating_max)
-    x[:, targets] = rating_max
-    return x
-
-
-def snap(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Clip to [lowest, highest] level, then round to the nearest level (ties go up)."""
-    levels = np.sort(np.asarray(levels, dtype=np.float64))
-    x = np.clip(np.asarray(values, dtype=np.float64), levels[0], levels[-1])
-    upper = np.clip(np.searchsorted(levels, x, side="left"), 0, len(levels) - 1)
-    lower = np.maximum(upper - 1, 0)
-    take_upper = (levels[upper] - x) <= (x - levels[lower])
-    return levels[np.where(take_upper, upper, lower)].astype(np.float32)
-
-
-def discrete_profiles(train: Interactions, relaxed: np.ndarray, targets: np.ndarray, filler_size: int,
-                      rng: np.random.Generator) -> Poisoned:
-    """Targets at rating_max plus the ``filler_size`` largest non-target entries of each relaxed
-    row (their optimised values snapped to the rating levels on explicit data; 1 on implicit);
-    each profile in a random order, timestamped after the genuine data."""
-    n_fake = len(relaxed)
-    fillers = top_fillers(relaxed, targets, filler_size, rng)
-    items = np.concatenate([np.broadcast_to(targets, (n_fake, len(targets))), fillers], axis=1)
-    if train.feedback == "explicit":
-        filler_ratings = snap(np.take_along_axis(relaxed, fillers, axis=1), np.unique(train.rating))
-        ratings = np.concatenate([np.full((n_fake, len(targets)), train.rating_max, np.float32),
-                                  filler_ratings], axis=1)
-    else:
-        ratings = np.ones(items.shape, dtype=np.float32)
-    length = items.shape[1]
-    order = np.argsort(rng.random((n_fake, length)), axis=1)
-    items = np.take_along_axis(items, order, axis=1)
-    ratings = np.take_along_axis(ratings, order, axis=1)
-    start = int(train.timestamp.max()) + 1 if len(train) else 0
-    return Poisoned(n_fake=n_fake, user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
-                    item=items.reshape(-1).astype(np.int64), rating=ratings.reshape(-1).astype(np.float32),
-                    timestamp=start + np.arange(n_fake * length, dtype=np.int64))
-
-
-def check_request(name: str, feedback: frozenset, train: Interactions, ctx: AttackContext) -> np.ndarray:
-    """The sorted distinct targets, after refusing impossible requests with one line."""
-    if train.feedback not in feedback:
-        raise RecguardError(f"attack {name!r} needs {'/'.join(sorted(feedback))} feedback but the "
-                            f"training data is {train.feedback}")
-    targets = np.unique(np.asarray(ctx.targets, dtype=np.int64))
-    if len(targets) and (targets.min() < 0 or targets.max() >= train.n_items):
-        raise RecguardError(f"attack {name!r}: target items must lie in 0..{train.n_items - 1}, "
-                            f"got {targets.tolist()}")
-    if ctx.n_fake < 0 or ctx.filler_size < 0:
-        raise RecguardError(f"attack {name!r}: n_fake and filler_size must be >= 0")
-    if len(train) == 0:
-        raise RecguardError(f"attack {name!r} trains a surrogate on the genuine data, which is empty")
-    return targets
-
-
 # ---------------------------------------------------------------- the attack
 
 
-class RevAttack(Attack):
+class RevAttack(OptimisedProfileAttack):
     name: ClassVar[str] = "rev"
     summary: ClassVar[str] = ("Rev: fake rows optimised through unrolled surrogate-MF training to "
                               "promote the targets (bi-level, cross-entropy outer loss)")
@@ -209,13 +133,6 @@ class RevAttack(Attack):
     backbone_kinds: ClassVar[frozenset[str]] = frozenset({"cf"})
     knowledge: ClassVar[str] = "black-box"
     Config = RevConfig
-
-    def poison(self, train: Interactions, ctx: AttackContext) -> Poisoned:
-        targets = check_request(self.name, self.feedback, train, ctx)
-        if ctx.n_fake == 0:
-            return Poisoned.empty()
-        relaxed = self.optimise(train, targets, int(ctx.n_fake), int(ctx.filler_size), ctx.rng)
-        return discrete_profiles(train, relaxed, targets, int(ctx.filler_size), ctx.rng)
 
     def optimise(self, train: Interactions, targets: np.ndarray, n_fake: int, filler_size: int,
                  rng: np.random.Generator, trace: list | None = None) -> np.ndarray:
@@ -231,7 +148,7 @@ class RevAttack(Attack):
         # Initial fake rows: copies of randomly drawn genuine users (authors' code), targets at max.
         init_users = rng.choice(n_gen, size=n_fake, replace=n_fake > n_gen)
         budget = filler_size if cfg.budget_projection else None
-        fake = project(torch.tensor(genuine[init_users]), targets, r_max, budget)
+        fake = project_relaxed(torch.tensor(genuine[init_users]), targets, r_max, budget)
         seed = int(rng.integers(2 ** 31 - 1))
         eligible_all = 1.0 - observed[:, targets]
 
@@ -251,7 +168,7 @@ class RevAttack(Attack):
             grad[:, targets] = 0.0
             grad = grad / grad.norm(dim=1, keepdim=True).clamp(min=1e-12)
             velocity = cfg.adv_momentum * velocity + grad
-            fake = project(fake - cfg.adv_lr * r_max * velocity, targets, r_max, budget)
+            fake = project_relaxed(fake - cfg.adv_lr * r_max * velocity, targets, r_max, budget)
         return fake.numpy()
 
     def outer_gradient(self, mf: DenseMF, genuine: np.ndarray, observed: np.ndarray,
