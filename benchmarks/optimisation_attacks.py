@@ -1,6 +1,7 @@
 """Optimisation attacks against heuristics: T-HR@50 of MF, and each attack's time and peak memory.
 
     python benchmarks/optimisation_attacks.py run OUT [--attacks a,b] [--ml1m FOLDER] [--seeds 0-2]
+        [--ml1m-opt dp:retrain_every=10]
     python benchmarks/optimisation_attacks.py table OUT
 
 ``run`` does two things per attack:
@@ -32,14 +33,16 @@ ATTACKS = ("random", "bandwagon", "dp", "rev", "pga", "tna", "aush")
 BUDGET = "0.01"
 
 
-def probe(attack: str, dataset: str, data_path: str | None, budget: str) -> dict:
+def probe(attack: str, dataset: str, data_path: str | None, budget: str,
+          options: dict[str, str] | None = None) -> dict:
     """Time and peak memory of one attack's ``poison`` on seed 0 (run in a fresh process)."""
     from recguard.data.prepare import prepare
     from recguard.evaluate import CellRunner, attack_context
     from recguard.plan import CellSpec, make_plan
 
     plan = make_plan(CellSpec(dataset=dataset, data_path=data_path, attack=attack,
-                              protocol_options={"budget": budget}, seeds=(0,)))
+                              attack_options=options or {}, protocol_options={"budget": budget},
+                              seeds=(0,)))
     _, data = CellRunner(plan).load()
     prepared = prepare(data, plan.protocol, 0)
     ctx = attack_context(plan, prepared, 0)
@@ -48,13 +51,15 @@ def probe(attack: str, dataset: str, data_path: str | None, budget: str) -> dict
     poisoned = plan.attack.poison(prepared.train, ctx)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"attack": attack, "dataset": dataset, "users": int(prepared.train.n_users),
+    return {"attack": attack, "options": options or {}, "dataset": dataset,
+            "users": int(prepared.train.n_users),
             "items": int(prepared.train.n_items), "ratings": int(len(prepared.train)),
             "fake_users": int(poisoned.n_fake), "seconds": round(seconds, 2),
             "rss_before_mib": round(before), "rss_after_mib": round(after)}
 
 
-def run(out: Path, attacks: list[str], ml1m: str | None, seeds: str) -> None:
+def run(out: Path, attacks: list[str], ml1m: str | None, seeds: str,
+        ml1m_options: dict[str, list[str]]) -> None:
     from recguard.plugins import get_host
 
     registered = set(get_host().attacks.names())
@@ -76,6 +81,8 @@ def run(out: Path, attacks: list[str], ml1m: str | None, seeds: str) -> None:
             for attack in attacks:
                 command = [sys.executable, __file__, "probe", attack, dataset, "--budget", BUDGET]
                 command += ["--data-path", path] if path else []
+                if path:   # e.g. dp retrains its surrogate every m fake users at this size
+                    command += [arg for opt in ml1m_options.get(attack, []) for arg in ("-o", opt)]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode:
                     line = {"attack": attack, "dataset": dataset,
@@ -116,8 +123,10 @@ def table(out: Path) -> str:
             if "error" in row:
                 lines.append(f"| {row['dataset']} | | {row['attack']} | | failed: {row['error']} | | |")
                 continue
+            options = " ".join(f"{k}={v}" for k, v in row.get("options", {}).items())
+            name = f"{row['attack']} ({options})" if options else row["attack"]
             lines.append(f"| {row['dataset']} | {row['users']} x {row['items']}, {row['ratings']} | "
-                         f"{row['attack']} | {row['fake_users']} | {row['seconds']} | "
+                         f"{name} | {row['fake_users']} | {row['seconds']} | "
                          f"{row['rss_before_mib']} MiB | {row['rss_after_mib']} MiB |")
     return "\n".join(lines)
 
@@ -130,6 +139,8 @@ def main() -> None:
     p_run.add_argument("--attacks", default=",".join(ATTACKS))
     p_run.add_argument("--ml1m", default=None, help="ML-1M folder (or the scaled stand-in)")
     p_run.add_argument("--seeds", default="0-2")
+    p_run.add_argument("--ml1m-opt", action="append", default=[], metavar="ATTACK:KEY=VALUE",
+                       help="an attack option for the ML-1M-sized probe only")
     p_table = sub.add_parser("table")
     p_table.add_argument("out", type=Path)
     p_probe = sub.add_parser("probe")
@@ -137,13 +148,19 @@ def main() -> None:
     p_probe.add_argument("dataset")
     p_probe.add_argument("--data-path", default=None)
     p_probe.add_argument("--budget", default=BUDGET)
+    p_probe.add_argument("-o", dest="options", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.out, [a for a in args.attacks.split(",") if a], args.ml1m, args.seeds)
+        per_attack: dict[str, list[str]] = {}
+        for text in args.ml1m_opt:
+            attack, _, option = text.partition(":")
+            per_attack.setdefault(attack, []).append(option)
+        run(args.out, [a for a in args.attacks.split(",") if a], args.ml1m, args.seeds, per_attack)
     elif args.command == "table":
         print(table(args.out))
     else:
-        print(json.dumps(probe(args.attack, args.dataset, args.data_path, args.budget)))
+        options = dict(o.split("=", 1) for o in args.options)
+        print(json.dumps(probe(args.attack, args.dataset, args.data_path, args.budget, options)))
 
 
 if __name__ == "__main__":
