@@ -130,7 +130,7 @@ class RevAttack(OptimisedProfileAttack):
                               "promote the targets (bi-level, cross-entropy outer loss)")
     paper: ClassVar[str] = PAPER
     feedback: ClassVar[frozenset[str]] = frozenset({"explicit", "implicit"})
-    backbone_kinds: ClassVar[frozenset[str]] = frozenset({"cf"})
+    backbone_kinds: ClassVar[frozenset[str]] = frozenset({"cf", "sequential"})  # LoRec sec. 6.1.4
     knowledge: ClassVar[str] = "black-box"
     Config = RevConfig
 

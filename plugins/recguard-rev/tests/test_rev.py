@@ -43,9 +43,10 @@ def test_contract():
     check_attack(RevAttack, FAST)
 
 
-def test_registered_black_box_cf_attack():
+def test_registered_black_box_attack_of_cf_and_sequential_models():
     cls = get_host().attacks.get("rev")
-    assert cls is RevAttack and cls.knowledge == "black-box" and cls.backbone_kinds == {"cf"}
+    # LoRec (sec. 6.1.4) runs Rev, black-box, against sequential recommenders
+    assert cls is RevAttack and cls.knowledge == "black-box" and cls.backbone_kinds == {"cf", "sequential"}
     assert RevConfig().unroll_steps == 5 and RevConfig().adv_lr == 1.0
     with pytest.raises(RecguardError):
         build_config(RevConfig, {"surrogate": "lightgcn"}, "rev")
