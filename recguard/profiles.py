@@ -70,14 +70,7 @@ def discrete_profiles(train: "Interactions", relaxed: np.ndarray, targets: np.nd
                                   filler_ratings], axis=1)
     else:
         ratings = np.ones(items.shape, dtype=np.float32)
-    length = items.shape[1]
-    order = np.argsort(rng.random((n_fake, length)), axis=1)
-    items = np.take_along_axis(items, order, axis=1)
-    ratings = np.take_along_axis(ratings, order, axis=1)
-    start = int(train.timestamp.max()) + 1 if len(train) else 0
-    return Poisoned(n_fake=n_fake, user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
-                    item=items.reshape(-1).astype(np.int64), rating=ratings.reshape(-1).astype(np.float32),
-                    timestamp=start + np.arange(n_fake * length, dtype=np.int64))
+    return shuffled_rows(train, items, ratings, rng)
 
 
 def check_request(name: str, feedback: frozenset, train: "Interactions", ctx: AttackContext) -> np.ndarray:
@@ -90,10 +83,35 @@ def check_request(name: str, feedback: frozenset, train: "Interactions", ctx: At
         raise RecguardError(f"attack {name!r}: target items must lie in 0..{train.n_items - 1}, "
                             f"got {targets.tolist()}")
     if ctx.n_fake < 0 or ctx.filler_size < 0:
-        raise RecguardError(f"attack {name!r}: n_fake and filler_size must be >= 0")
-    if len(train) == 0:
-        raise RecguardError(f"attack {name!r} trains a surrogate on the genuine data, which is empty")
+        raise RecguardError(f"attack {name!r}: n_fake and filler_size must be >= 0, got "
+                            f"{ctx.n_fake} and {ctx.filler_size}")
     return targets
+
+
+def first_fake_timestamp(train: "Interactions") -> int:
+    """Fake activity starts right after the genuine data's last timestamp."""
+    return int(train.timestamp.max()) + 1 if len(train) else 0
+
+
+def profiles_in_order(train: "Interactions", items: list[np.ndarray], ratings: list[np.ndarray]) -> Poisoned:
+    """Fake user u rates ``items[u]`` with ``ratings[u]`` in that (time) order; the profiles
+    follow one another after the genuine data."""
+    lengths = [len(i) for i in items]
+    return Poisoned(
+        n_fake=len(items),
+        user=np.repeat(np.arange(len(items), dtype=np.int64), lengths),
+        item=np.concatenate(items).astype(np.int64) if items else np.zeros(0, np.int64),
+        rating=np.concatenate(ratings).astype(np.float32) if ratings else np.zeros(0, np.float32),
+        timestamp=first_fake_timestamp(train) + np.arange(sum(lengths), dtype=np.int64),
+    )
+
+
+def shuffled_rows(train: "Interactions", items: np.ndarray, ratings: np.ndarray,
+                  rng: np.random.Generator) -> Poisoned:
+    """Profiles as (n_fake, length) rows, each put in a random order that is its time order."""
+    order = np.argsort(rng.random(items.shape), axis=1)
+    return profiles_in_order(train, list(np.take_along_axis(items, order, axis=1)),
+                             list(np.take_along_axis(ratings, order, axis=1)))
 
 
 class OptimisedProfileAttack(Attack):
@@ -102,6 +120,9 @@ class OptimisedProfileAttack(Attack):
 
     def poison(self, train: "Interactions", ctx: AttackContext) -> Poisoned:
         targets = check_request(self.name, self.feedback, train, ctx)
+        if len(train) == 0:
+            raise RecguardError(f"attack {self.name!r} trains a surrogate on the genuine data, "
+                                f"which is empty")
         if ctx.n_fake == 0:
             return Poisoned.empty()
         relaxed = self.optimise(train, targets, int(ctx.n_fake), int(ctx.filler_size), ctx.rng)

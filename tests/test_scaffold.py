@@ -9,27 +9,16 @@ import sys
 
 import pytest
 
-from recguard.cli import main
 from recguard.errors import RecguardError
 from recguard.scaffold import KINDS, PluginNames, new_plugin
 from recguard.testing import check_attack, check_backbone, check_defense, check_metric
+from tests.test_cli import run_main
 
 CHECKS = {"attack": check_attack, "backbone": check_backbone, "metric": check_metric}
 # Names of the scaffolded plugins: ones nobody installs, so that a user who tried
 # `recguard plugin new pop-filler` and installed it does not make these tests fail.
 PREFIX = "scaffold-check"
 CMD = f"{PREFIX}-cmd"
-
-
-def run_main(args, capsys):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

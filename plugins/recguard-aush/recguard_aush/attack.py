@@ -36,7 +36,7 @@ from recguard.components import Attack, AttackContext, Config, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.profiles import snap_to_levels
+from recguard.profiles import check_request, shuffled_rows, snap_to_levels
 
 PAPER = ("Lin, Chen, Li, Xiao, Li & Yang, Attacking Recommender Systems with Augmented User "
          "Profiles (AUSH), CIKM 2020")
@@ -409,14 +409,8 @@ class AUSHAttack(Attack):
         import torch
 
         config: AUSHConfig = self.config
-        targets = np.unique(np.asarray(ctx.targets, dtype=np.int64))
-        if len(targets) and (targets.min() < 0 or targets.max() >= train.n_items):
-            raise RecguardError(f"attack 'aush': target items must lie in 0..{train.n_items - 1}, "
-                                f"got {targets.tolist()}")
+        targets = check_request(self.name, self.feedback, train, ctx)
         n_fake = int(ctx.n_fake)
-        if n_fake < 0 or ctx.filler_size < 0:
-            raise RecguardError(f"attack 'aush': n_fake and filler_size must be >= 0, got "
-                                f"{n_fake} and {ctx.filler_size}")
         if n_fake == 0:
             return Poisoned.empty()
         if config.selected_items:
@@ -444,16 +438,4 @@ class AUSHAttack(Attack):
                                 np.broadcast_to(selected, (n_fake, len(selected))), fillers], axis=1)
         ratings = np.concatenate([np.full((n_fake, len(targets)), top, dtype=np.float32),
                                   selected_ratings, filler_ratings], axis=1)
-        length = items.shape[1]
-        # each profile in a random order; that order is its time order, after all genuine activity
-        order = np.argsort(ctx.rng.random((n_fake, length)), axis=1)
-        items = np.take_along_axis(items, order, axis=1)
-        ratings = np.take_along_axis(ratings, order, axis=1)
-        start = int(train.timestamp.max()) + 1 if len(train) else 0
-        return Poisoned(
-            n_fake=n_fake,
-            user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
-            item=items.reshape(-1).astype(np.int64),
-            rating=ratings.reshape(-1).astype(np.float32),
-            timestamp=start + np.arange(n_fake * length, dtype=np.int64),
-        )
+        return shuffled_rows(train, items, ratings, ctx.rng)

@@ -32,7 +32,8 @@ from recguard.components import Attack, AttackContext, FitHooks, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.profiles import snap_to_levels
+from recguard.profiles import (check_request, first_fake_timestamp, profiles_in_order,
+                               snap_to_levels)
 from recguard.surrogate import SurrogateOptions, fit_surrogate
 
 PAPER = ("Huang, Mu, Gong, Li, Liu & Xu, Data Poisoning Attacks to Deep Learning Based "
@@ -159,9 +160,7 @@ class DPAttack(Attack):
         from recguard.training import torch_threads
 
         cfg: DPConfig = self.config
-        targets = np.unique(np.asarray(ctx.targets, dtype=np.int64))
-        if len(targets) and (targets.min() < 0 or targets.max() >= train.n_items):
-            raise RecguardError(f"attack 'dp': target items must lie in 0..{train.n_items - 1}")
+        targets = check_request(self.name, self.feedback, train, ctx)
         n_fake = int(ctx.n_fake)
         n_filler = min(int(ctx.filler_size), train.n_items - len(targets))
         explicit = train.feedback == "explicit"
@@ -171,7 +170,7 @@ class DPAttack(Attack):
         probability = np.ones(train.n_items)
         profiles: list[tuple[np.ndarray, np.ndarray]] = []
         visible = train
-        start = int(train.timestamp.max()) + 1 if len(train) else 0
+        start = first_fake_timestamp(train)   # the fake users seen so far follow on from here
         self.trace = []   # per block: (first fake, block size, data users when trained)
 
         with torch_threads(1):
@@ -208,12 +207,4 @@ class DPAttack(Attack):
                     block, np.repeat(np.arange(block), lengths), np.concatenate(block_items),
                     np.concatenate(block_ratings), stamps, prefix="dp", fake=True)
 
-        length = [len(i) for i, _ in profiles]
-        first_stamp = int(train.timestamp.max()) + 1 if len(train) else 0
-        return Poisoned(
-            n_fake=n_fake,
-            user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
-            item=np.concatenate([i for i, _ in profiles]).astype(np.int64) if profiles else np.zeros(0, np.int64),
-            rating=np.concatenate([r for _, r in profiles]).astype(np.float32) if profiles else np.zeros(0, np.float32),
-            timestamp=first_stamp + np.arange(sum(length), dtype=np.int64),
-        )
+        return profiles_in_order(train, [i for i, _ in profiles], [r for _, r in profiles])

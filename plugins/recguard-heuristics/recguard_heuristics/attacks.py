@@ -40,7 +40,7 @@ from recguard.components import Attack, AttackContext, Config, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.profiles import snap_to_levels
+from recguard.profiles import check_request, shuffled_rows, snap_to_levels
 
 LAM_RIEDL = "Lam & Riedl, Shilling Recommender Systems for Fun and Profit, WWW 2004"
 MOBASHER = ("Mobasher, Burke, Bhaumik & Williams, Toward Trustworthy Recommender Systems: "
@@ -107,17 +107,8 @@ class HeuristicAttack(Attack):
     knowledge: ClassVar[str] = "black-box"
 
     def poison(self, train: Interactions, ctx: AttackContext) -> Poisoned:
-        if train.feedback not in self.feedback:
-            raise RecguardError(f"attack {self.name!r} needs {'/'.join(sorted(self.feedback))} "
-                                f"feedback but the training data is {train.feedback}")
-        targets = np.unique(np.asarray(ctx.targets, dtype=np.int64))
-        if len(targets) and (targets.min() < 0 or targets.max() >= train.n_items):
-            raise RecguardError(f"attack {self.name!r}: target items must lie in 0..{train.n_items - 1}, "
-                                f"got {targets.tolist()}")
+        targets = check_request(self.name, self.feedback, train, ctx)
         n_fake = int(ctx.n_fake)
-        if n_fake < 0 or ctx.filler_size < 0:
-            raise RecguardError(f"attack {self.name!r}: n_fake and filler_size must be >= 0, "
-                                f"got {n_fake} and {ctx.filler_size}")
         candidates = np.setdiff1d(np.arange(train.n_items, dtype=np.int64), targets)
         n_filler = min(int(ctx.filler_size), len(candidates))
         explicit = train.feedback == "explicit"
@@ -132,19 +123,7 @@ class HeuristicAttack(Attack):
             ratings = np.concatenate([target_ratings, filler_ratings.astype(np.float32)], axis=1)
         else:
             ratings = np.ones((n_fake, length), dtype=np.float32)
-
-        # Each profile in a random order; that order is its time order.
-        order = np.argsort(rng.random((n_fake, length)), axis=1)
-        items = np.take_along_axis(items, order, axis=1)
-        ratings = np.take_along_axis(ratings, order, axis=1)
-        start = int(train.timestamp.max()) + 1 if len(train) else 0
-        return Poisoned(
-            n_fake=n_fake,
-            user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
-            item=items.reshape(-1).astype(np.int64),
-            rating=ratings.reshape(-1).astype(np.float32),
-            timestamp=start + np.arange(n_fake * length, dtype=np.int64),
-        )
+        return shuffled_rows(train, items, ratings, rng)
 
     def fillers(self, train: Interactions, stats: RatingStats | None, candidates: np.ndarray,
                 n_filler: int, n_fake: int, rng: np.random.Generator

@@ -33,7 +33,7 @@ from recguard.components import Attack, AttackContext, Poisoned
 from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.profiles import snap_to_levels
+from recguard.profiles import profiles_in_order, snap_to_levels
 from recguard.surrogate import SurrogateOptions, fit_surrogate
 
 PAPER = ("Fang, Gong & Liu, Influence Function based Data Poisoning Attacks to Top-N "
@@ -234,14 +234,7 @@ class TNAAttack(Attack):
         order = [rng.permutation(n) for n in length]
         items = [i[o] for (i, _), o in zip(profiles, order)]
         ratings = [r[o] for (_, r), o in zip(profiles, order)]
-        start = int(train.timestamp.max()) + 1 if len(train) else 0
-        return Poisoned(
-            n_fake=n_fake,
-            user=np.repeat(np.arange(n_fake, dtype=np.int64), length),
-            item=np.concatenate(items).astype(np.int64) if items else np.zeros(0, np.int64),
-            rating=np.concatenate(ratings).astype(np.float32) if ratings else np.zeros(0, np.float32),
-            timestamp=start + np.arange(sum(length), dtype=np.int64),
-        )
+        return profiles_in_order(train, items, ratings)
 
     @staticmethod
     def attacker_view(model, train: Interactions, targets: np.ndarray, top_n: int):
