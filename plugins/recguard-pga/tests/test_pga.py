@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from recguard.als import als_sweeps, entry_weights, solve_rows
 from recguard.components import AttackContext
 from recguard.config import build_config
 from recguard.errors import RecguardError
@@ -16,8 +17,7 @@ from recguard.profiles import project_relaxed
 from recguard.protocols import APT, PAMACF
 from recguard.surrogate import dense_ratings
 from recguard.testing import check_attack, eval_record, tiny_interactions
-from recguard_pga.attack import (PGAAttack, PGAConfig, als_sweeps, entry_weights,
-                                 integrity_utility, solve_rows)
+from recguard_pga.attack import PGAAttack, PGAConfig, integrity_utility
 
 TARGETS = np.array([37, 38])
 FAST = {"pga_steps": "4", "surrogate_epochs": "4", "refit_sweeps": "1"}
