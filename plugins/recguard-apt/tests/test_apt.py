@@ -10,6 +10,7 @@ from recguard.components import Backbone, DefenseContext, FitContext, FitHooks
 from recguard.config import build_config
 from recguard.errors import RecguardError
 from recguard.evaluate import run_cell
+from recguard.influence import HessianOperator, conjugate_gradient
 from recguard.plan import CellSpec, make_plan
 from recguard.plugins import get_host
 from recguard.protocols import APT
@@ -17,8 +18,7 @@ from recguard.testing import check_defense, tiny_interactions
 from recguard_apt.defense import APTConfig, APTDefense, APTHooks, APTRandDefense
 from recguard_apt.erm import (ERM_META_KEY, ItemStats, choose_items, erm_ratings, gumbel_top_k,
                               item_statistics, random_items, selection_logits)
-from recguard_apt.influence import (HessianOperator, InfluenceSettings, conjugate_gradient,
-                                    influence_vector)
+from recguard_apt.influence import InfluenceSettings, influence_vector
 from recguard_mf.backbone import MFBackbone
 
 
