@@ -13,11 +13,13 @@ Recommender Systems", WWW 2020 (the S-attack: the optimisation over influential 
    gradient on Hessian-vector products, `recguard.influence`). The ``influential_share`` of
    users with the largest |influence| form S.
 4. Fake users (sec. 4.3): the fake rating vectors, relaxed to [0, rating_max] with the targets
-   at the maximum, minimise the loss over S plus ``l1`` times their L1 norm. The gradient
+   at the maximum, minimise the loss over S plus eta (``l1``) times their L1 norm. The gradient
    goes through the alternating-minimisation solution (the fake users' factors and the
    factors of the targets and of S's list items re-solved in closed form, as Li et al.
    derive it for PGA); projected gradient steps, the factors re-fitted after each step and
-   the top-N lists re-read from them.
+   the top-N lists re-read from them. ``eta`` is relative to the mean |d loss / d rating|
+   of a non-target entry at the first step; the projection is the box [0, rating_max]
+   (``budget_projection`` swaps in the filler-budget hull, where the L1 term is constant).
 5. Projection: fillers are the ``filler_size`` non-target items with the largest optimised
    ratings, rated those values snapped to the rating levels; targets at the maximum.
 """
@@ -148,7 +150,8 @@ class TNAAttack(OptimisedProfileAttack):
     def optimise(self, train: Interactions, targets: np.ndarray, n_fake: int, filler_size: int,
                  rng: np.random.Generator, trace: list | None = None) -> np.ndarray:
         """The relaxed fake rows (n_fake, n_items); sets ``influence`` (per user),
-        ``influential`` (S) and ``influence_info``. ``trace`` receives the loss over S."""
+        ``influential`` (S) and ``influence_info``. ``trace`` receives minus the loss over S
+        (plus the L1 term) before each step."""
         import torch
 
         from recguard.training import torch_threads
