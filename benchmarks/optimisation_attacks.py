@@ -118,8 +118,13 @@ def table(out: Path) -> str:
                   "process's peak RSS before (data loaded) and after it.", "",
                   "| dataset | users x items, ratings | attack | fake users | seconds | peak RSS before | after |",
                   "|---|---|---|---|---|---|---|"]
+        latest = {}   # the last probe of each (dataset, attack, options), datasets then attacks in order
         for raw in cost.read_text().splitlines():
             row = json.loads(raw)
+            latest[(row["dataset"], row["attack"], json.dumps(row.get("options", {})))] = row
+        rank = {a: i for i, a in enumerate(ATTACKS)}
+        for key in sorted(latest, key=lambda k: (k[0] != "ml-100k", k[0], rank.get(k[1], len(rank)), k[2])):
+            row = latest[key]
             if "error" in row:
                 lines.append(f"| {row['dataset']} | | {row['attack']} | | failed: {row['error']} | | |")
                 continue
