@@ -161,12 +161,12 @@ class AlsAscent:
         user = torch.randn(n_gen + n_fake, cfg.surrogate_dim, generator=generator) * 0.1
         item = torch.randn(n_items, cfg.surrogate_dim, generator=generator) * 0.1
 
-        def refit(user, item, sweeps):
+        def refit(user, item, fake, sweeps):
             with torch.no_grad():
                 weights, ratings = entry_weights(observed, fake, genuine, explicit, cfg.wmf_alpha)
                 return als_sweeps(user, item, weights, ratings, cfg.surrogate_l2, sweeps)
 
-        user, item = refit(user, item, cfg.surrogate_epochs)
+        user, item = refit(user, item, fake, cfg.surrogate_epochs)
         for _ in range(self.steps):
             x = fake.clone().requires_grad_()
             value = utility(x, user[:n_gen], item)
@@ -176,5 +176,5 @@ class AlsAscent:
             grad[:, targets] = 0.0
             grad = grad / grad.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
             fake = project_relaxed(fake + cfg.step * r_max * grad, targets, r_max, budget)
-            user, item = refit(user, item, cfg.refit_sweeps)
+            user, item = refit(user, item, fake, cfg.refit_sweeps)
         return fake.numpy()

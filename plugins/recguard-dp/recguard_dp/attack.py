@@ -34,7 +34,7 @@ from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
 from recguard.profiles import (check_request, first_fake_timestamp, profiles_in_order,
                                snap_to_levels)
-from recguard.surrogate import SurrogateOptions, fit_surrogate
+from recguard.surrogate import SurrogateOptions, fit_surrogate, top_fillers
 
 PAPER = ("Huang, Mu, Gong, Li, Liu & Xu, Data Poisoning Attacks to Deep Learning Based "
          "Recommender Systems, NDSS 2021")
@@ -136,12 +136,7 @@ def pick_fillers(scores: np.ndarray, probability: np.ndarray, targets: np.ndarra
     """The ``n_filler`` non-target items with the largest (positive-shifted score x selection
     probability), best first; ties broken at random."""
     shifted = scores.astype(np.float64) - float(np.min(scores)) + 1e-6
-    weighted = shifted * probability + rng.random(len(scores)) * 1e-12
-    weighted[targets] = -np.inf
-    if n_filler <= 0:
-        return np.zeros(0, dtype=np.int64)
-    part = np.argpartition(-weighted, n_filler - 1)[:n_filler]
-    return part[np.argsort(-weighted[part], kind="stable")].astype(np.int64)
+    return top_fillers((shifted * probability)[None, :], targets, n_filler, rng)[0].astype(np.int64)
 
 
 class DPAttack(Attack):

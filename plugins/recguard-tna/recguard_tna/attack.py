@@ -36,7 +36,7 @@ from recguard.config import param
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
 from recguard.profiles import OptimisedProfileAttack
-from recguard.surrogate import dense_ratings
+from recguard.surrogate import dense_ratings, top_fillers
 
 PAPER = ("Fang, Gong & Liu, Influence Function based Data Poisoning Attacks to Top-N "
          "Recommender Systems, WWW 2020")
@@ -70,10 +70,7 @@ class TNAConfig(AlsOptions):
 
 def top_lists(scores: np.ndarray, seen: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
     """Each row's ``n`` best items among those it has not seen and that are not targets."""
-    masked = np.where(seen, -np.inf, scores.astype(np.float64))
-    masked[:, targets] = -np.inf
-    n = min(n, scores.shape[1] - len(targets))
-    return np.argpartition(-masked, n - 1, axis=1)[:, :n]
+    return top_fillers(np.where(seen, -np.inf, scores.astype(np.float64)), targets, n)
 
 
 def wmw_loss(user_f, item_f, users, lists, targets, eligible, width: float):
