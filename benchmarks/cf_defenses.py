@@ -30,7 +30,7 @@ def main() -> None:
     from recguard.errors import RecguardError
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
-    from recguard.progress import RichProgress
+    from recguard.progress import progress_for
     from recguard.records import write_record
 
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -49,7 +49,7 @@ def main() -> None:
                         except RecguardError as refused:
                             print(f"{protocol} / {backbone} / {attack} / {defense}: refused: {refused}")
                             continue
-                        record = run_cell(plan, RichProgress())
+                        record = run_cell(plan, progress_for(quiet=False))
                         write_record(record, args.output)
                         metrics = record["metrics"]
                         header = header or list(metrics["clean"])

@@ -28,7 +28,7 @@ def main() -> None:
     from recguard.errors import RecguardError
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
-    from recguard.progress import RichProgress
+    from recguard.progress import progress_for
     from recguard.records import write_record
 
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -43,7 +43,7 @@ def main() -> None:
                 except RecguardError as refused:  # e.g. average on implicit data
                     print(f"{protocol} / {attack} / {budget}: refused: {refused}")
                     continue
-                record = run_cell(plan, RichProgress())
+                record = run_cell(plan, progress_for(quiet=False))
                 write_record(record, args.output)
                 names = list(record["metrics"]["clean"])
                 header = header or names

@@ -30,7 +30,7 @@ ROW_ORDER = ["Benign", "BadRec", "rd", "llmsi", "onion", "strip", "rpd", "cos", 
 def run(args: argparse.Namespace) -> None:
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
-    from recguard.progress import RichProgress
+    from recguard.progress import progress_for
     from recguard.records import write_record
 
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> None:
                                 defense=name,
                                 defense_options=dict(o.split("=", 1) for o in options.split(";") if o),
                                 protocol_options=protocol_options, seeds=seeds)
-                record = run_cell(make_plan(spec), RichProgress())
+                record = run_cell(make_plan(spec), progress_for(quiet=False))
                 record["notes"]["benchmark_label"] = defense
                 path = write_record(record, args.output)
                 print(f"{args.backbone} / {level} / {position} / {defense}: {path}", flush=True)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.plugins import get_host
-    from recguard.progress import RichProgress
+    from recguard.progress import progress_for
     from recguard.records import write_record
 
     shared = dict(o.split("=", 1) for o in args.defense_opt)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
                             backbone_options=dict(o.split("=", 1) for o in args.backbone_opt))
             fields = get_host().defenses.get(name).Config.__dataclass_fields__
             spec.defense_options = {**{k: v for k, v in shared.items() if k in fields}, **options}
-            record = run_cell(make_plan(spec), RichProgress())
+            record = run_cell(make_plan(spec), progress_for(quiet=False))
             record["notes"]["benchmark_label"] = label_of(name, options)
             path = write_record(record, args.output)
             print(f"{args.backbone} / {attack} / {label_of(name, options)}: {path}")

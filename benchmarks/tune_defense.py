@@ -32,7 +32,7 @@ def main() -> None:
 
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
-    from recguard.progress import RichProgress
+    from recguard.progress import progress_for
 
     fixed = dict(o.split("=", 1) for o in args.defense_opt)
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -41,7 +41,7 @@ def main() -> None:
         spec = CellSpec(backbone=args.backbone, attack=args.attack, defense=args.defense,
                         protocol=args.protocol, seeds=seeds, protocol_options={"budget": args.budget},
                         defense_options={**fixed, args.option: value})
-        metrics = run_cell(make_plan(spec), RichProgress())["metrics"]
+        metrics = run_cell(make_plan(spec), progress_for(quiet=False))["metrics"]
         names = list(metrics["clean"])
         accuracy, targets = names[0], [n for n in names if n.startswith("T-")]
         if not rows:

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
     from recguard import llm
     from recguard.data.prepare import prepare, preprocess
     from recguard.plugins import get_host
-    from recguard.progress import RichProgress
+    from recguard.progress import progress_for
     from recguard_lorec.user_encoder import UserEncoder
 
     host = get_host()
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     users = np.arange(train.n_users)
     if 0 < args.users < train.n_users:
         users = np.sort(np.random.default_rng(0).choice(train.n_users, args.users, replace=False))
-    progress = RichProgress()
+    progress = progress_for(quiet=False)
     progress.start_cell(1, "user prompt embedding")
     start = time.perf_counter()
     try:

@@ -128,8 +128,8 @@ class FitContext:
 
     seed: int
     hooks: FitHooks = field(default_factory=FitHooks)
-    # progress(done_epochs, total_epochs): the pipeline renders it as a bar.
-    progress: Callable[[int, int], None] = lambda done, total: None
+    # progress(done_epochs, total_epochs, **info), info optional (loss=...): the pipeline shows it.
+    progress: Callable[..., None] = lambda done, total, **info: None
     # LLM backbones: the training samples (`recguard.llmrec.Request` with their answers),
     # built by the pipeline from the protocol (`recguard.llmtask`); None for the others.
     samples: list[Any] | None = None

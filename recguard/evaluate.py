@@ -254,8 +254,7 @@ class CellRunner:
         label = f"seed {seed} · {condition} · {self.plan.backbone.name}"
         task = self.progress.start_fit(label)
         start = time.perf_counter()
-        model = self.plan.backbone.fit(train, FitContext(seed=seed, hooks=hooks,
-                                                         progress=lambda d, t: task(d, t)))
+        model = self.plan.backbone.fit(train, FitContext(seed=seed, hooks=hooks, progress=task))
         seconds = time.perf_counter() - start
         self.progress.end_fit()
         return model, seconds

@@ -28,10 +28,10 @@ import numpy as np
 
 from recguard.errors import RecguardError
 
-Progress = Callable[[int, int], None]
+Progress = Callable[..., None]   # progress(done, total, **info); info such as loss= is optional
 
 
-def _no_progress(done: int, total: int) -> None:
+def _no_progress(done: int, total: int, **info) -> None:
     pass
 
 
@@ -78,9 +78,20 @@ def load_prompt(file_name: str) -> str:
 def _progress_callback(progress: Progress):
     from transformers import TrainerCallback
 
+    from recguard.progress import taking_info
+
+    report = taking_info(progress)
+
     class _Report(TrainerCallback):
+        """Steps done and, on a logged step, its training loss."""
+
         def on_step_end(self, args, state, control, **kwargs):
-            progress(state.global_step, state.max_steps)
+            if not control.should_log:   # a logged step is reported by on_log, with its loss
+                report(state.global_step, state.max_steps)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                report(state.global_step, state.max_steps, loss=logs["loss"])
 
     return _Report()
 
@@ -158,7 +169,8 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
             per_device_train_batch_size=train.batch_size,
             gradient_accumulation_steps=train.grad_accum,
             warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler,  # < 1: a share
-            seed=seed, data_seed=seed, save_strategy="no", report_to=[], logging_strategy="no",
+            seed=seed, data_seed=seed, save_strategy="no", report_to=[],
+            logging_strategy="steps", logging_steps=1,   # each step's loss, for the progress line
             disable_tqdm=True, dataset_num_proc=None, remove_unused_columns=True)
         with quiet_transformers(), _quiet_datasets(), warnings.catch_warnings():
             # trl calls transformers' deprecated is_gradient_checkpointing: not ours to fix

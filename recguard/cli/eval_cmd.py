@@ -53,7 +53,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
               help="folder for the JSON record")
 @click.option("--json", "as_json", is_flag=True, help="print the record as JSON on stdout")
 @click.option("--no-cache", is_flag=True, help="refit the undefended conditions")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+@click.option("--quiet", "-q", is_flag=True, help="no progress on stderr")
 @click.option("--leaderboard", "leaderboard_dir", is_flag=False, flag_value=DEFAULT_FOLDER, default=None,
               metavar="[DIR]", help=f"also add the result to the leaderboard (default folder: {DEFAULT_FOLDER})")
 @submitter_options
@@ -64,7 +64,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     from recguard.config import parse_options
     from recguard.evaluate import run_cell
     from recguard.plan import CellSpec, make_plan
-    from recguard.progress import Progress, RichProgress
+    from recguard.progress import progress_for
     from recguard.records import write_record
 
     # a missing submitter is known before the run, not after it
@@ -83,7 +83,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
         seeds=parse_seeds(seeds) if seeds is not None else None,
     )
     plan = make_plan(spec)
-    progress = Progress() if quiet or as_json else RichProgress()
+    progress = progress_for(quiet or as_json)
     record = run_cell(plan, progress, use_cache=not no_cache)
     path = write_record(record, output)
     entry_path = add_entry([record], who, leaderboard_dir) if who else None

@@ -161,7 +161,7 @@ def validate_command(files, folder):
               help="re-run only the first N seeds (default: every seed)")
 @click.option("--tolerance", type=float, default=None,
               help="largest accepted absolute difference per value (default 0.001)")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+@click.option("--quiet", "-q", is_flag=True, help="no progress on stderr")
 def verify_command(entry, quick_seeds, tolerance, quiet):
     """Re-run an entry's cell (no caches) and say whether it reproduces."""
     from rich.console import Console
@@ -170,11 +170,11 @@ def verify_command(entry, quick_seeds, tolerance, quiet):
     from recguard.leaderboard.entry import read_entry
     from recguard.leaderboard.verify import DEFAULT_TOLERANCE, verify
     from recguard.plugins import get_host
-    from recguard.progress import Progress, RichProgress
+    from recguard.progress import progress_for
 
     tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     claimed = read_entry(entry, get_host())
-    verdict, _ = verify(claimed, quick_seeds, tolerance, Progress() if quiet else RichProgress())
+    verdict, _ = verify(claimed, quick_seeds, tolerance, progress_for(quiet))
     console = Console()
     shown = verdict.mismatches or verdict.compared
     table = Table(title="mismatches" if verdict.mismatches else "re-run", title_justify="left")
