@@ -107,9 +107,11 @@ def projector_parameters(lm) -> dict:
             if f".{PROJECTOR}." in name and "original_module" not in name}
 
 
-def sasrec_item_vectors(train, seed: int, epochs: int, dim: int) -> np.ndarray:
+def sasrec_item_vectors(train, seed: int, epochs: int, dim: int,
+                        device: str = "auto") -> np.ndarray:
     """(n_items, dim) item embeddings of a SASRec (the registered ``sasrec`` backbone of
-    recguard-sequential) fitted on ``train``, all of its rows (fake users included)."""
+    recguard-sequential) fitted on ``device`` on ``train``, all of its rows (fake users
+    included)."""
     from recguard.components import FitContext
     from recguard.plugins import get_host
 
@@ -118,7 +120,7 @@ def sasrec_item_vectors(train, seed: int, epochs: int, dim: int) -> np.ndarray:
         raise RecguardError("llara prompt=hybrid needs the sasrec backbone of the "
                             "recguard-sequential plugin: install it, or use prompt=text")
     cls = backbones.get("sasrec")
-    config = build_config(cls.Config, {"epochs": epochs, "dim": dim}, "sasrec")
+    config = build_config(cls.Config, {"epochs": epochs, "dim": dim, "device": device}, "sasrec")
     model = cls(config).fit(train, FitContext(seed=seed))
     vectors = np.asarray(model.item_embeddings(), dtype=np.float32)
     if vectors.shape != (train.n_items, dim):

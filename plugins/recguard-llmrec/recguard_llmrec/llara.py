@@ -186,7 +186,8 @@ class LLaRABackbone(LLMBackbone):
         hybrid = cfg.prompt == "hybrid"
         lm, tokenizer = load_lm(cfg)
         if hybrid:
-            vectors = sasrec_item_vectors(train, ctx.seed, cfg.sasrec_epochs, cfg.sasrec_dim)
+            vectors = sasrec_item_vectors(train, ctx.seed, cfg.sasrec_epochs, cfg.sasrec_dim,
+                                          cfg.device)
             install_hybrid(lm, tokenizer, vectors)
         steps = curriculum_order(len(samples), cfg.epochs, ctx.seed, len(templates), hybrid,
                                  cfg.curriculum)

@@ -89,6 +89,32 @@ def test_llara_hybrid_fit_trains_the_projector(tiny_llm, data, monkeypatch):
     assert all(a.choice is None or a.choice in r.candidates for a, r in zip(answers, samples))
 
 
+def test_llara_hybrid_trains_its_sasrec_on_the_llm_device(tiny_llm, data, monkeypatch):
+    import torch
+
+    from recguard_llmrec.hybrid import sasrec_item_vectors
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    auto = sasrec_item_vectors(data, 0, 1, 8)                  # device=auto: the CPU here
+    np.testing.assert_array_equal(auto, sasrec_item_vectors(data, 0, 1, 8, device="cpu"))
+    with pytest.raises(RecguardError, match="cuda"):
+        sasrec_item_vectors(data, 0, 1, 8, device="cuda")
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(train, seed, epochs, dim, device="auto"):
+        asked.append(device)
+        raise Stop                                             # enough: the LM is not tuned
+
+    monkeypatch.setattr(llara, "sasrec_item_vectors", spy)
+    cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "device": "cpu"}, "llara")
+    with pytest.raises(Stop):
+        LLaRABackbone(cfg).fit(data, context(data, requests(data, 2)))
+    assert asked == ["cpu"]
+
+
 def test_llara_text_likelihood_round_trip(tiny_llm, data):
     cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "prompt": "text",
                                               "answer": "likelihood"}, "llara")

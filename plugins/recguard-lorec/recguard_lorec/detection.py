@@ -40,14 +40,19 @@ class LLMUserConfig(Config):
                                    "Game / Arts / News; MovieLens: Movie)")
     max_tokens: int = param(1024, "prompt length cap in tokens; the oldest items are dropped", low=1)
     llm_batch_size: int = param(8, "prompts embedded at once", low=1)
-    llm_dtype: Literal["float32", "bfloat16"] = param("float32", "LLM precision (bfloat16 is ~2x "
-                                                                 "faster on this CPU)")
+    # float32 stays the default: the cached embeddings and the published numbers are float32
+    llm_dtype: Literal["auto", "float32", "bfloat16"] = param(
+        "float32", "LLM precision: bfloat16 is ~2x faster on this CPU; auto: bfloat16 on a GPU, "
+                   "float32 under bf16 autocast on a CPU with native bf16 (AMX), else float32")
+    llm_device: str = param("auto", "where the LLM runs: cpu, cuda, cuda:1 ... or auto (this "
+                                    "process's GPU when CUDA is available, else the CPU)")
 
     def encoder(self):
         from recguard_lorec.user_encoder import UserEncoder
 
         return UserEncoder(self.llm, scenario=self.scenario, max_tokens=self.max_tokens,
-                           batch_size=self.llm_batch_size, dtype=self.llm_dtype)
+                           batch_size=self.llm_batch_size, dtype=self.llm_dtype,
+                           device=self.llm_device)
 
 
 @dataclass

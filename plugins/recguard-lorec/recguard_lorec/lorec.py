@@ -165,7 +165,8 @@ def build_calibrator(width: int, llm_width: int | None, cfg: LoRecConfig, max_le
             """r_u (Eq. 10): the encoder's output at k_0 over [k_0, K_u + positions]."""
             batch, length, _ = k.shape
             x = torch.cat([self.k0.expand(batch, 1, width), k + self.positions[:length]], dim=1)
-            ignore = torch.cat([torch.zeros(batch, 1, dtype=torch.bool), ~mask], dim=1)
+            ignore = torch.cat([torch.zeros(batch, 1, dtype=torch.bool, device=k.device), ~mask],
+                               dim=1)
             return self.encoder(x, src_key_padding_mask=ignore)[:, 0]
 
         def forward(self, k, mask, llm=None):
@@ -243,8 +244,9 @@ class LoRecHooks(FitHooks):
         seed_everything(self.ctx.seed)
         self.atk_windows = model.windows(self.combined)[self.n_observed:]
         width = 2 * model.cfg.dim
+        # built on the CPU (the same initial weights everywhere), then beside the backbone
         self.lct = build_calibrator(width, None if self.llm is None else self.llm.shape[1],
-                                    self.cfg, model.cfg.max_len)
+                                    self.cfg, model.cfg.max_len).to(model.device)
         self.optimizer = torch.optim.AdamW(self.lct.parameters(), lr=self.cfg.lct_lr,
                                            weight_decay=self.cfg.lct_weight_decay)
 
@@ -252,7 +254,8 @@ class LoRecHooks(FitHooks):
         import torch
 
         k, mask = model.composite_embeddings(windows) if self.cfg.recommender_feedback else (None, None)
-        llm = None if self.llm is None else torch.as_tensor(self.llm[llm_rows])
+        llm = (None if self.llm is None
+               else torch.as_tensor(self.llm[llm_rows], device=model.device))
         return k, mask, llm
 
     def _train_pass(self, model) -> None:
@@ -285,7 +288,7 @@ class LoRecHooks(FitHooks):
             for start in range(0, self.n_observed, 1024):
                 users = np.arange(start, min(start + 1024, self.n_observed))
                 p, _, _ = self.lct(*self._inputs(model, model.sequences[users], users))
-                out.append(p.numpy())
+                out.append(p.cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
     def _update_pool(self, epoch: int, model) -> np.ndarray:

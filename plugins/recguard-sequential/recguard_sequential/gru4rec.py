@@ -60,7 +60,7 @@ class GRU4RecBackbone(SequentialBackbone):
 
         batch, length, d = emb.shape
         lengths = mask.sum(1)
-        steps = torch.arange(length).unsqueeze(0)
+        steps = torch.arange(length, device=emb.device).unsqueeze(0)
         # left padding -> right padding (row b shifted left by its padding), and back after
         to_right = (steps + (length - lengths).unsqueeze(1)) % length
         to_left = (steps + lengths.unsqueeze(1)) % length

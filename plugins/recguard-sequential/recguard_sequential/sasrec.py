@@ -77,7 +77,8 @@ class SASRecBackbone(SequentialBackbone):
         x = F.dropout(net.norm(emb + net.position.weight[:length]), p, net.training)
         # query t sees keys <= t that are items; a padding query sees nothing (uniform, masked later)
         allowed = net.causal[:length, :length].unsqueeze(0) & mask.unsqueeze(1)
-        bias = torch.zeros(allowed.shape, dtype=emb.dtype).masked_fill(~allowed, -1e9).unsqueeze(1)
+        bias = torch.zeros(allowed.shape, dtype=emb.dtype, device=emb.device)
+        bias = bias.masked_fill(~allowed, -1e9).unsqueeze(1)
 
         def split(t):
             return t.view(batch, length, heads, d // heads).transpose(1, 2)
