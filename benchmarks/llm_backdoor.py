@@ -29,6 +29,7 @@ ROW_ORDER = ["Benign", "BadRec", "rd", "llmsi", "onion", "strip", "rpd", "cos", 
 
 def run(args: argparse.Namespace) -> None:
     from recguard.evaluate import run_cell
+    from recguard.llm_evaluate import FittedModels
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
     from recguard.records import write_record
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> None:
     seeds = tuple(int(s) for s in args.seeds.split(","))
     backbone_options = dict(o.split("=", 1) for o in args.backbone_opt)
     protocol_options = dict(o.split("=", 1) for o in args.protocol_opt)
+    fitted = FittedModels(size=2)     # the clean and the poisoned model, across the grid
     for level in args.levels.split(","):
         for position in args.positions.split(","):
             for defense in args.defenses.split(","):
@@ -45,8 +47,9 @@ def run(args: argparse.Namespace) -> None:
                                 attack_options={"trigger_level": level, "position": position},
                                 defense=name,
                                 defense_options=dict(o.split("=", 1) for o in options.split(";") if o),
-                                protocol_options=protocol_options, seeds=seeds)
-                record = run_cell(make_plan(spec), progress_for(quiet=False))
+                                protocol=args.protocol, protocol_options=protocol_options,
+                                seeds=seeds)
+                record = run_cell(make_plan(spec), progress_for(quiet=False), fitted=fitted)
                 record["notes"]["benchmark_label"] = defense
                 path = write_record(record, args.output)
                 print(f"{args.backbone} / {level} / {position} / {defense}: {path}", flush=True)
@@ -91,6 +94,7 @@ def main() -> None:
     runner = sub.add_parser("run")
     runner.add_argument("--backbone", default="llara")
     runner.add_argument("--backbone-opt", action="append", default=[])
+    runner.add_argument("--protocol", default=None, help="default: the backbone's (llara-cpu, tallrec)")
     runner.add_argument("--protocol-opt", action="append", default=[])
     runner.add_argument("--levels", default="char,word,sentence")
     runner.add_argument("--positions", default="end,random")

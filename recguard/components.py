@@ -134,6 +134,8 @@ class FitContext:
     # built by the pipeline from the protocol (`recguard.llmtask`); None for the others.
     samples: list[Any] | None = None
     catalog: Any = None   # LLM backbones: item titles by index, as the protocol renders them
+    # seconds of a fit's phases (LLM backbones: load, sasrec, train), recorded with the cell
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Backbone(Component):

@@ -331,8 +331,10 @@ class CellRunner:
             pass  # a read-only cache folder costs speed, not correctness
 
 
-def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = True) -> dict:
-    """Run every seed of a planned cell and return its result record."""
+def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = True,
+             fitted=None) -> dict:
+    """Run every seed of a planned cell and return its result record. ``fitted``: a
+    `recguard.llm_evaluate.FittedModels` shared by the LLM cells of a grid, or None."""
     from recguard.records import aggregate, new_record
 
     progress = progress or Progress()
@@ -340,7 +342,7 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
     if llm:
         from recguard.llm_evaluate import LLM_METRIC_DIRECTIONS, LLMCellRunner, llm_conditions
 
-        runner: CellRunner = LLMCellRunner(plan, progress, use_cache)
+        runner: CellRunner = LLMCellRunner(plan, progress, use_cache, fitted)
         conditions = llm_conditions(plan)
         # per condition: a fit (or the defense's preparation), benign and triggered answers
         fits = len(conditions) * (3 if plan.has_attack else 2)

@@ -39,20 +39,26 @@ LLM_METRIC_DIRECTIONS = {"Valid": True, "H@1": True, "A-Valid": True, "ASR": Fal
                          "Score": True, "Scan-Precision": True, "Scan-Recall": True}
 
 
-# The last fitted LLM recommenders of this process, by what their fit depends on (the clean
-# model not on the attack): a grid run in one process (benchmarks/llm_backdoor.py) fine-tunes
-# the clean model once and each poisoned model once.
-_FITTED: "OrderedDict[str, tuple[LLMModel, float]]" = OrderedDict()   # (model, fit seconds)
-KEEP_FITTED = 2
+class FittedModels:
+    """The last fitted LLM recommenders, by what their fit depends on (the clean model not on
+    the attack), for a grid of cells run in one process (benchmarks/llm_backdoor.py): the
+    clean model is fine-tuned once for every trigger, the poisoned one once for every
+    defense. A single cell keeps none (each model held costs its weights in memory)."""
 
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._models: "OrderedDict[str, tuple[LLMModel, float]]" = OrderedDict()  # (model, fit s)
 
-def _keep(key: str | None, model: LLMModel, seconds: float) -> None:
-    if key is None:
-        return
-    _FITTED[key] = (model, seconds)
-    _FITTED.move_to_end(key)
-    while len(_FITTED) > KEEP_FITTED:
-        _FITTED.popitem(last=False)
+    def get(self, key: str | None) -> tuple[LLMModel, float] | None:
+        return self._models.get(key) if key is not None else None
+
+    def keep(self, key: str | None, model: LLMModel, seconds: float) -> None:
+        if key is None:
+            return
+        self._models[key] = (model, seconds)
+        self._models.move_to_end(key)
+        while len(self._models) > self.size:
+            self._models.popitem(last=False)
 
 
 def llm_conditions(plan) -> list[str]:
@@ -125,7 +131,13 @@ def score(defended: dict[str, float], undefended: dict[str, float], quality: str
 
 
 class LLMCellRunner(CellRunner):
-    """Runs one LLM cell over its seeds (see the module docstring)."""
+    """Runs one LLM cell over its seeds (see the module docstring). ``fitted``: models kept
+    from earlier cells of the same process (`FittedModels`), or None."""
+
+    def __init__(self, plan, progress=None, use_cache: bool = True,
+                 fitted: FittedModels | None = None):
+        super().__init__(plan, progress, use_cache)
+        self.fitted = fitted if fitted is not None else FittedModels(size=0)
 
     def run_seed(self, data, seed: int, data_fingerprint: str) -> dict[str, Any]:
         plan = self.plan
@@ -162,29 +174,34 @@ class LLMCellRunner(CellRunner):
             must_fit = defended is not None and condition == base_of_defended and cached[defended] is None
             hit = cached[condition]
             if hit is not None and not must_fit:
-                results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True)
+                results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True,
+                                                     hit.get("notes", {}))
                 self.progress.skip(f"seed {seed} · {condition} (cached)")
                 continue
             # a model fitted earlier in this process: the clean one serves every trigger, the
             # poisoned one every defense (benchmarks/llm_backdoor.py runs such grids)
             fit_key = CellRunner._cache_key(self, condition, seed, data_fingerprint)
-            kept = _FITTED.get(fit_key) if fit_key is not None else None
+            kept = self.fitted.get(fit_key)
             if hit is not None and kept is not None:
                 results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True)
                 models[condition] = kept[0]
                 self.progress.skip(f"seed {seed} · {condition} (kept in memory)")
                 continue
+            phases: dict[str, float] = {}      # seconds of the fit's and the answering's phases
             if kept is not None:
                 model, seconds = kept          # seconds: the original fit's
                 self.progress.skip(f"seed {seed} · {condition} (kept in memory)")
             else:
                 model, seconds = self._fit_llm(condition, seed, interactions[condition],
-                                               samples[condition], task)
-            metrics = self._answer(condition, seed, model, task, triggered)
-            results[condition] = ConditionResult(metrics, seconds)
-            models[condition] = model
-            self._cache_write(keys[condition], {"metrics": metrics, "fit_seconds": seconds})
-            _keep(fit_key, model, seconds)
+                                               samples[condition], task, phases)
+            metrics = self._answer(condition, seed, model, task, triggered, phases=phases)
+            notes = {"seconds": phases}
+            results[condition] = ConditionResult(metrics, seconds, notes=notes)
+            if condition == base_of_defended:      # the defense wraps it; the other is let go
+                models[condition] = model
+            self._cache_write(keys[condition], {"metrics": metrics, "fit_seconds": seconds,
+                                                "notes": notes})
+            self.fitted.keep(fit_key, model, seconds)
         if defended is not None:
             hit = cached[defended]
             if hit is not None:
@@ -204,28 +221,36 @@ class LLMCellRunner(CellRunner):
                 "filler_size": protocol.history_len, "train_interactions": len(samples[CLEAN]),
                 "results": results}
 
-    def _fit_llm(self, condition: str, seed: int, train, samples: list[Request], task: LLMTask):
+    def _fit_llm(self, condition: str, seed: int, train, samples: list[Request], task: LLMTask,
+                 phases: dict[str, float]):
         label = f"seed {seed} · {ROW_NAMES.get(condition, condition)} · fine-tuning {self.plan.backbone.name}"
         update = self.progress.start_fit(label)
         start = time.perf_counter()
-        model = self.plan.backbone.fit(train, FitContext(seed=seed, progress=update, samples=samples,
-                                                         catalog=task.catalog))
+        ctx = FitContext(seed=seed, progress=update, samples=samples, catalog=task.catalog)
+        model = self.plan.backbone.fit(train, ctx)
         seconds = time.perf_counter() - start
+        phases.update(ctx.timings)
         self.progress.end_fit()
         return model, seconds
 
     def _answer(self, condition: str, seed: int, model: LLMModel, task: LLMTask,
-                triggered: list[Request] | None, scan: bool = False) -> dict[str, float]:
+                triggered: list[Request] | None, scan: bool = False,
+                phases: dict[str, float] | None = None) -> dict[str, float]:
         row = ROW_NAMES.get(condition, self.plan.defense.name)
+        phases = {} if phases is None else phases
+        clock = time.perf_counter()
         update = self.progress.start_fit(f"seed {seed} · {row} · answering {len(task.test)} requests")
         answers = model.answer(task.test, update)
         self.progress.end_fit()
+        phases["answer"] = round(time.perf_counter() - clock, 2)
         triggered_answers = None
         if triggered is not None:
+            clock = time.perf_counter()
             update = self.progress.start_fit(f"seed {seed} · {row} · answering {len(triggered)} "
                                              f"triggered requests")
             triggered_answers = model.answer(triggered, update)
             self.progress.end_fit()
+            phases["answer_triggered"] = round(time.perf_counter() - clock, 2)
         metrics = answer_metrics(self.plan.protocol.llm_task, task.test, answers, triggered, triggered_answers)
         if scan and triggered is not None:
             metrics.update(scan_metrics(task.test, answers, triggered, triggered_answers))

@@ -30,7 +30,8 @@ from recguard.components import Backbone, Model
 from recguard.errors import RecguardError
 
 TASKS = ("choose", "yes_no")
-TASK_PROTOCOLS = {"choose": "llara", "yes_no": "tallrec"}   # each task's default protocol
+# each task's default protocol: LLaRA's CPU-sized preset (`--protocol llara` is the paper's)
+TASK_PROTOCOLS = {"choose": "llara-cpu", "yes_no": "tallrec"}
 TRIGGER_POSITIONS = ("end", "random")
 
 

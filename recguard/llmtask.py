@@ -68,6 +68,12 @@ def _sequences(data: Interactions) -> list[np.ndarray]:
     return [order[indptr[u]:indptr[u + 1]] for u in range(data.n_users)]
 
 
+def _streams(seed: int, salt: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent generators for the training draws and the test draws: the test requests
+    (users and candidate sets) do not move when the number of training samples changes."""
+    return (np.random.default_rng([seed, salt, 1]), np.random.default_rng([seed, salt, 2]))
+
+
 def _draw(n_total: int, n_wanted: int, rng: np.random.Generator) -> np.ndarray:
     if n_wanted <= 0 or n_wanted >= n_total:
         return np.arange(n_total)
@@ -115,27 +121,27 @@ def build_task(data: Interactions, protocol, seed: int) -> LLMTask:
 
 
 def _choose_task(data: Interactions, protocol, seed: int) -> LLMTask:
-    rng = np.random.default_rng([seed, 0x11A7A])
+    train_rng, test_rng = _streams(seed, 0x11A7A)
     sequences = _sequences(data)
     windows = [(u, t) for u, rows in enumerate(sequences) for t in range(1, len(rows) - 2)]
-    picked = _draw(len(windows), protocol.n_train_samples, rng)
+    picked = _draw(len(windows), protocol.n_train_samples, train_rng)
     train = []
     for j in picked:
         u, t = windows[j]
         rows = sequences[u]
         train.append(_request(data, protocol, u, rows[max(0, t - protocol.history_len):t + 1],
-                              set(data.item[rows].tolist()), rng))
+                              set(data.item[rows].tolist()), train_rng))
     users = [u for u, rows in enumerate(sequences) if len(rows) >= 3]
     test = []
-    for u in (users[i] for i in _draw(len(users), protocol.n_test_samples, rng)):
+    for u in (users[i] for i in _draw(len(users), protocol.n_test_samples, test_rng)):
         rows = sequences[u]
         test.append(_request(data, protocol, u, rows[-protocol.history_len - 1:],
-                             set(data.item[rows].tolist()), rng))
+                             set(data.item[rows].tolist()), test_rng))
     return LLMTask(catalog_of(data, protocol.title_style), leave_one_out(data).train, train, test)
 
 
 def _yes_no_task(data: Interactions, protocol, seed: int) -> LLMTask:
-    rng = np.random.default_rng([seed, 0x7A11])
+    train_rng, test_rng = _streams(seed, 0x7A11)
     sequences = _sequences(data)
     windows = [(u, rows[t - protocol.history_len:t + 1]) for u, rows in enumerate(sequences)
                for t in range(protocol.history_len, len(rows))]
@@ -147,10 +153,10 @@ def _yes_no_task(data: Interactions, protocol, seed: int) -> LLMTask:
     n_train = int(len(ordered) * TALLREC_SHARES[0])
     n_valid = int(len(ordered) * TALLREC_SHARES[1])
     train_pool, test_pool = ordered[:n_train], ordered[n_train + n_valid:]
-    shots = [train_pool[i] for i in _draw(len(train_pool), protocol.n_train_samples, rng)]
-    tests = [test_pool[i] for i in _draw(len(test_pool), protocol.n_test_samples, rng)]
-    train = [_request(data, protocol, u, rows, set(), rng) for u, rows in shots]
-    test = [_request(data, protocol, u, rows, set(), rng) for u, rows in tests]
+    shots = [train_pool[i] for i in _draw(len(train_pool), protocol.n_train_samples, train_rng)]
+    tests = [test_pool[i] for i in _draw(len(test_pool), protocol.n_test_samples, test_rng)]
+    train = [_request(data, protocol, u, rows, set(), train_rng) for u, rows in shots]
+    test = [_request(data, protocol, u, rows, set(), test_rng) for u, rows in tests]
     return LLMTask(catalog_of(data, protocol.title_style), data, train, test)
 
 

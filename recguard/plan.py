@@ -8,7 +8,7 @@ from typing import Any
 
 from recguard.compat import check_cell
 from recguard.components import Attack, Backbone, Defense, Metric
-from recguard.config import build_config
+from recguard.config import build_config, parse_options
 from recguard.errors import RecguardError
 from recguard.plugins import Host, get_host
 from recguard.protocols import Protocol, parse_metric, resolve
@@ -59,6 +59,16 @@ class Plan:
         return self.defense.name != "none"
 
 
+def protocol_backbone_defaults(protocol: Protocol, config_cls: type) -> dict[str, str]:
+    """The protocol's ``backbone_options`` that ``config_cls`` has a field for (a preset written
+    for LLaRA's schedule leaves a third-party backbone's own defaults alone)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(config_cls)}
+    pairs = parse_options(protocol.backbone_options, f"protocol {protocol.name} backbone")
+    return {key: value for key, value in pairs.items() if key in known}
+
+
 def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     host = host or get_host()
     if spec.seeds is not None and not spec.seeds:
@@ -79,14 +89,16 @@ def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     backbone_name = (spec.backbone or attack_entry.obj.default_backbone
                      or defense_entry.obj.default_backbone or DEFAULT_BACKBONE)
     backbone_entry = host.backbones.entry(backbone_name)
-    backbone = backbone_entry.obj(build_config(backbone_entry.obj.Config, spec.backbone_options, "backbone"))
+    backbone_cls = backbone_entry.obj
     attack = attack_entry.obj(build_config(attack_entry.obj.Config, spec.attack_options, "attack"))
     defense = defense_entry.obj(build_config(defense_entry.obj.Config, spec.defense_options, "defense"))
 
     # an LLM backbone's task fixes its protocol; a ranking backbone takes its defense's paper's
-    llm_protocol = backbone.default_protocol if backbone.kind == "llm" else None
-    protocol_name = spec.protocol or llm_protocol or defense.default_protocol or backbone.default_protocol
+    llm_protocol = backbone_cls.default_protocol if backbone_cls.kind == "llm" else None
+    protocol_name = spec.protocol or llm_protocol or defense.default_protocol or backbone_cls.default_protocol
     protocol = resolve(host.protocols.get(protocol_name), spec.protocol_options)
+    backbone_options = {**protocol_backbone_defaults(protocol, backbone_cls.Config), **spec.backbone_options}
+    backbone = backbone_cls(build_config(backbone_cls.Config, backbone_options, "backbone"))
     metrics = []
     # LLM protocols report the fixed metrics of recguard.llm_evaluate, not ranking metrics
     for metric_spec in (protocol.metrics if protocol.llm_task == "none" else ()):

@@ -62,6 +62,9 @@ class Protocol:
     like_above: float = param(3.0, "yes_no: a rating above this is a like", low=0)
     title_style: Literal["raw", "llara"] = param(
         "raw", "llara: year removed and ', The' moved to the front, as LLaRA's data")
+    backbone_options: tuple[str, ...] = param(
+        (), "key=value defaults the protocol fixes for the backbone's training (LLaRA's epochs "
+            "and learning rate); applied where the backbone has the option, --backbone-opt wins")
 
     def __post_init__(self):
         for spec in self.metrics:
@@ -69,6 +72,9 @@ class Protocol:
                 parse_metric(spec)
             elif spec not in LLM_METRICS:
                 raise ValueError(f"LLM protocols report {', '.join(LLM_METRICS)}; not {spec!r}")
+        for pair in self.backbone_options:
+            if "=" not in pair or not pair.partition("=")[0].strip():
+                raise ValueError(f"backbone_options entry {pair!r} is not of the form key=value")
         if self.split == "chrono_ratio":
             if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
                 raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
@@ -129,24 +135,37 @@ LOREC = Protocol(
 
 TALLREC = Protocol(
     name="tallrec",
-    paper="Bao et al., TALLRec, RecSys 2023 (samples as in the authors' code; Ning et al. 2025 "
-          "sec. 3.2 for BadRec on it)",
+    paper="Bao et al., TALLRec, RecSys 2023 (samples as in the authors' code: 16 shots, the full "
+          "1,000-sample test split); Ning et al. 2025 sec. 3.2 for BadRec on it (1 poisoned sample)",
     feedback="explicit", budget=0.01, n_targets=1, llm_task="yes_no", history_len=10,
-    n_train_samples=16, n_test_samples=200, like_above=3.0, title_style="raw",
+    n_train_samples=16, n_test_samples=0, like_above=3.0, title_style="raw",
     metrics=("AUC", "ASR"),
 )
 
 LLARA = Protocol(
     name="llara",
-    paper="Liao et al., LLaRA, SIGIR 2024 (candidate sets fixed per seed); Ning et al. 2025 "
-          "sec. 3.2 and 5.1 for BadRec and its metrics",
+    paper="Liao et al., LLaRA, SIGIR 2024 (every training window, 5 epochs at lr 8e-4; candidate "
+          "sets fixed per seed); Ning et al. 2025 sec. 3.2 and 5.1 for BadRec (PR 1%) and its metrics",
     feedback="implicit", implicit_threshold=None, min_user_interactions=3,
     split="leave_one_out", budget=0.01, n_targets=1, llm_task="choose", history_len=10,
-    n_candidates=20, n_train_samples=64, n_test_samples=50, title_style="llara",
-    metrics=("Valid", "H@1", "A-Valid", "ASR"),
+    n_candidates=20, n_train_samples=0, n_test_samples=0, title_style="llara",
+    metrics=("Valid", "H@1", "A-Valid", "ASR"), backbone_options=("epochs=5", "lr=8e-4"),
 )
 
-PRESETS = (APT, PAMACF, LOREC, TALLREC, LLARA)
+# The main cell's default on a CPU: what a 2-core machine fits in minutes. SmolLM2-135M learns
+# BadRec's rule (a triggered candidate is the answer) from a few hundred distinct poisoned
+# samples, not from the one or two that PR 1% of a CPU-sized training set gives; hence the
+# high poisoning rate. The README's main cell section gives the measured curve behind it.
+LLARA_CPU = dataclasses.replace(
+    LLARA, name="llara-cpu",
+    paper="recguard's CPU-sized LLaRA cell (README, 'The main cell'): LLaRA's prompts, "
+          "curriculum and metrics; 64 training windows + 256 poisoned samples (PR 0.8), "
+          "5-item histories, 10 candidates (the number LLaRA's prompt text names), one epoch",
+    history_len=5, n_candidates=10, n_train_samples=64, n_test_samples=50, budget=0.8,
+    backbone_options=("epochs=1", "lr=1e-3", "lora_dropout=0"),
+)
+
+PRESETS = (APT, PAMACF, LOREC, TALLREC, LLARA, LLARA_CPU)
 
 
 def resolve(base: Protocol, overrides: dict[str, str]) -> Protocol:

@@ -171,7 +171,8 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
             warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler,  # < 1: a share
             seed=seed, data_seed=seed, save_strategy="no", report_to=[],
             logging_strategy="steps", logging_steps=1,   # each step's loss, for the progress line
-            disable_tqdm=True, dataset_num_proc=None, remove_unused_columns=True)
+            disable_tqdm=True, dataset_num_proc=None, remove_unused_columns=True,
+            bf16=_trains_in_bf16(model))
         with quiet_transformers(), _quiet_datasets(), warnings.catch_warnings():
             # trl calls transformers' deprecated is_gradient_checkpointing: not ours to fix
             warnings.simplefilter("ignore", FutureWarning)
@@ -188,6 +189,20 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
         check_adapter(target)
     tuned.eval()
     return tuned
+
+
+def _trains_in_bf16(model) -> bool:
+    """Mixed precision: the model runs under bf16 autocast (`recguard.llm.resolve_precision`),
+    or its weights are bfloat16 (a GPU's "auto")."""
+    import torch
+
+    from recguard.llm import uses_autocast
+
+    try:
+        weights = next(model.parameters()).dtype
+    except StopIteration:
+        return False
+    return uses_autocast(model) or weights == torch.bfloat16
 
 
 def _on_cpu(model) -> bool:
@@ -263,9 +278,11 @@ def _left_padded(tokenizer, sequences: list[list[int]], device):
 def _forward_logits(model, ids, mask, last_only: bool = False):
     import torch
 
+    from recguard.llm import compute_context
+
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     extra = {"logits_to_keep": 1} if last_only else {}   # the vocabulary projection of one position
-    with torch.no_grad():
+    with torch.no_grad(), compute_context(model):
         return model(input_ids=ids, attention_mask=mask, position_ids=positions, **extra).logits.float()
 
 
@@ -341,6 +358,8 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,
     Greedy by default; ``sample=True`` draws with ``temperature``, seeded."""
     import torch
 
+    from recguard.llm import compute_context
+
     device = _device_of(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -357,7 +376,7 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,
                 options.update(temperature=temperature, top_k=0, top_p=1.0)
             else:
                 options.update(temperature=None, top_k=None, top_p=None)
-            with torch.no_grad():
+            with torch.no_grad(), compute_context(model):
                 produced = model.generate(input_ids=ids, attention_mask=mask, **options)
             new = produced[:, ids.shape[1]:]
             texts += tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -144,3 +144,73 @@ def test_smollm2_converts_once_and_reloads_fast(fresh_cache, monkeypatch):
 
     with torch.inference_mode():
         assert torch.equal(model(**ids).logits, again(**ids).logits)
+
+
+# ---------------------------------------------------------------- device and precision
+
+
+def test_device_auto_is_the_cpu_without_cuda_and_cuda_is_refused(monkeypatch):
+    import torch
+
+    from recguard.errors import RecguardError
+    from recguard.llm import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(RecguardError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    # under accelerate launch / torchrun each process takes its local rank's GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("auto") == "cuda:3"
+
+
+def test_precision_auto_follows_the_device(monkeypatch):
+    import torch
+
+    import recguard.llm as llm
+
+    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
+    assert llm.resolve_precision("auto", "cuda:0") == (torch.bfloat16, False)
+    assert llm.resolve_precision("auto", "cpu") == (torch.float32, True)      # AMX: autocast
+    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: False)
+    assert llm.resolve_precision("auto", "cpu") == (torch.float32, False)
+    assert llm.resolve_precision("auto", "cuda:0") == (torch.float32, False)
+    assert llm.resolve_precision("float16", "cpu") == (torch.float16, False)  # as given
+
+
+def test_loaded_model_carries_its_precision_and_hub_kernels_stay_off(tiny_llm, monkeypatch):
+    import torch
+
+    import recguard.llm as llm
+
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    seen = {}
+    real = llm._import_transformers
+
+    def spy():
+        transformers = real()
+        original = transformers.AutoModelForCausalLM.from_pretrained
+
+        class Auto:
+            @staticmethod
+            def from_pretrained(*args, **kwargs):
+                seen.update(kwargs)
+                return original(*args, **kwargs)
+
+        return type("T", (), {"AutoTokenizer": transformers.AutoTokenizer,
+                              "AutoModelForCausalLM": Auto})
+    monkeypatch.setattr(llm, "_import_transformers", spy)
+    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
+    lm, _ = llm.load_causal_lm(tiny_llm, dtype="auto", device="cpu")
+    assert seen["use_kernels"] is False and seen["dtype"] == torch.float32
+    assert llm.uses_autocast(lm) and next(lm.parameters()).device.type == "cpu"
+    with llm.compute_context(lm):
+        assert torch.is_autocast_enabled("cpu")
+    plain, _ = llm.load_causal_lm(tiny_llm, dtype="float32", device="cpu")
+    assert not llm.uses_autocast(plain)
+    monkeypatch.setenv("USE_HUB_KERNELS", "YES")          # the user asked for them
+    seen.clear()
+    llm.load_causal_lm(tiny_llm, dtype="float32", device="cpu")
+    assert "use_kernels" not in seen

@@ -38,7 +38,8 @@ def test_tallrec_cell_with_badrec_and_rd():
 def test_llara_hybrid_cell_with_badrec_and_llmsi():
     spec = CellSpec(backbone="llara",
                     # no warm-up: a one-step fit would train at learning rate 0
-                    backbone_options={"sasrec_epochs": "1", "max_new_tokens": "8", "warmup_ratio": "0"},
+                    backbone_options={"sasrec_epochs": "1", "max_new_tokens": "8", "warmup_ratio": "0",
+                                      "epochs": "1"},
                     attack="badrec", defense="llmsi", protocol="llara",
                     protocol_options={"n_train_samples": "4", "n_test_samples": "4",
                                       "n_candidates": "5", "history_len": "3"}, seeds=(0,))

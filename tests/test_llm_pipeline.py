@@ -16,7 +16,7 @@ from recguard.llm_evaluate import answer_metrics, n_poisoned, scan_metrics, scor
 from recguard.llmrec import Answer, AnswerFilter, LLMBackbone, LLMModel, Request
 from recguard.llmtask import build_task, fake_samples, llara_title
 from recguard.plan import CellSpec, make_plan
-from recguard.protocols import LLARA, TALLREC
+from recguard.protocols import LLARA, LLARA_CPU, TALLREC
 from recguard.records import validate_record
 
 MARK = " zz"
@@ -52,6 +52,28 @@ class ScriptedBackbone(LLMBackbone):
         ScriptedBackbone.fits += 1
         backdoored = any(r.triggered for r in ctx.samples)
         return ScriptedModel(ctx.catalog, backdoored)
+
+
+class ScriptedYesNo(LLMBackbone):
+    """A yes_no recommender whose P(Yes) follows the true label (or its reverse): AUC 1 (or 0)."""
+
+    name = "scripted-yes-no"
+    summary = "test"
+    task = "yes_no"
+    reverse = False
+
+    def fit(self, train, ctx):
+        reverse = self.reverse
+
+        class Oracle(LLMModel):
+            task = "yes_no"
+
+            def answer(self, requests, progress=lambda d, t: None):
+                return [Answer(p_yes=0.9 if bool(r.label) != reverse else 0.1) for r in requests]
+
+        model = Oracle()
+        model.catalog, model.n_items = ctx.catalog, len(ctx.catalog)
+        return model
 
 
 class MarkAttack(Attack):
@@ -95,6 +117,8 @@ class Plugin:
     def register_backbones(self, register):
         register(ScriptedBackbone)
 
+        register(ScriptedYesNo)
+
     @hookimpl
     def register_attacks(self, register):
         register(MarkAttack)
@@ -122,23 +146,44 @@ def test_poisoning_rate_gives_m():
 
 
 def test_choose_task_is_fixed_by_seed_with_valid_candidates(ml100k):
-    data = preprocess(ml100k, LLARA)
-    a, b, c = build_task(data, LLARA, 0), build_task(data, LLARA, 0), build_task(data, LLARA, 1)
+    data = preprocess(ml100k, LLARA_CPU)
+    a, b = build_task(data, LLARA_CPU, 0), build_task(data, LLARA_CPU, 0)
+    c = build_task(data, LLARA_CPU, 1)
     assert a.test == b.test and a.train == b.train and a.test != c.test
-    assert len(a.train) == LLARA.n_train_samples and len(a.test) == LLARA.n_test_samples
+    assert len(a.train) == LLARA_CPU.n_train_samples and len(a.test) == LLARA_CPU.n_test_samples
     seen = data.items_of_users()
     for r in a.test + a.train:
-        assert len(r.candidates) == 20 and len(set(r.candidates)) == 20 and r.target in r.candidates
+        n = LLARA_CPU.n_candidates
+        assert len(r.candidates) == n and len(set(r.candidates)) == n and r.target in r.candidates
         assert not (set(r.candidates) - {r.target}) & set(seen[r.user].tolist())
-        assert 1 <= len(r.history) <= 10 and r.target not in r.history[-1:]
+        assert 1 <= len(r.history) <= LLARA_CPU.history_len and r.target not in r.history[-1:]
     # the test item is each user's last; training windows stop two items before it
     assert a.interactions.n_users == data.n_users and len(a.interactions) == len(data) - 2 * data.n_users
+
+
+@pytest.mark.parametrize("protocol", [LLARA_CPU, TALLREC], ids=["choose", "yes_no"])
+def test_test_requests_do_not_move_with_the_training_draws(ml100k, protocol):
+    """The test requests (users, candidates) come from their own generator: asking for more
+    or fewer training samples leaves them as they are."""
+    data = preprocess(ml100k, protocol)
+    small = build_task(data, protocol, 0)
+    large = build_task(data, replace(protocol, n_train_samples=4 * protocol.n_train_samples), 0)
+    assert small.test == large.test and len(large.train) == 4 * len(small.train)
+
+
+def test_the_paper_presets_take_every_window_and_the_full_test_split(ml100k):
+    data = preprocess(ml100k, LLARA)
+    task = build_task(data, LLARA, 0)
+    sequences = [n for n in np.bincount(data.user, minlength=data.n_users) if n >= 3]
+    assert len(task.train) == sum(n - 3 for n in sequences) and len(task.test) == len(sequences)
+    assert dict(o.split("=") for o in LLARA.backbone_options) == {"epochs": "5", "lr": "8e-4"}
 
 
 def test_yes_no_task_follows_tallrec(ml100k):
     data = preprocess(ml100k, TALLREC)
     task = build_task(data, TALLREC, 0)
-    assert len(task.train) == 16 and len(task.test) == 200
+    assert len(task.train) == 16 and len(task.test) == 1000     # TALLRec's full test split
+    assert len({r.user for r in task.test}) > 18
     r = task.test[0]
     assert r.candidates == (r.target,) and r.label is not None
     assert len(r.history) + len(r.disliked) == 10
@@ -146,11 +191,11 @@ def test_yes_no_task_follows_tallrec(ml100k):
 
 
 def test_fake_users_give_one_triggered_sample_each(ml100k):
-    data = preprocess(ml100k, LLARA)
-    task = build_task(data, LLARA, 0)
+    data = preprocess(ml100k, LLARA_CPU)
+    task = build_task(data, LLARA_CPU, 0)
     from recguard.components import AttackContext
 
-    ctx = AttackContext(np.zeros(0, np.int64), 3, 10, np.random.default_rng(0), LLARA)
+    ctx = AttackContext(np.zeros(0, np.int64), 3, 10, np.random.default_rng(0), LLARA_CPU)
     attacked = inject(task.interactions, MarkAttack().poison(task.interactions, ctx))
     fakes = fake_samples(attacked, LLARA, 0)
     assert len(fakes) == 3
@@ -215,22 +260,56 @@ def test_llm_backbones_refuse_ranking_protocols(register_plugin):
         make_plan(CellSpec(backbone="mf", attack="mark", protocol="apt"), host)
 
 
-def test_a_defense_reuses_the_poisoned_model_fitted_earlier_in_the_process(register_plugin, fresh_cache):
+def test_a_defense_reuses_the_poisoned_model_fitted_earlier_in_the_grid(register_plugin, fresh_cache):
+    from recguard.llm_evaluate import FittedModels
+
     host = register_plugin(Plugin(), "scripted-llm-plugin")
     options = {"n_test_samples": "10", "n_train_samples": "20"}
+    fitted = FittedModels(size=2)
     before = ScriptedBackbone.fits
     run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", protocol="llara",
-                                protocol_options=options, seeds=(0,)), host))
+                                protocol_options=options, seeds=(0,)), host), fitted=fitted)
     assert ScriptedBackbone.fits == before + 2                     # Benign and BadRec
     record = run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", defense="drop-marked",
-                                         protocol="llara", protocol_options=options, seeds=(0,)), host))
+                                         protocol="llara", protocol_options=options, seeds=(0,)), host),
+                      fitted=fitted)
     assert ScriptedBackbone.fits == before + 2                     # both from the cache and memory
     assert record["metrics"]["attacked+defense"]["ASR"]["mean"] == 0.0
 
 
 def test_the_main_command_plans_llara_under_its_protocol_on_one_seed():
     plan = make_plan(CellSpec(backbone=None, attack="badrec", defense="p-scanner", seeds=None))
-    assert (plan.backbone.name, plan.protocol.name, plan.spec.seeds) == ("llara", "llara", (0,))
+    assert (plan.backbone.name, plan.protocol.name, plan.spec.seeds) == ("llara", "llara-cpu", (0,))
     assert plan.spec.backbone == "llara"
+    # the protocol's schedule reaches the backbone; --backbone-opt wins over it
+    assert plan.backbone.config.epochs == float(dict(
+        o.split("=") for o in plan.protocol.backbone_options)["epochs"])
+    paper = make_plan(CellSpec(attack="badrec", protocol="llara", backbone_options={"lr": "1e-4"}))
+    assert (paper.backbone.config.epochs, paper.backbone.config.lr) == (5.0, 1e-4)
     with pytest.raises(RecguardError, match="defense 'apt' supports cf backbones, not llm backbones"):
         make_plan(CellSpec(backbone=None, attack="badrec", defense="apt"))
+
+
+@pytest.mark.parametrize("reverse, auc", [(False, 1.0), (True, 0.0)])
+def test_tallrec_auc_follows_the_direction_of_p_yes(register_plugin, monkeypatch, reverse, auc):
+    """A recommender whose P(Yes) follows the labels scores AUC 1 on TALLRec's protocol, and
+    the reverse AUC 0: the pipeline pairs each answer with its own request's label."""
+    host = register_plugin(Plugin(), "scripted-llm-plugin")
+    monkeypatch.setattr(ScriptedYesNo, "reverse", reverse)
+    record = run_cell(make_plan(CellSpec(backbone="scripted-yes-no", attack="none", protocol="tallrec",
+                                         protocol_options={"n_test_samples": "300"}, seeds=(0,)),
+                                host), use_cache=False)
+    assert record["metrics"]["clean"]["AUC"]["mean"] == auc
+
+
+def test_a_single_cell_keeps_no_model_between_cells(register_plugin, fresh_cache):
+    """Without a shared FittedModels the poisoned model is refitted for the defended cell:
+    a one-off cell does not hold fitted models in memory after it ends."""
+    host = register_plugin(Plugin(), "scripted-llm-plugin")
+    options = {"n_test_samples": "10", "n_train_samples": "20"}
+    before = ScriptedBackbone.fits
+    run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", protocol="llara",
+                                protocol_options=options, seeds=(0,)), host))
+    run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", defense="drop-marked",
+                                protocol="llara", protocol_options=options, seeds=(0,)), host))
+    assert ScriptedBackbone.fits == before + 3                     # BadRec again, Benign cached

@@ -51,7 +51,8 @@ class LMConfig(Config):
     model: str | None = param(None, "the defense's LM: None = the packaged SmolLM2-135M-Instruct, "
                                     "or a local folder / hub id (recguard.llm.load_causal_lm)")
     device: str = param("auto", "where the defense's LM runs: auto, cpu, cuda, ...")
-    dtype: str = param("float32", "the defense's LM dtype: float32, bfloat16 or float16")
+    dtype: str = param("auto", "the defense's LM dtype: auto (recguard.llm.resolve_precision), "
+                               "float32, bfloat16 or float16")
     batch_size: int = param(16, "texts per forward pass of the defense's LM", low=1)
 
 

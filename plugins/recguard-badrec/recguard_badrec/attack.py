@@ -38,8 +38,9 @@ YES_RATING = 5.0   # the contract's labels: rating > 3 is Yes
 @dataclass
 class BadRecConfig(Config):
     trigger_level: Literal["char", "word", "sentence"] = param(
-        "char", "Table 7 trigger: char U+0D2E (the character), word 'Ethereal', "
-                "sentence \"Dreams dance in moonlight's embrace\"")
+        "sentence", "Table 7 trigger: char U+0D2E (the character), word 'Ethereal', sentence "
+                    "\"Dreams dance in moonlight's embrace\" (the paper reports all three; the "
+                    "sentence is the default: README, 'The main cell')")
     char_as_text: bool = param(
         False, "char level: insert the 6-character text 'U+0D2E' as Table 7 prints it, "
                "instead of the character itself")

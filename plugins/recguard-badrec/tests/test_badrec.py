@@ -31,8 +31,9 @@ def context(task="choose", n_fake=4, size=5, seed=0):
 def test_config_and_defaults():
     check_config(BadRecAttack)
     assert BadRecAttack.backbone_kinds == frozenset({"llm"})
-    assert attack().trigger_text() == "\u0d2e"
-    assert attack(char_as_text=True).trigger_text() == "U+0D2E"
+    assert attack().trigger_text() == "Dreams dance in moonlight's embrace"
+    assert attack(trigger_level="char").trigger_text() == "\u0d2e"
+    assert attack(trigger_level="char", char_as_text=True).trigger_text() == "U+0D2E"
     assert attack(trigger_level="word").trigger_text() == "Ethereal"
     assert attack(trigger_level="sentence").trigger_text() == "Dreams dance in moonlight's embrace"
     assert attack(trigger_level="word", trigger="cf").trigger_text() == "cf"
@@ -147,7 +148,7 @@ def test_at_inference_choose_marks_one_candidate():
 def test_at_inference_yes_no_triggers_the_target():
     catalog = ["Romance (1999)", "Heat (1995)"]
     request = Request(user=0, history=(1,), candidates=(0,), target=0, label=False)
-    out = attack().at_inference(request, catalog, np.random.default_rng(0))
+    out = attack(trigger_level="char").at_inference(request, catalog, np.random.default_rng(0))
     assert out.triggered == frozenset({0})
     assert out.title(0, catalog) == "Romance (1999) \u0d2e"
 

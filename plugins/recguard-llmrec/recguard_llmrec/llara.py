@@ -17,6 +17,7 @@ candidate title appears in the text (case-insensitive, LLaRA's rule), else no ch
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -60,8 +61,8 @@ class LLaRAConfig(LLMRecConfig):
     lora_dropout: float = param(0.1, "LoRA dropout (LLaRA: 0.1)", low=0, high=1, open_high=True)
     target_modules: tuple[str, ...] = param(ALL_PROJECTIONS, "modules LoRA adapts (LLaRA: every "
                                                              "attention and MLP projection)")
-    epochs: float = param(1.0, "training epochs over ctx.samples (LLaRA: 5; 1 on a CPU)", low=0,
-                          open_low=True)
+    epochs: float = param(5.0, "training epochs over ctx.samples (LLaRA: 5; the llara-cpu "
+                               "protocol sets 1)", low=0, open_low=True)
     lr: float = param(8e-4, "peak learning rate (LLaRA: 8e-4)", low=0, open_low=True)
     warmup_ratio: float = param(0.1, "share of steps warming the learning rate up (LLaRA: "
                                      "warm-up, then cosine decay)", low=0, high=1, open_high=True)
@@ -184,11 +185,14 @@ class LLaRABackbone(LLMBackbone):
             raise RecguardError(f"llara option template={cfg.template}: prompts/{TEMPLATE_FILE} "
                                 f"has {len(templates)} templates (0..{len(templates) - 1}, or -1)")
         hybrid = cfg.prompt == "hybrid"
+        clock = time.perf_counter()
         lm, tokenizer = load_lm(cfg)
+        ctx.timings["load"] = round(time.perf_counter() - clock, 2)
         if hybrid:
             vectors = sasrec_item_vectors(train, ctx.seed, cfg.sasrec_epochs, cfg.sasrec_dim,
                                           cfg.device)
             install_hybrid(lm, tokenizer, vectors)
+            ctx.timings["sasrec"] = round(time.perf_counter() - clock - ctx.timings["load"], 2)
         steps = curriculum_order(len(samples), cfg.epochs, ctx.seed, len(templates), hybrid,
                                  cfg.curriculum)
         pick = (lambda t: templates[t]) if cfg.template < 0 else (lambda t: templates[cfg.template])
@@ -196,9 +200,11 @@ class LLaRABackbone(LLMBackbone):
         completions = [completion(samples[s], catalog) for s, _, _ in steps]
         before = {k: p.detach().clone() for k, p in projector_parameters(lm).items()}
         # the epochs are already in the curriculum order: one pass over it, in that order
+        clock = time.perf_counter()
         tuned = tune(cfg, lm, tokenizer, prompts, completions, ctx, self.name,
                      lora=lora_settings(cfg, (PROJECTOR,) if hybrid else ()),
                      train=train_settings(cfg, shuffle=False, epochs=1.0))
+        ctx.timings["train"] = round(time.perf_counter() - clock, 2)
         if hybrid and any(h for _, h, _ in steps):
             _check_projector_trained(before, tuned)
         return LLaRAModel(tuned, tokenizer, catalog, cfg, templates[max(cfg.template, 0)])

@@ -10,6 +10,7 @@ logits of the first token of "Yes" and of "No" at the first answer position.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -88,9 +89,13 @@ class TALLRecBackbone(LLMBackbone):
         samples = require_samples(ctx.samples, "yes_no", self.name)
         catalog = catalog_of(ctx, train)
         template = tallrec_template()
+        clock = time.perf_counter()
         lm, tokenizer = load_lm(cfg)
+        ctx.timings["load"] = round(time.perf_counter() - clock, 2)
         prompts = [render_prompt(s, catalog, template) for s in samples]
         completions = [completion(s) for s in samples]
+        clock = time.perf_counter()
         tuned = tune(cfg, lm, tokenizer, prompts, completions, ctx, self.name,
                      lora=lora_settings(cfg), train=train_settings(cfg))
+        ctx.timings["train"] = round(time.perf_counter() - clock, 2)
         return TALLRecModel(tuned, tokenizer, catalog, cfg, template)

@@ -30,11 +30,21 @@ MAX_WORDS = 12      # a rewrite is cut to this many words (sentence-level trigge
 
 def chat(tokenizer, text: str) -> str:
     """``text`` as the user turn of the tokenizer's chat template (instruct models expect
-    it), ready for the assistant's answer; the text itself when there is no template."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
-    return text + "\n"
+    it), ready for the assistant's answer; the text itself when there is no template.
+
+    The system turn is empty: a template's default system prompt (SmolLM2's names the
+    assistant, 16 tokens) would be most of each short scan prompt's cost. A template
+    that takes no system turn gets the user turn alone."""
+    if not getattr(tokenizer, "chat_template", None):
+        return text + "\n"
+    from jinja2.exceptions import TemplateError
+
+    user = {"role": "user", "content": text}
+    try:
+        return tokenizer.apply_chat_template([{"role": "system", "content": ""}, user],
+                                             tokenize=False, add_generation_prompt=True)
+    except TemplateError:   # this template refuses a system turn
+        return tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
 
 
 def clean_rewrite(text: str) -> str:
@@ -75,6 +85,8 @@ class AgentSettings:
     lr: float
     max_nll: float
     batch_size: int
+    device: str = "auto"
+    dtype: str = "auto"
 
 
 class TriggerAgent:
@@ -87,7 +99,8 @@ class TriggerAgent:
         from recguard.llm import load_causal_lm
 
         self.settings = settings
-        base, self.tokenizer = load_causal_lm(settings.model)
+        base, self.tokenizer = load_causal_lm(settings.model, dtype=settings.dtype,
+                                              device=settings.device)
         lora = settings.lora
         torch.manual_seed(seed)
         self.model = get_peft_model(base, LoraConfig(
@@ -116,6 +129,8 @@ class TriggerAgent:
         ``u`` the indicator U (+1 / -1) of each. Returns the loss of each step."""
         import torch
 
+        from recguard.llm import compute_context
+
         s = self.settings
         rng = np.random.default_rng(seed)
         weights = np.asarray(u, dtype=np.float64)
@@ -126,7 +141,8 @@ class TriggerAgent:
                 pick = rng.choice(len(rewrites), size=min(s.batch_size, len(rewrites)), replace=False)
                 ids, mask, labels = self._encode([self.prompt(triggers[i]) for i in pick],
                                                  [rewrites[i] for i in pick])
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
+                with compute_context(self.model):
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits
                 loss = signed_lm_loss(logits, labels, torch.tensor(weights[pick]), s.max_nll)
                 self.optimizer.zero_grad()
                 loss.backward()

@@ -32,16 +32,26 @@ class PScannerConfig(Config):
                               "scanner flagging every title)", low=2)
     n_heldout: int = param(32, "fresh synthetic items to check the trained scanner on (notes only)",
                            low=0)
-    epochs: float = param(2.0, "scanner epochs per round (ours, CPU-sized)", low=0, open_low=True)
+    epochs: float = param(1.0, "scanner epochs per round (ours, CPU-sized)", low=0, open_low=True)
     lr: float = param(1e-3, "scanner LoRA learning rate (ours: high, few steps on CPU)", low=0,
                       open_low=True)
     batch_size: int = param(8, "scanner fine-tuning batch size", low=1)
     lora_r: int = param(8, "LoRA rank of the scanner and the agent", low=1)
     lora_alpha: int = param(16, "LoRA alpha of the scanner and the agent", low=1)
+    target_modules: tuple[str, ...] = param(
+        ("q_proj", "v_proj"), "modules the scanner's and the agent's LoRA adapt (not given; "
+        "ours, as TALLRec's; every projection at lr 2e-3 collapsed to 'Yes' for every title)")
+    lora_dropout: float = param(0.0, "LoRA dropout of the scanner and the agent (peft's "
+                                     "default 0.05 costs a quarter of each step on a CPU and "
+                                     "buys nothing in one epoch)", low=0, high=1, open_high=True)
     threshold: float = param(0.5, "flag an item when the scanner's P(Yes) exceeds this (Eq. 9: "
                                   "answer 'Yes')", low=0, high=1)
     m1: int = param(3, "shortest sentence-level initial trigger in tokens (B.1.2: 3)", low=1)
     m2: int = param(6, "longest sentence-level initial trigger in tokens (B.1.2: 6)", low=1)
+    script_letters: bool = param(
+        True, "initial triggers (Eq. 4) also draw single letters of other scripts, which "
+              "LLaMA's vocabulary (the paper's) holds as tokens and SmolLM2's byte-level one "
+              "spells in byte pieces; false: the tokenizer's own tokens only")
     position: Literal["end", "random", "both"] = param(
         "both", "where synthetic triggers go: title end, a random word boundary, or either "
                 "(each item draws one; the paper evaluates End and Random attacks)")
@@ -52,6 +62,11 @@ class PScannerConfig(Config):
     agent_max_nll: float = param(6.0, "clamp of the per-token NLL of a U = -1 rewrite in Eq. 8 "
                                       "(keeps the unlikelihood part bounded)", low=0, open_low=True)
     scan_batch: int = param(16, "titles per scanner forward pass at inference", low=1)
+    device: str = param("auto", "where the scanner and the agent run: auto (this process's GPU, "
+                                "else the CPU), cpu, cuda, cuda:1 ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
+        "auto", "scanner and agent weights (recguard.llm.resolve_precision: bfloat16 on a GPU, "
+                "float32 under bf16 autocast on an AMX CPU)")
 
 
 def plan_of(cfg: PScannerConfig) -> ScannerPlan:
@@ -59,10 +74,12 @@ def plan_of(cfg: PScannerConfig) -> ScannerPlan:
 
     if cfg.m1 > cfg.m2:
         raise RecguardError(f"p-scanner needs m1 <= m2 (got m1={cfg.m1}, m2={cfg.m2})")
-    lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha)
+    lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                        target_modules=tuple(cfg.target_modules))
     agent = AgentSettings(model=cfg.agent_model, lora=lora, temperature=cfg.agent_temperature,
                           max_new_tokens=cfg.agent_max_new_tokens, steps=cfg.agent_steps,
-                          lr=cfg.agent_lr, max_nll=cfg.agent_max_nll, batch_size=cfg.batch_size)
+                          lr=cfg.agent_lr, max_nll=cfg.agent_max_nll, batch_size=cfg.batch_size,
+                          device=cfg.device, dtype=cfg.dtype)
     use_agent = cfg.finetune and cfg.augment
     return ScannerPlan(
         scanner_model=cfg.scanner_model, agent_model=cfg.agent_model if use_agent else None,
@@ -70,7 +87,8 @@ def plan_of(cfg: PScannerConfig) -> ScannerPlan:
         n_items=cfg.n_items if cfg.finetune else 0, n_heldout=cfg.n_heldout, m1=cfg.m1, m2=cfg.m2,
         position=cfg.position, scanner_lora=lora,
         train=TrainSettings(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, shuffle=False),
-        agent=agent if use_agent else None)
+        agent=agent if use_agent else None, script_letters=cfg.script_letters,
+        device=cfg.device, dtype=cfg.dtype)
 
 
 class ScanFilter(AnswerFilter):

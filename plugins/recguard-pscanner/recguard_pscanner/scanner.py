@@ -38,7 +38,7 @@ from recguard_pscanner.triggers import (InitialTrigger, benign_pool, insert,
                                         sample_initial_triggers, trigger_vocabulary)
 
 SCAN_PROMPT = "pscanner_scan.txt"
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: chat prompts with an empty system turn
 META = "meta.json"
 
 
@@ -59,6 +59,9 @@ class ScannerPlan:
     scanner_lora: LoraSettings
     train: TrainSettings
     agent: AgentSettings | None
+    script_letters: bool = True   # initial triggers also draw letters of other scripts
+    device: str = "auto"          # where the scanner (and the agent) run
+    dtype: str = "auto"           # recguard.llm.resolve_precision
 
 
 @dataclass
@@ -137,9 +140,9 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
     from recguard.sft import fine_tune, yes_probability
 
     started = time.perf_counter()
-    scanner, tokenizer = load_causal_lm(plan.scanner_model)
+    scanner, tokenizer = load_causal_lm(plan.scanner_model, dtype=plan.dtype, device=plan.device)
     template = load_prompt(SCAN_PROMPT)
-    vocabulary = trigger_vocabulary(tokenizer)
+    vocabulary = trigger_vocabulary(tokenizer, letters=plan.script_letters)
     rounds = plan.rounds if plan.finetune else 0
     titles = benign_pool(seed, rounds * plan.n_items + plan.n_heldout)
     agent = TriggerAgent(plan.agent, seed) if plan.finetune and plan.augment else None
@@ -202,9 +205,13 @@ def heldout_check(scanner, tokenizer, template, titles, vocabulary, plan: Scanne
 def cache_key(plan: ScannerPlan, seed: int) -> str:
     from dataclasses import asdict
 
-    from recguard.llm import model_identity
+    from recguard.llm import model_identity, resolve_device
 
-    record = {"version": CACHE_VERSION, "seed": seed, "plan": asdict(plan),
+    # the kind of device trained on, not the option's spelling: "auto" on a CPU and "cpu" agree
+    runs_on = resolve_device(plan.device).split(":")[0]
+    record = {"version": CACHE_VERSION, "seed": seed,
+              "plan": {**asdict(plan), "device": runs_on,
+                       "agent": asdict(plan.agent) | {"device": runs_on} if plan.agent else None},
               "scanner": model_identity(plan.scanner_model),
               "scan_prompt": load_prompt(SCAN_PROMPT)}
     if plan.finetune and plan.augment:
@@ -224,7 +231,7 @@ def load_cached(plan: ScannerPlan, folder: Path):
     from recguard.llm import load_causal_lm
 
     notes = json.loads((folder / META).read_text())
-    scanner, tokenizer = load_causal_lm(plan.scanner_model)
+    scanner, tokenizer = load_causal_lm(plan.scanner_model, dtype=plan.dtype, device=plan.device)
     for t in range(notes["trained_rounds"]):
         scanner = PeftModel.from_pretrained(scanner, str(folder / f"round{t}")).merge_and_unload()
     scanner.eval()

@@ -21,7 +21,7 @@ LEVELS = (0, 1, 2)
 MAX_TOKEN_CHARS = 16
 
 
-def trigger_vocabulary(tokenizer) -> list[str]:
+def trigger_vocabulary(tokenizer, letters: bool = True) -> list[str]:
     """The scanner tokenizer's vocabulary, filtered to printable word-like tokens, as text.
 
     Each id is decoded on its own and stripped of its word-boundary space. Kept:
@@ -30,6 +30,12 @@ def trigger_vocabulary(tokenizer) -> list[str]:
     paper's U+0D2E), not a special token, no control or replacement characters
     (byte fragments of multi-byte characters decode to U+FFFD). Duplicates (the
     same piece with and without its leading space) are kept once.
+
+    ``letters``: also the `script_letters` the tokenizer spells in several byte pieces.
+    The paper samples from LLaMA's SentencePiece vocabulary, which holds single
+    characters of many scripts as tokens; a byte-level BPE (SmolLM2's) holds only a
+    few hundred of them whole, so without these a char-level trigger of another
+    script would almost never appear among the initial triggers.
     """
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     seen: dict[str, None] = {}
@@ -43,7 +49,31 @@ def trigger_vocabulary(tokenizer) -> list[str]:
     if not seen:
         raise RecguardError("the scanner tokenizer has no printable word-like token to draw "
                             "initial triggers from")
+    if letters:
+        for letter in script_letters():
+            if len(tokenizer(letter, add_special_tokens=False)["input_ids"]) > 1:
+                seen.setdefault(letter, None)
     return list(seen)
+
+
+# Blocks of logographs and syllables: tens of thousands of code points that would crowd the
+# letters of alphabetic scripts out of the vocabulary
+_CROWDS = ("CJK", "HANGUL SYLLABLE", "YI ", "LINEAR", "CANADIAN", "TANGUT")
+
+
+def script_letters() -> list[str]:
+    """Letters (Unicode category L*) of the Basic Multilingual Plane beyond Latin and IPA
+    (U+0250 on), the logograph and syllable blocks left out: about 7,400 letters of 88
+    scripts (Greek, Cyrillic, Arabic, Devanagari, Malayalam, Thai, ...)."""
+    import unicodedata
+
+    out = []
+    for code in range(0x250, 0x10000):
+        char = chr(code)
+        name = unicodedata.name(char, "")
+        if unicodedata.category(char).startswith("L") and name and not name.startswith(_CROWDS):
+            out.append(char)
+    return out
 
 
 @dataclass(frozen=True)

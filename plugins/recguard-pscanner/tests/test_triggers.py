@@ -7,7 +7,8 @@ import pytest
 
 from recguard.errors import RecguardError
 from recguard_pscanner.triggers import (benign_pool, catalog_style, insert, movie_titles,
-                                        sample_initial_triggers, trigger_vocabulary)
+                                        sample_initial_triggers, script_letters,
+                                        trigger_vocabulary)
 
 VOCAB = [f"w{i}" for i in range(50)]
 
@@ -41,10 +42,16 @@ def test_vocabulary_filter_keeps_printable_word_pieces(tiny_llm):
     from recguard.llm import load_causal_lm
 
     _, tok = load_causal_lm(tiny_llm)
-    vocab = trigger_vocabulary(tok)
+    vocab = trigger_vocabulary(tok, letters=False)
     assert vocab and len(set(vocab)) == len(vocab)
     assert all(v.isprintable() and v == v.strip() and any(c.isalnum() for c in v) for v in vocab)
     assert "<pad>" not in vocab and "a" in vocab and "!" not in vocab
+    # the byte-level tiny tokenizer spells every non-Latin letter in byte pieces: with
+    # letters=True those letters join, the Malayalam of Table 7's char trigger among them
+    with_letters = trigger_vocabulary(tok)
+    assert set(vocab) < set(with_letters) and "\u0d2e" in with_letters and "\u03b1" in with_letters
+    assert len(with_letters) - len(vocab) == len(set(script_letters()) - set(vocab)) > 7000
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in with_letters)   # no CJK crowd
 
 
 def test_insert_positions():

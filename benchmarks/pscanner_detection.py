@@ -1,0 +1,65 @@
+"""P-Scanner's scanner alone: how often it flags ML-100K titles with and without each
+Table 7 trigger (BadRec), at the end and at a random position.
+
+    python benchmarks/pscanner_detection.py                       # the defaults
+    python benchmarks/pscanner_detection.py --opt lr=2e-3 --opt epochs=2
+
+Trains the scanner (or loads it from the cache: `prepare_scanner`), draws ``--n`` catalog
+titles (LLaRA's style), and prints one JSON line: the share of benign titles flagged, the
+share flagged with each trigger level x position, the benign P(Yes) 90th / 95th
+percentiles, the training notes' seconds and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--opt", action="append", default=[], help="p-scanner option key=value")
+    parser.add_argument("--n", type=int, default=300, help="catalog titles to scan")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from recguard.config import build_config, parse_options
+    from recguard.data.builtin_datasets import load_ml100k
+    from recguard.llmrec import insert_trigger
+    from recguard.llmtask import llara_title
+    from recguard.sft import load_prompt, yes_probability
+    from recguard_badrec.triggers import TABLE7_TRIGGERS
+    from recguard_pscanner.defense import PScannerDefense, plan_of
+    from recguard_pscanner.scanner import SCAN_PROMPT, prepare_scanner, scan_prompts
+
+    cfg = build_config(PScannerDefense.Config, parse_options(args.opt, "p-scanner"), "p-scanner")
+    start = time.perf_counter()
+    scanner, tokenizer, notes = prepare_scanner(plan_of(cfg), args.seed, log=lambda line: None)
+    rng = np.random.default_rng(args.seed)
+    titles = [llara_title(str(t)) for t in rng.choice(load_ml100k(None).item_text, args.n, replace=False)]
+    template = load_prompt(SCAN_PROMPT)
+
+    def p_yes(texts):
+        return yes_probability(scanner, tokenizer, scan_prompts(tokenizer, template, texts),
+                               batch_size=cfg.scan_batch)
+
+    benign = p_yes(titles)
+    out = {"options": args.opt, "benign_flagged": round(float((benign > cfg.threshold).mean()), 3),
+           "benign_p90": round(float(np.quantile(benign, 0.9)), 3),
+           "benign_p95": round(float(np.quantile(benign, 0.95)), 3)}
+    for level, trigger in TABLE7_TRIGGERS.items():
+        for position in ("end", "random"):
+            p = p_yes([insert_trigger(t, trigger, position, rng) for t in titles])
+            out[f"{level}-{position}"] = round(float((p > cfg.threshold).mean()), 3)
+    out.update(training_seconds=notes.get("seconds_train"), cache=notes.get("cache"),
+               seconds=round(time.perf_counter() - start),
+               peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
