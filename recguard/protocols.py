@@ -16,6 +16,8 @@ from typing import Literal
 from recguard.config import build_config, param
 from recguard.errors import RecguardError
 
+# Fields added after records were published: absent from a record means their empty default.
+OMITTED_WHEN_EMPTY = ("backbone_options",)
 METRIC_SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*?)@(?P<k>-?\d+)$")
 # What LLM cells report (recguard.llm_evaluate), named without a cut-off k.
 LLM_METRICS = ("Valid", "H@1", "A-Valid", "ASR", "AUC")
@@ -89,7 +91,10 @@ class Protocol:
                 f"{self.n_targets} {self.target_rule} targets, {', '.join(self.metrics)} ({self.paper})")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Every field, but an empty `OMITTED_WHEN_EMPTY` one: records written before such a
+        field existed mean its empty default, and stay identical to new ones."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+                if not (k in OMITTED_WHEN_EMPTY and not v)}
 
 
 def parse_metric(spec: str) -> tuple[str, int]:

@@ -223,13 +223,14 @@ def validate_entry(entry: Any, host=None) -> list[str]:
 
 def _cell_problems(record: dict) -> list[str]:
     from recguard.evaluate import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF
-    from recguard.protocols import Protocol
+    from recguard.protocols import OMITTED_WHEN_EMPTY, Protocol
 
     problems = []
     spec = record["spec"]
     problems += [f"missing provenance: the environment lacks {k!r}"
                  for k in ("recguard", "python") if not record["environment"].get(k)]
-    missing = [f.name for f in fields(Protocol) if f.name not in spec["protocol"]]
+    missing = [f.name for f in fields(Protocol)
+               if f.name not in spec["protocol"] and f.name not in OMITTED_WHEN_EMPTY]
     problems += [f"protocol field {name!r} is missing from spec.protocol" for name in missing]
     if spec["attack"]["name"] == "none":
         problems.append("an entry needs an attack: a cell without one has nothing to rank")
