@@ -202,6 +202,7 @@ class LLMCellRunner(CellRunner):
             self._cache_write(keys[condition], {"metrics": metrics, "fit_seconds": seconds,
                                                 "notes": notes})
             self.fitted.keep(fit_key, model, seconds)
+            del model       # else the clean model stays alive through the poisoned fit
         if defended is not None:
             hit = cached[defended]
             if hit is not None:
