@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,6 @@ class Plan:
 def protocol_backbone_defaults(protocol: Protocol, config_cls: type) -> dict[str, str]:
     """The protocol's ``backbone_options`` that ``config_cls`` has a field for (a preset written
     for LLaRA's schedule leaves a third-party backbone's own defaults alone)."""
-    from dataclasses import fields
-
     known = {f.name for f in fields(config_cls)}
     pairs = parse_options(protocol.backbone_options, f"protocol {protocol.name} backbone")
     return {key: value for key, value in pairs.items() if key in known}
