@@ -179,6 +179,17 @@ def resolve_precision(dtype: Any, device: str):
     return torch.float32, fast
 
 
+def precision_name(dtype: Any, device: Any) -> str:
+    """How a ``dtype`` option computes on a ``device`` option, as cache keys name it: an
+    explicit dtype as given; "auto" resolved there, so an "auto" that runs plain float32
+    shares float32's entries ("float32", "bfloat16" or "float32+autocast-bfloat16")."""
+    if str(dtype) != "auto":
+        return str(dtype)
+    weights, autocast = resolve_precision(dtype, resolve_device(device))
+    name = str(weights).removeprefix("torch.")
+    return f"{name}+autocast-bfloat16" if autocast else name
+
+
 def uses_autocast(model) -> bool:
     """Whether ``model`` (a loaded LM, or a peft model around one) runs under bf16 autocast."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -178,6 +178,11 @@ def test_precision_auto_follows_the_device(monkeypatch):
     assert llm.resolve_precision("auto", "cpu") == (torch.float32, False)
     assert llm.resolve_precision("auto", "cuda:0") == (torch.float32, False)
     assert llm.resolve_precision("float16", "cpu") == (torch.float16, False)  # as given
+    # cache keys name what "auto" resolved to
+    assert llm.precision_name("auto", "cpu") == "float32"
+    assert llm.precision_name("bfloat16", "cpu") == "bfloat16"
+    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
+    assert llm.precision_name("auto", "cpu") == "float32+autocast-bfloat16"
 
 
 def test_loaded_model_carries_its_precision_and_hub_kernels_stay_off(tiny_llm, monkeypatch):

@@ -179,13 +179,9 @@ class UserEncoder:
         dtype as given; "auto" resolved on this encoder's device, so an "auto" that runs in
         plain float32 (or bfloat16) shares that dtype's cache entries. The device itself is
         not in the keys."""
-        if self.dtype != "auto":
-            return self.dtype
-        from recguard.llm import resolve_device, resolve_precision
+        from recguard.llm import precision_name
 
-        weights, autocast = resolve_precision(self.dtype, resolve_device(self.device))
-        name = str(weights).removeprefix("torch.")
-        return f"{name}+autocast-bfloat16" if autocast else name
+        return precision_name(self.dtype, self.device)
 
     def cache_key(self, train: Interactions, prompts: Sequence[str] | None = None) -> dict:
         """What the matrix depends on: model, template, users' prompts, length cap, pooling."""

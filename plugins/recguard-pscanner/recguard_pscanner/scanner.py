@@ -205,13 +205,15 @@ def heldout_check(scanner, tokenizer, template, titles, vocabulary, plan: Scanne
 def cache_key(plan: ScannerPlan, seed: int) -> str:
     from dataclasses import asdict
 
-    from recguard.llm import model_identity, resolve_device
+    from recguard.llm import model_identity, precision_name, resolve_device
 
-    # the kind of device trained on, not the option's spelling: "auto" on a CPU and "cpu" agree
-    runs_on = resolve_device(plan.device).split(":")[0]
+    # what training ran on, not the options' spelling: "auto" on a CPU and "cpu" agree, and
+    # an "auto" that ran under bf16 autocast does not share a plain float32 scanner
+    resolved = {"device": resolve_device(plan.device).split(":")[0],
+                "dtype": precision_name(plan.dtype, plan.device)}
     record = {"version": CACHE_VERSION, "seed": seed,
-              "plan": {**asdict(plan), "device": runs_on,
-                       "agent": asdict(plan.agent) | {"device": runs_on} if plan.agent else None},
+              "plan": {**asdict(plan), **resolved,
+                       "agent": asdict(plan.agent) | resolved if plan.agent else None},
               "scanner": model_identity(plan.scanner_model),
               "scan_prompt": load_prompt(SCAN_PROMPT)}
     if plan.finetune and plan.augment:
