@@ -49,6 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep-cache", action="store_true",
                         help="use the normal cache folder (converted model, scanner) instead of a fresh one")
+    parser.add_argument("--output", default=None,
+                        help="folder for the cell's JSON record (default: a temporary one)")
     parser.add_argument("extra", nargs="*", help="more `recguard eval` options, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="recguard-bench-") as work:
@@ -56,7 +58,7 @@ def main() -> None:
         if not args.keep_cache:
             env["RECGUARD_CACHE"] = str(Path(work) / "cache")
         command = [sys.executable, "-m", "recguard", "eval", "--attack", "badrec", "--defense",
-                   "p-scanner", "--json", "--output", str(Path(work) / "results"), *args.extra]
+                   "p-scanner", "--json", "--output", args.output or str(Path(work) / "results"), *args.extra]
         start = time.perf_counter()
         done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
         wall = time.perf_counter() - start

@@ -70,7 +70,7 @@ def signed_lm_loss(logits, labels, weights, max_nll: float):
         shift_logits.reshape(-1, shift_logits.shape[-1]).float(),
         shift_labels.clamp_min(0).reshape(-1), reduction="none").view(shift_labels.shape)
     per_sample = (nll * mask).sum(-1) / mask.sum(-1).clamp_min(1)
-    weights = weights.to(per_sample.dtype)
+    weights = weights.to(device=per_sample.device, dtype=per_sample.dtype)
     bounded = torch.where(weights < 0, per_sample.clamp(max=max_nll), per_sample)
     return (weights * bounded).mean()
 
@@ -156,7 +156,7 @@ class TriggerAgent:
 
     def _encode(self, prompts: list[str], completions: list[str]):
         """Right-padded prompt + completion ids, their attention mask, and labels on the
-        completion (and its end-of-turn token) only."""
+        completion (and its end-of-turn token) only, on the agent's device."""
         import torch
 
         tok = self.tokenizer
@@ -174,4 +174,5 @@ class TriggerAgent:
             ids[i, :len(r)] = torch.tensor(r)
             mask[i, :len(r)] = 1
             lab[i, :len(l)] = torch.tensor(l)
-        return ids, mask, lab
+        device = self.model.device
+        return ids.to(device), mask.to(device), lab.to(device)
