@@ -117,7 +117,7 @@ def model_identity(model: str | os.PathLike | None) -> dict:
 # ---------------------------------------------------------------- loading
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "mixed")
 AUTOCAST_ATTRIBUTE = "recguard_autocast"   # set on a loaded model: run it under bf16 autocast
 
 
@@ -165,25 +165,25 @@ def bf16_is_fast(device: str) -> bool:
 def resolve_precision(dtype: Any, device: str):
     """(weights' torch dtype, run under bf16 autocast) for a ``dtype`` option on ``device``.
 
-    "auto": bfloat16 weights on a GPU that supports them; on a CPU float32 weights, run
-    under bfloat16 autocast where the CPU computes bf16 natively (about 2x faster to train
-    and answer on AMX cores), plain float32 elsewhere. An explicit dtype is taken as is,
-    without autocast."""
+    "auto": bfloat16 weights where the device computes bf16 natively (a recent GPU, a CPU
+    with AMX), plain float32 elsewhere. On this project's 2-core AMX CPU, bf16 weights fit a
+    LLaRA model faster and leaner than float32 weights under bf16 autocast (README,
+    "Speed and memory"). "mixed": float32 weights run under bf16 autocast. Any other
+    dtype is taken as is, without autocast. LoRA adapters stay float32 either way (peft)."""
     import torch
 
+    if str(dtype) == "mixed":
+        return torch.float32, True
     if str(dtype) != "auto":
         return _torch_dtype(dtype), False
-    fast = bf16_is_fast(device)
-    if device.startswith("cuda"):
-        return (torch.bfloat16 if fast else torch.float32), False
-    return torch.float32, fast
+    return (torch.bfloat16 if bf16_is_fast(device) else torch.float32), False
 
 
 def precision_name(dtype: Any, device: Any) -> str:
     """How a ``dtype`` option computes on a ``device`` option, as cache keys name it: an
     explicit dtype as given; "auto" resolved there, so an "auto" that runs plain float32
     shares float32's entries ("float32", "bfloat16" or "float32+autocast-bfloat16")."""
-    if str(dtype) != "auto":
+    if str(dtype) not in ("auto", "mixed"):
         return str(dtype)
     weights, autocast = resolve_precision(dtype, resolve_device(device))
     name = str(weights).removeprefix("torch.")

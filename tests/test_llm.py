@@ -173,7 +173,8 @@ def test_precision_auto_follows_the_device(monkeypatch):
 
     monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
     assert llm.resolve_precision("auto", "cuda:0") == (torch.bfloat16, False)
-    assert llm.resolve_precision("auto", "cpu") == (torch.float32, True)      # AMX: autocast
+    assert llm.resolve_precision("auto", "cpu") == (torch.bfloat16, False)    # AMX
+    assert llm.resolve_precision("mixed", "cpu") == (torch.float32, True)     # asked for
     monkeypatch.setattr(llm, "bf16_is_fast", lambda device: False)
     assert llm.resolve_precision("auto", "cpu") == (torch.float32, False)
     assert llm.resolve_precision("auto", "cuda:0") == (torch.float32, False)
@@ -182,7 +183,8 @@ def test_precision_auto_follows_the_device(monkeypatch):
     assert llm.precision_name("auto", "cpu") == "float32"
     assert llm.precision_name("bfloat16", "cpu") == "bfloat16"
     monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
-    assert llm.precision_name("auto", "cpu") == "float32+autocast-bfloat16"
+    assert llm.precision_name("auto", "cpu") == "bfloat16"
+    assert llm.precision_name("mixed", "cpu") == "float32+autocast-bfloat16"
 
 
 def test_loaded_model_carries_its_precision_and_hub_kernels_stay_off(tiny_llm, monkeypatch):
@@ -207,8 +209,7 @@ def test_loaded_model_carries_its_precision_and_hub_kernels_stay_off(tiny_llm, m
         return type("T", (), {"AutoTokenizer": transformers.AutoTokenizer,
                               "AutoModelForCausalLM": Auto})
     monkeypatch.setattr(llm, "_import_transformers", spy)
-    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
-    lm, _ = llm.load_causal_lm(tiny_llm, dtype="auto", device="cpu")
+    lm, _ = llm.load_causal_lm(tiny_llm, dtype="mixed", device="cpu")
     assert seen["use_kernels"] is False and seen["dtype"] == torch.float32
     assert llm.uses_autocast(lm) and next(lm.parameters()).device.type == "cpu"
     with llm.compute_context(lm):

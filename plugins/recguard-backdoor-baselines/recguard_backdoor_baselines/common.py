@@ -52,7 +52,7 @@ class LMConfig(Config):
                                     "or a local folder / hub id (recguard.llm.load_causal_lm)")
     device: str = param("auto", "where the defense's LM runs: auto, cpu, cuda, ...")
     dtype: str = param("auto", "the defense's LM dtype: auto (recguard.llm.resolve_precision), "
-                               "float32, bfloat16 or float16")
+                               "float32, bfloat16, float16 or mixed (float32 under bf16 autocast)")
     batch_size: int = param(16, "texts per forward pass of the defense's LM", low=1)
 
 

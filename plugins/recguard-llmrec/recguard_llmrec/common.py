@@ -21,9 +21,9 @@ class LLMRecConfig(Config):
     model: str | None = param(None, "causal LM: None = the packaged SmolLM2-135M-Instruct, or a "
                                     "local Hugging Face folder, or a hub id (the papers: LLaMA-7B "
                                     "/ LLaMA2-7B)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
-        "auto", "weights' dtype; auto: bfloat16 on a GPU, float32 run under bf16 autocast on a CPU "
-                "with native bf16 (AMX), plain float32 elsewhere")
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "mixed"] = param(
+        "auto", "weights' dtype; auto: bfloat16 where the device computes it natively (a GPU, "
+                "a CPU with AMX), else float32; mixed: float32 weights under bf16 autocast")
     device: str = param("auto", "cpu, cuda, cuda:1 ... or auto (cuda when there is one; the local "
                                 "rank's GPU under accelerate launch)")
     batch_size: int = param(8, "prompts per forward pass when answering", low=1)

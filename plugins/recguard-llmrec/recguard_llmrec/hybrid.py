@@ -59,14 +59,14 @@ def _hybrid_class():
             self.sparse = base.sparse
             self.weight = base.weight          # the same Parameter: ties and names unchanged
             self.first_id = int(first_id)
-            weight = base.weight
-            self.register_buffer("item_vectors",
-                                 item_vectors.to(device=weight.device, dtype=weight.dtype),
+            # float32 like the LoRA adapters: a trained projector in bf16 weights would lose
+            # most of AdamW's small updates to rounding; its output takes the LM's dtype
+            device = base.weight.device
+            self.register_buffer("item_vectors", item_vectors.to(device=device, dtype=torch.float32),
                                  persistent=False)
             hidden, d_item = base.embedding_dim, item_vectors.shape[1]
             setattr(self, PROJECTOR, nn.Sequential(nn.Linear(d_item, hidden), nn.GELU(),
-                                                   nn.Linear(hidden, hidden)).to(
-                device=weight.device, dtype=weight.dtype))
+                                                   nn.Linear(hidden, hidden)).to(device=device))
 
         def forward(self, ids):
             slots = ids >= self.first_id

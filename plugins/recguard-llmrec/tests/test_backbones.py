@@ -44,7 +44,7 @@ def context(data, samples, seed=0):
 def test_hybrid_embedding_replaces_exactly_the_slots(tiny_llm):
     import torch
 
-    lm, tokenizer = load_causal_lm(tiny_llm)
+    lm, tokenizer = load_causal_lm(tiny_llm, dtype="float32")
     base = lm.get_input_embeddings()
     tied = lm.get_output_embeddings().weight is base.weight
     vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
@@ -63,6 +63,17 @@ def test_hybrid_embedding_replaces_exactly_the_slots(tiny_llm):
     assert torch.allclose(out[slots], projected)
     out[slots].sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in emb.projector.parameters())
+
+
+def test_hybrid_projector_trains_in_float32_under_bf16_weights(tiny_llm):
+    import torch
+
+    lm, tokenizer = load_causal_lm(tiny_llm, dtype="bfloat16")
+    install_hybrid(lm, tokenizer, np.ones((3, 4), dtype=np.float32))
+    emb = lm.get_input_embeddings()
+    assert all(p.dtype == torch.float32 for p in emb.projector.parameters())
+    ids = torch.tensor([tokenizer(f"Heat {item_token(2)}", add_special_tokens=False)["input_ids"]])
+    assert emb(ids).dtype == torch.bfloat16
 
 
 def test_llara_hybrid_fit_trains_the_projector(tiny_llm, data, monkeypatch):

@@ -41,9 +41,10 @@ class LLMUserConfig(Config):
     max_tokens: int = param(1024, "prompt length cap in tokens; the oldest items are dropped", low=1)
     llm_batch_size: int = param(8, "prompts embedded at once", low=1)
     # float32 stays the default: the cached embeddings and the published numbers are float32
-    llm_dtype: Literal["auto", "float32", "bfloat16"] = param(
-        "float32", "LLM precision: bfloat16 is ~2x faster on this CPU; auto: bfloat16 on a GPU, "
-                   "float32 under bf16 autocast on a CPU with native bf16 (AMX), else float32")
+    llm_dtype: Literal["auto", "float32", "bfloat16", "mixed"] = param(
+        "float32", "LLM precision: bfloat16 is ~2x faster on this CPU; auto: bfloat16 where the "
+                   "device computes it natively (a GPU, a CPU with AMX), else float32; mixed: "
+                   "float32 weights under bf16 autocast")
     llm_device: str = param("auto", "where the LLM runs: cpu, cuda, cuda:1 ... or auto (this "
                                     "process's GPU when CUDA is available, else the CPU)")
 

@@ -64,9 +64,9 @@ class PScannerConfig(Config):
     scan_batch: int = param(16, "titles per scanner forward pass at inference", low=1)
     device: str = param("auto", "where the scanner and the agent run: auto (this process's GPU, "
                                 "else the CPU), cpu, cuda, cuda:1 ...")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
-        "auto", "scanner and agent weights (recguard.llm.resolve_precision: bfloat16 on a GPU, "
-                "float32 under bf16 autocast on an AMX CPU)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "mixed"] = param(
+        "auto", "scanner and agent weights (recguard.llm.resolve_precision: auto is bfloat16 "
+                "on a GPU or an AMX CPU; mixed: float32 under bf16 autocast)")
 
 
 def plan_of(cfg: PScannerConfig) -> ScannerPlan:
