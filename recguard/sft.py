@@ -60,16 +60,16 @@ class TrainSettings:
     shuffle: bool = True
 
 
-def load_prompt(file_name: str) -> str:
-    """The text of ``prompts/<file_name>`` of the recguard checkout."""
-    import recguard
+def load_prompt(package: str, file_name: str) -> str:
+    """The text of the prompt template ``file_name`` that the plugin ``package`` ships in
+    its ``prompts/`` folder, as package data: there in a wheel install as in a checkout."""
+    from importlib import resources
 
-    path = Path(recguard.__file__).resolve().parent.parent / "prompts" / file_name
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecguardError(f"prompt template {path} cannot be read ({exc.strerror}); "
-                            f"recguard's prompts/ folder ships with the checkout") from exc
+        return (resources.files(package) / "prompts" / file_name).read_text(encoding="utf-8")
+    except (OSError, ModuleNotFoundError) as exc:
+        raise RecguardError(f"prompt template {file_name} of {package} cannot be read ({exc}); "
+                            f"reinstall {package.replace('_', '-')}") from exc
 
 
 # ---------------------------------------------------------------- training

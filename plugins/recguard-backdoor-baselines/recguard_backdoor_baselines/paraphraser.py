@@ -23,7 +23,8 @@ QUOTES = "\"'“”‘’`"
 
 @dataclass
 class ParaphraserConfig(LMConfig):
-    prompt: str = param("paraphrase_title.txt", "the prompt template in prompts/, with {title}")
+    prompt: str = param("paraphrase_title.txt", "the prompt template in this plugin's prompts/ folder, "
+                                                "with {title}")
     max_new_tokens: int = param(32, "longest paraphrase, in tokens", low=1)
     batch_size: int = param(8, "titles per generation batch", low=1)
 
@@ -50,7 +51,7 @@ class ParaphraserFilter(AnswerFilter):
         if self.template is None:
             from recguard.sft import load_prompt
 
-            self.template = load_prompt(self.cfg.prompt)
+            self.template = load_prompt("recguard_backdoor_baselines", self.cfg.prompt)
             if "{title}" not in self.template:
                 raise RecguardError(f"paraphraser prompt {self.cfg.prompt} has no {{title}} field")
         text = self.template.format(title=title).strip()

@@ -75,7 +75,7 @@ class LLaRAConfig(LLMRecConfig):
 def llara_templates() -> list[str]:
     from recguard.sft import load_prompt
 
-    lines = [line.strip() for line in load_prompt(TEMPLATE_FILE).splitlines()]
+    lines = [line.strip() for line in load_prompt("recguard_llmrec", TEMPLATE_FILE).splitlines()]
     return [line for line in lines if line]
 
 

@@ -37,7 +37,7 @@ class TALLRecConfig(LLMRecConfig):
 def tallrec_template() -> str:
     from recguard.sft import load_prompt
 
-    return load_prompt(TEMPLATE_FILE).rstrip("\n") + "\n"  # the answer follows "### Response:\n"
+    return load_prompt("recguard_llmrec", TEMPLATE_FILE).rstrip("\n") + "\n"  # the answer follows "### Response:\n"
 
 
 def render_prompt(request: Request, catalog: Sequence[str], template: str) -> str:

@@ -1,7 +1,7 @@
 """The LLM user encoder of LoRec / LLM4Dec: one prompt per user, mean-pooled LLM states.
 
 Each user's training history, oldest first, becomes the LoRec prompt
-(``prompts/lorec_user.txt``; LoRec sec. 4, the authors' ``_load_detection_users``)::
+(``prompts/lorec_user.txt`` of this package; LoRec sec. 4, the authors' ``_load_detection_users``)::
 
     In Movie Recommendation, a user's interaction sequence is as follows:
     (Item title: A); (Item title: B). Please assess the likelihood of this user being a fraudster.
@@ -43,10 +43,10 @@ CACHE_VERSION = 1
 
 
 def default_template_path() -> Path:
-    """``prompts/lorec_user.txt`` of the recguard checkout (beside the ``recguard`` package)."""
-    import recguard
+    """``prompts/lorec_user.txt`` of this package (package data)."""
+    from importlib import resources
 
-    return Path(recguard.__file__).resolve().parent.parent / "prompts" / TEMPLATE_FILE
+    return Path(str(resources.files("recguard_lorec") / "prompts" / TEMPLATE_FILE))
 
 
 def read_template(path: str | os.PathLike | None = None) -> str:
@@ -56,7 +56,7 @@ def read_template(path: str | os.PathLike | None = None) -> str:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecguardError(f"cannot read the prompt template '{path}': {exc.strerror or exc}; "
-                            f"pass template_path= to a copy of prompts/{TEMPLATE_FILE}") from exc
+                            f"pass template_path= to a template file") from exc
     return text[:-1] if text.endswith("\n") else text
 
 
@@ -92,7 +92,7 @@ class UserEncoder:
     ``batch_size``, ``max_items`` (keep at most this many most recent items; None: all),
     ``dtype`` ("float32", "bfloat16", or "auto": `recguard.llm.resolve_precision`),
     ``device`` ("auto": this process's GPU when CUDA is available, else the CPU; "cpu",
-    "cuda", "cuda:1" ...), ``template_path`` (default ``prompts/lorec_user.txt``),
+    "cuda", "cuda:1" ...), ``template_path`` (default: this package's ``prompts/lorec_user.txt``),
     ``use_cache``.
     """
 

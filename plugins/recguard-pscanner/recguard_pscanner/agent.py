@@ -1,7 +1,7 @@
 """The trigger augmentation agent P_Phi: rewrites initial triggers (Eq. 5), learns from the scanner (Eq. 8).
 
 P_Phi is a causal LM with a LoRA adapter. `rewrite` samples t-hat = P_Phi(t-bar)
-from the rewrite prompt (``prompts/pscanner_agent.txt``). `update` takes a few
+from the rewrite prompt (``prompts/pscanner_agent.txt`` of this package). `update` takes a few
 gradient steps on Eq. 8, sum_i U_i * L(t-bar_i -> t-hat_i), with U = +1 where the
 scanner was wrong (more of those triggers) and -1 where it was right (fewer).
 
@@ -107,7 +107,7 @@ class TriggerAgent:
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
         self.model.eval()
-        self.template = load_prompt(AGENT_PROMPT)
+        self.template = load_prompt("recguard_pscanner", AGENT_PROMPT)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=settings.lr)
 

@@ -99,7 +99,7 @@ class ScanFilter(AnswerFilter):
                  notes: dict):
         super().__init__(inner)
         self.scanner, self.tokenizer = scanner, tokenizer
-        self.template = load_prompt(SCAN_PROMPT)
+        self.template = load_prompt("recguard_pscanner", SCAN_PROMPT)
         self.threshold, self.batch_size = threshold, batch_size
         self.p_yes: dict[str, float] = {}          # by title text: requests share titles
         self.notes = notes

@@ -141,7 +141,7 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
 
     started = time.perf_counter()
     scanner, tokenizer = load_causal_lm(plan.scanner_model, dtype=plan.dtype, device=plan.device)
-    template = load_prompt(SCAN_PROMPT)
+    template = load_prompt("recguard_pscanner", SCAN_PROMPT)
     vocabulary = trigger_vocabulary(tokenizer, letters=plan.script_letters)
     rounds = plan.rounds if plan.finetune else 0
     titles = benign_pool(seed, rounds * plan.n_items + plan.n_heldout)
@@ -215,9 +215,10 @@ def cache_key(plan: ScannerPlan, seed: int) -> str:
               "plan": {**asdict(plan), **resolved,
                        "agent": asdict(plan.agent) | resolved if plan.agent else None},
               "scanner": model_identity(plan.scanner_model),
-              "scan_prompt": load_prompt(SCAN_PROMPT)}
+              "scan_prompt": load_prompt("recguard_pscanner", SCAN_PROMPT)}
     if plan.finetune and plan.augment:
-        record.update(agent=model_identity(plan.agent_model), agent_prompt=load_prompt(AGENT_PROMPT))
+        record.update(agent=model_identity(plan.agent_model),
+                      agent_prompt=load_prompt("recguard_pscanner", AGENT_PROMPT))
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
