@@ -1,12 +1,16 @@
-"""Atomic file writes and the cache folder: nothing is ever half-written."""
+"""Atomic file writes, strict JSON and the cache folder: nothing is ever half-written, and
+no JSON file recguard writes or accepts holds NaN or Infinity (which JSON does not have)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from recguard.errors import RecguardError
 
 CACHE_ENV = "RECGUARD_CACHE"
 
@@ -49,4 +53,37 @@ def _jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    return atomic_write_text(path, dumps_json(obj, path))
+
+
+def dumps_json(obj: Any, path: str | os.PathLike = "JSON") -> str:
+    """Indented JSON text; a non-finite number anywhere is a RecguardError naming where."""
+    try:
+        return json.dumps(obj, indent=2, default=_jsonable, allow_nan=False) + "\n"
+    except ValueError:
+        where = nonfinite_at(json.loads(json.dumps(obj, default=_jsonable))) or "a value"
+        raise RecguardError(f"refusing to write {path}: {where} is not a finite number") from None
+
+
+def nonfinite_at(obj: Any, where: str = "") -> str | None:
+    """The path (``metrics.clean.HR@10.mean``) of the first NaN or infinity in ``obj``, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "the value")
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        found = nonfinite_at(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that refuses NaN / Infinity and too deep nesting (ValueError either way)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
