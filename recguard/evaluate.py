@@ -331,6 +331,17 @@ class CellRunner:
             pass  # a read-only cache folder costs speed, not correctness
 
 
+def planned_spec(plan: Plan) -> dict:
+    """The parts of a record's spec known before the run: the components and the protocol."""
+    return {
+        "backbone": {"name": plan.backbone.name, "config": plan.backbone.resolved_config(plan.protocol)},
+        "attack": {"name": plan.attack.name, "config": plan.attack.resolved_config(plan.protocol),
+                   "knowledge": plan.attack.knowledge},
+        "defense": {"name": plan.defense.name, "config": plan.defense.resolved_config(plan.protocol)},
+        "protocol": plan.protocol.to_dict(),
+    }
+
+
 def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = True,
              fitted=None) -> dict:
     """Run every seed of a planned cell and return its result record. ``fitted``: a
@@ -380,11 +391,7 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
                         "path": str(plan.data_path) if plan.data_path else None,
                         "options": plan.dataset_config.to_dict(), "fingerprint": fingerprint,
                         "stats": raw.summary()},
-            "backbone": {"name": plan.backbone.name, "config": plan.backbone.resolved_config(plan.protocol)},
-            "attack": {"name": plan.attack.name, "config": plan.attack.resolved_config(plan.protocol),
-                       "knowledge": plan.attack.knowledge},
-            "defense": {"name": plan.defense.name, "config": plan.defense.resolved_config(plan.protocol)},
-            "protocol": plan.protocol.to_dict(),
+            **planned_spec(plan),
             "seeds": list(spec.seeds),
             "targets": {str(seed): [str(data.item_ids[t]) for t in out["targets"]]
                         for seed, out in zip(spec.seeds, outputs)},

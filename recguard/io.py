@@ -23,6 +23,23 @@ def cache_dir() -> Path:
     return Path(base) / "recguard"
 
 
+def check_writable(path: str | os.PathLike, what: str, folder: bool = True) -> Path:
+    """Refuse, before any work is done, an output ``path`` (a folder, else a file) that could
+    not be written: its nearest existing ancestor must be a folder we may write in."""
+    path = Path(path)
+    if path.exists() and folder != path.is_dir():
+        raise RecguardError(f"{what} '{path}' is a {'file' if folder else 'folder'}, "
+                            f"not a {'folder' if folder else 'file'}")
+    target = path if folder else path.parent
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if not target.is_dir():
+        raise RecguardError(f"{what} '{path}': '{target}' is a file, not a folder")
+    if not os.access(target, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise RecguardError(f"{what} '{path}': no permission to write there")
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)

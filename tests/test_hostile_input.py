@@ -42,3 +42,89 @@ def test_a_record_with_nan_is_neither_written_nor_read(tmp_path):
     bad.write_text(json.dumps(minimal_record()).replace('"budget": 0.03', '"budget": NaN'))
     with pytest.raises(RecguardError, match="NaN is not a JSON number"):
         read_record(bad)
+
+
+# ---------------------------------------------------------------- 7. no tracebacks
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seeds", "99999999999999999999"], "--seeds '99999999999999999999': a seed is at most 4294967295"),
+    (["--seeds", "0-5000"], "--seeds '0-5000': more than 1000 seeds"),
+    (["--metrics", ","], "metrics is empty: give at least one"),
+    (["--metrics", ""], "metrics is empty: give at least one"),
+])
+def test_seeds_and_metrics_that_crashed(args, fragment, capsys, tmp_path):
+    code, _, err = run_main(["eval", "--quiet", "--output", str(tmp_path), *args], capsys)
+    assert code == 2
+    assert_one_line_error(code, err, fragment)
+
+
+def test_show_a_folder(tmp_path, capsys):
+    code, _, err = run_main(["show", str(tmp_path)], capsys)
+    assert code == 2
+    assert_one_line_error(code, err, f"'{tmp_path}' is a folder; give the record files in it")
+
+
+def test_unwritable_output_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    import recguard.evaluate
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the cell ran")
+
+    monkeypatch.setattr(recguard.evaluate, "run_cell", no_run)
+    (tmp_path / "file").write_text("")
+    code, _, err = run_main(["eval", "-q", "--seeds", "0", "--output", str(tmp_path / "file" / "out")],
+                            capsys)
+    assert code == 2
+    assert_one_line_error(code, err, f"--output '{tmp_path}/file/out': '{tmp_path}/file' is a file")
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root may write anywhere")
+def test_read_only_output_is_refused(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _, err = run_main(["eval", "-q", "--seeds", "0", "--output", str(locked / "out")], capsys)
+    assert_one_line_error(code, err, "no permission to write there")
+
+
+def test_eval_leaderboard_refuses_an_existing_entry_before_the_run(tmp_path, capsys, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    import recguard.evaluate
+
+    monkeypatch.setattr(recguard.evaluate, "run_cell", lambda *a, **k: pytest.fail("the cell ran"))
+    committed = Path(__file__).parent.parent / "leaderboards" / "ml-100k_apt_mf_average_apt_931b994a.json"
+    shutil.copy(committed, tmp_path)
+    code, _, err = run_main(["eval", "-q", "--defense", "apt", "--leaderboard", str(tmp_path),
+                             "--submitter", "recguard maintainers", "--paper", "none",
+                             "--code", "https://example.org/code", "--output", str(tmp_path / "out")],
+                            capsys)
+    assert code == 2
+    assert_one_line_error(code, err, "ml-100k_apt_mf_average_apt_931b994a.json already holds this "
+                                     "cell's entry (the same seeds and submitter); remove it first")
+    assert "pass --replace" not in err
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("recguard.plugins.get_host", broken)
+    monkeypatch.setattr("recguard.cli._add_plugin_commands", lambda: None)
+    code, _, err = run_main(["list"], capsys)
+    assert code == 1
+    assert_one_line_error(code, err, "error: internal error: ZeroDivisionError: division by zero "
+                                     "(rerun as `recguard --debug ...` for the traceback)")
+    with pytest.raises(ZeroDivisionError):
+        run_main(["--debug", "list"], capsys)
+
+
+def test_ctrl_c_exits_130_without_a_blank_line(capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("recguard.plugins.get_host", interrupted)
+    monkeypatch.setattr("recguard.cli._add_plugin_commands", lambda: None)
+    code, _, err = run_main(["list"], capsys)
+    assert code == 130
+    assert err == "interrupted\n"

@@ -34,7 +34,7 @@ def make_submitter(submitter, paper, code, contact):
     return Submitter(submitter, paper, code, contact).check()
 
 
-def add_entry(records: list[dict], submitter, folder: str, replace: bool = False):
+def add_entry(records: list[dict], submitter, folder: str, replace: bool = False, **how):
     """Build, validate against the installed plugins and write one entry; returns its path."""
     from recguard.leaderboard.entry import build_entry, validate_entry, write_entry
     from recguard.plugins import get_host
@@ -43,7 +43,7 @@ def add_entry(records: list[dict], submitter, folder: str, replace: bool = False
     problems = validate_entry(entry, get_host())
     if problems:
         raise RecguardError(f"not added: {problems[0]}")
-    return write_entry(entry, folder, replace)
+    return write_entry(entry, folder, replace, **how)
 
 
 @click.group("leaderboard")
@@ -58,9 +58,11 @@ def leaderboard_group():
 @click.option("--replace", is_flag=True, help="overwrite an entry of the same cell, seeds and submitter")
 def add_command(records, submitter, paper, code, contact, folder, replace):
     """Aggregate result records of one cell (any seeds) into an entry and write it."""
+    from recguard.io import check_writable
     from recguard.records import read_record
 
     who = make_submitter(submitter, paper, code, contact)
+    check_writable(folder, "--dir")
     path = add_entry([read_record(p) for p in records], who, folder, replace)
     click.echo(f"added {path}")
 
@@ -110,11 +112,14 @@ def render_command(folder, readme):
     import os
     from pathlib import Path
 
-    from recguard.io import atomic_write_text
+    from recguard.io import atomic_write_text, check_writable
     from recguard.leaderboard.board import load_boards
     from recguard.leaderboard.render import markdown, rendered_files, splice_markdown
     from recguard.plugins import get_host
 
+    check_writable(folder, "--dir")
+    if readme:
+        check_writable(readme, "--readme", folder=False)
     boards = load_boards(folder, get_host())
     # in-repository code links are relative to the repository root: the folder's parent
     root = os.path.relpath(Path(folder).resolve().parent, Path(folder).resolve()) + "/"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from recguard.errors import RecguardError, did_you_mean
-from recguard.io import atomic_write_json
+from recguard.io import atomic_write_json, loads_json
 from recguard.records import aggregate, validate_record
 
 ENTRY_SCHEMA_VERSION = 1
@@ -158,12 +158,35 @@ def entry_id(entry: dict) -> str:
     return "_".join(p.replace("/", "-") for p in parts)
 
 
-def write_entry(entry: dict, folder: str | os.PathLike, replace: bool = False) -> Path:
+def write_entry(entry: dict, folder: str | os.PathLike, replace: bool = False,
+                how_to_replace: str = "pass --replace to overwrite it") -> Path:
     path = Path(folder) / f"{entry_id(entry)}.json"
     if path.exists() and not replace:
         raise RecguardError(f"{path} already exists (the same cell, seeds and submitter); "
-                            f"pass --replace to overwrite it")
+                            f"{how_to_replace}")
     return atomic_write_json(path, entry)
+
+
+def find_planned_entry(folder: str | os.PathLike, dataset: str, planned: dict, seeds: list[int],
+                       submitter: str) -> Path | None:
+    """The entry in ``folder`` that a run of this cell would write over, found before the run:
+    same dataset, components, protocol, seeds and submitter (the data's fingerprint, known only
+    once it is loaded, is not compared)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.json")):
+        try:
+            entry = loads_json(path.read_text(encoding="utf-8"))
+            spec = entry["record"]["spec"]
+            same = (entry["submitter"]["name"] == submitter and spec["seeds"] == list(seeds)
+                    and spec["dataset"].get("registry_name", spec["dataset"]["name"]) == dataset
+                    and all(_comparable(spec[k]) == _comparable(v) for k, v in planned.items()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            continue   # not an entry: `leaderboard validate` reports it
+        if same:
+            return path
+    return None
 
 
 def read_entry(path: str | os.PathLike, host=None) -> dict:
