@@ -67,7 +67,7 @@ def build_config(config_cls: type, overrides: dict[str, Any], what: str) -> Any:
 def coerce(raw: Any, hint: Any, what: str) -> Any:
     """Convert a string to the type ``hint`` names (int, float, bool, str, Optional, tuple, list)."""
     if not isinstance(raw, str):
-        return raw
+        return _check_type(raw, hint, what)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -106,6 +106,22 @@ def coerce(raw: Any, hint: Any, what: str) -> Any:
     except ValueError:
         raise RecguardError(f"{what}: expected {hint.__name__}, got {raw!r}") from None
     raise RecguardError(f"{what}: cannot parse a value of type {hint}")
+
+
+def _check_type(value: Any, hint: Any, what: str) -> Any:
+    """A typed value (from JSON, a record, code) of a plain type must be of that type; an
+    int passes as a float. The items of a list or tuple are checked, the value is kept."""
+    if typing.get_origin(hint) in (tuple, list) and isinstance(value, (tuple, list)):
+        item_type = (typing.get_args(hint) or (Any,))[0]
+        for item in value:
+            _check_type(item, item_type, what)
+        return value
+    expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)
+    if expected is None or value is None and hint is not bool:
+        return value
+    if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
+        raise RecguardError(f"{what}: expected {hint.__name__}, got {value!r}")
+    return value
 
 
 def check_field(f: dataclasses.Field, value: Any, what: str) -> None:

@@ -128,3 +128,87 @@ def test_ctrl_c_exits_130_without_a_blank_line(capsys, monkeypatch):
     code, _, err = run_main(["list"], capsys)
     assert code == 130
     assert err == "interrupted\n"
+
+
+# ---------------------------------------------------------------- 5. leaderboard entries
+
+COMMITTED = __import__("pathlib").Path(__file__).parent.parent / "leaderboards"
+APT_ENTRY = "ml-100k_apt_mf_average_apt_931b994a.json"
+
+
+def committed_entry(name=APT_ENTRY) -> dict:
+    return json.loads((COMMITTED / name).read_text())
+
+
+def set_metric(entry, condition, metric, value):
+    seeds = entry["record"]["spec"]["seeds"]
+    entry["record"]["metrics"][condition][metric] = {"mean": value, "std": 0.0,
+                                                     "per_seed": [value] * len(seeds)}
+    return entry
+
+
+def validate_file(tmp_path, capsys, text, name="entry.json"):
+    path = tmp_path / name
+    path.write_text(text if isinstance(text, str) else json.dumps(text))
+    return run_main(["leaderboard", "validate", str(path)], capsys)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda e: set_metric(e, "attacked+defense", "T-HR@50", -5.0),
+     "attacked+defense T-HR@50 mean: -5 is outside [0, 1]"),
+    (lambda e: set_metric(e, "clean", "HR@50", 1e308), "clean HR@50 mean: 1e+308 is outside [0, 1]"),
+    (lambda e: set_metric(e, "clean", "HR@50", "0.3"), "mean, std and per_seed must be numbers"),
+    (lambda e: e | {"padding": "x" * 100}, "unknown fields 'padding'; an entry holds"),
+    (lambda e: e | {"submitter": e["submitter"] | {"name": "n" * 500}},
+     "submitter.name is 500 characters long; at most 100"),
+    (lambda e: e["record"]["spec"]["protocol"].update(budget="lots") or e,
+     "spec.protocol option budget: expected float, got 'lots'"),
+    (lambda e: e["record"]["spec"]["protocol"].update(budget=-1) or e,
+     "spec.protocol option budget: -1 is outside (0, 1)"),
+])
+def test_out_of_range_and_malformed_entries_do_not_validate(edit, fragment, tmp_path, capsys):
+    code, out, err = validate_file(tmp_path, capsys, edit(committed_entry()))
+    assert code == 1 and "0 of 1 entries valid" in out
+    assert "Traceback" not in err
+    assert fragment in err, err
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[" * 100_000 + "]" * 100_000, "not a JSON file (nested too deeply)"),
+    ('{"entry_schema_version": NaN}', "not a JSON file (NaN is not a JSON number)"),
+    (" " * 1_000_001, "an entry is at most 1000000"),
+])
+def test_hostile_json_files(text, fragment, tmp_path, capsys):
+    code, _, err = validate_file(tmp_path, capsys, text)
+    assert code == 1 and "Traceback" not in err
+    assert fragment in err, err
+
+
+def test_a_copy_under_another_name_is_refused(tmp_path, capsys):
+    import shutil
+
+    shutil.copy(COMMITTED / APT_ENTRY, tmp_path)
+    copy = committed_entry()
+    copy["submitter"]["name"] = "Someone Else"
+    copy["submitted_at"] = "2030-01-01T00:00:00+00:00"
+    (tmp_path / "copy.json").write_text(json.dumps(copy))
+    code, out, err = run_main(["leaderboard", "validate", "--dir", str(tmp_path)], capsys)
+    assert code == 1 and "1 of 2 entries valid" in out
+    assert err.strip() == (f"{tmp_path}/copy.json: the same cell, seeds and numbers as {APT_ENTRY} "
+                           f"(submitted by 'recguard maintainers'): a copy is not a new result")
+    code, _, err = run_main(["leaderboard", "show", "--dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert_one_line_error(code, err, "copy.json: the same cell, seeds and numbers as")
+
+
+def test_leaderboard_add_refuses_a_copy_under_another_name(tmp_path):
+    import shutil
+
+    from recguard.cli.leaderboard_cmd import _refuse_a_copy
+
+    shutil.copy(COMMITTED / APT_ENTRY, tmp_path)
+    copy = committed_entry()
+    copy["submitter"]["name"] = "Someone Else"
+    with pytest.raises(RecguardError, match=f"not added: the same cell, seeds and numbers as {APT_ENTRY}"):
+        _refuse_a_copy(copy, str(tmp_path))
+    _refuse_a_copy(committed_entry(), str(tmp_path))   # the same file again: --replace decides

@@ -43,7 +43,26 @@ def add_entry(records: list[dict], submitter, folder: str, replace: bool = False
     problems = validate_entry(entry, get_host())
     if problems:
         raise RecguardError(f"not added: {problems[0]}")
+    _refuse_a_copy(entry, folder)
     return write_entry(entry, folder, replace, **how)
+
+
+def _refuse_a_copy(entry: dict, folder: str) -> None:
+    """An entry whose numbers another file of ``folder`` already holds (under another name)."""
+    from pathlib import Path
+
+    from recguard.leaderboard.board import entry_files
+    from recguard.leaderboard.entry import duplicate_problems, entry_id, load_and_check
+
+    if not Path(folder).is_dir():
+        return
+    mine = Path(folder) / f"{entry_id(entry)}.json"
+    others = [(p, e) for p in entry_files([folder]) if p != mine
+              for e, problems in [load_and_check(p)] if not problems]
+    # "~" sorts after every ISO time: the new entry is the later one, the copy
+    problem = duplicate_problems(others + [(mine, dict(entry, submitted_at="~"))]).get(mine)
+    if problem:
+        raise RecguardError(f"not added: {problem}")
 
 
 @click.group("leaderboard")
@@ -143,14 +162,17 @@ def render_command(folder, readme):
 def validate_command(files, folder):
     """Check entries: schema, internal consistency, provenance, known components."""
     from recguard.leaderboard.board import entry_files
-    from recguard.leaderboard.entry import load_and_check
+    from recguard.leaderboard.entry import duplicate_problems, load_and_check
     from recguard.plugins import get_host
 
     paths = entry_files(files or [folder])
     host = get_host()
+    checked = {path: load_and_check(path, host) for path in paths}
+    copies = duplicate_problems([(path, entry) for path, (entry, problems) in checked.items()
+                                 if not problems])
     failed = 0
     for path in paths:
-        _, problems = load_and_check(path, host)
+        problems = checked[path][1] + ([copies[path]] if path in copies else [])
         if problems:
             failed += 1
             for problem in problems:

@@ -184,13 +184,15 @@ def load_boards(folder: str | os.PathLike, host=None, dataset: str | None = None
                 backbone: str | None = None, attack: str | None = None,
                 protocol: str | None = None) -> list[Board]:
     """Every valid entry of ``folder`` (an invalid one is an error naming it), filtered."""
-    from recguard.leaderboard.entry import read_entry
+    from recguard.leaderboard.entry import duplicate_problems, read_entry
 
+    every = [(path, read_entry(path, host)) for path in entry_files([folder])]
+    for path, problem in sorted(duplicate_problems(every).items()):
+        raise RecguardError(f"{path}: {problem}")
     entries = []
-    for path in entry_files([folder]):
-        entry = read_entry(path, host)
+    wanted = {"dataset": dataset, "backbone": backbone, "attack": attack, "protocol": protocol}
+    for path, entry in every:
         spec = entry["record"]["spec"]
-        wanted = {"dataset": dataset, "backbone": backbone, "attack": attack, "protocol": protocol}
         if all(value is None or spec[part]["name"] == value for part, value in wanted.items()):
             entries.append((path.name, entry))
     return build_boards(entries)
