@@ -11,6 +11,17 @@ from tests.test_cli import assert_one_line_error, run_main
 from tests.test_records import minimal_record
 
 
+@pytest.fixture
+def no_run(monkeypatch):
+    """Bad input is refused before any work: running the cell fails the test."""
+    import recguard.evaluate
+
+    def ran(*args, **kwargs):
+        pytest.fail("the cell ran")
+
+    monkeypatch.setattr(recguard.evaluate, "run_cell", ran)
+
+
 # ---------------------------------------------------------------- 1. non-finite numbers
 
 @pytest.mark.parametrize("args, fragment", [
@@ -22,7 +33,7 @@ from tests.test_records import minimal_record
     (["--protocol-opt", "valid_fraction=nan"], "protocol option valid_fraction: nan is not a finite"),
     (["--protocol-opt", "split_ratios=0.5,nan,0.5"], "protocol option split_ratios: nan is not"),
 ])
-def test_non_finite_options_are_refused(args, fragment, capsys, tmp_path):
+def test_non_finite_options_are_refused(args, fragment, capsys, tmp_path, no_run):
     code, _, err = run_main(["eval", "--quiet", "--seeds", "0", "--output", str(tmp_path), *args],
                             capsys)
     assert code == 2
@@ -52,7 +63,7 @@ def test_a_record_with_nan_is_neither_written_nor_read(tmp_path):
     (["--metrics", ","], "metrics is empty: give at least one"),
     (["--metrics", ""], "metrics is empty: give at least one"),
 ])
-def test_seeds_and_metrics_that_crashed(args, fragment, capsys, tmp_path):
+def test_seeds_and_metrics_that_crashed(args, fragment, capsys, tmp_path, no_run):
     code, _, err = run_main(["eval", "--quiet", "--output", str(tmp_path), *args], capsys)
     assert code == 2
     assert_one_line_error(code, err, fragment)
@@ -64,13 +75,7 @@ def test_show_a_folder(tmp_path, capsys):
     assert_one_line_error(code, err, f"'{tmp_path}' is a folder; give the record files in it")
 
 
-def test_unwritable_output_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
-    import recguard.evaluate
-
-    def no_run(*args, **kwargs):
-        raise AssertionError("the cell ran")
-
-    monkeypatch.setattr(recguard.evaluate, "run_cell", no_run)
+def test_unwritable_output_is_refused_before_the_run(tmp_path, capsys, no_run):
     (tmp_path / "file").write_text("")
     code, _, err = run_main(["eval", "-q", "--seeds", "0", "--output", str(tmp_path / "file" / "out")],
                             capsys)
@@ -86,13 +91,10 @@ def test_read_only_output_is_refused(tmp_path, capsys):
     assert_one_line_error(code, err, "no permission to write there")
 
 
-def test_eval_leaderboard_refuses_an_existing_entry_before_the_run(tmp_path, capsys, monkeypatch):
+def test_eval_leaderboard_refuses_an_existing_entry_before_the_run(tmp_path, capsys, no_run):
     import shutil
     from pathlib import Path
 
-    import recguard.evaluate
-
-    monkeypatch.setattr(recguard.evaluate, "run_cell", lambda *a, **k: pytest.fail("the cell ran"))
     committed = Path(__file__).parent.parent / "leaderboards" / "ml-100k_apt_mf_average_apt_931b994a.json"
     shutil.copy(committed, tmp_path)
     code, _, err = run_main(["eval", "-q", "--defense", "apt", "--leaderboard", str(tmp_path),
@@ -212,3 +214,39 @@ def test_leaderboard_add_refuses_a_copy_under_another_name(tmp_path):
     with pytest.raises(RecguardError, match=f"not added: the same cell, seeds and numbers as {APT_ENTRY}"):
         _refuse_a_copy(copy, str(tmp_path))
     _refuse_a_copy(committed_entry(), str(tmp_path))   # the same file again: --replace decides
+
+
+# ---------------------------------------------------------------- 6. submitter text
+
+HOSTILE = "<img src=x onerror=alert(1)> [x](javascript:alert(1)) \x1b[31mred\x1b[0m | *"
+
+
+def hostile_folder(tmp_path):
+    entry = committed_entry()
+    entry["submitter"]["name"] = HOSTILE
+    entry["record"]["spec"]["dataset"]["name"] = "ml-100k<script>alert(1)</script>"
+    folder = tmp_path / "boards"
+    folder.mkdir()
+    (folder / APT_ENTRY).write_text(json.dumps(entry))
+    return folder
+
+
+def test_rendered_markdown_holds_no_raw_html_from_an_entry(tmp_path, capsys):
+    folder = hostile_folder(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n")
+    code, _, err = run_main(["leaderboard", "render", "--dir", str(folder), "--readme", str(readme)],
+                            capsys)
+    assert code == 0, err
+    for text in ((folder / "LEADERBOARD.md").read_text(), readme.read_text()):
+        assert "<img" not in text and "<script" not in text and "\x1b" not in text
+        assert "&lt;img src=x onerror=alert\\(1\\)&gt; \\[x\\]\\(javascript:alert\\(1\\)\\)" in text
+        assert "### ml-100k&lt;script&gt;alert\\(1\\)&lt;/script&gt; · apt" in text
+    assert "<img" not in (folder / "index.html").read_text()
+
+
+def test_leaderboard_show_writes_no_escape_sequence(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")   # the submitter's column unwrapped
+    code, out, err = run_main(["leaderboard", "show", "--dir", str(hostile_folder(tmp_path))], capsys)
+    assert code == 0, err
+    assert "\x1b" not in out and "[31mred" in out

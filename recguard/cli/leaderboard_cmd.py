@@ -111,10 +111,10 @@ def show_command(folder, dataset, backbone, attack, protocol):
         return
     compact = console.width < 120   # means only, so the table fits an 80-column terminal
     for board in boards:
-        table = Table(title=board.title, title_justify="left", title_style="bold",
+        table = Table(title=escape(board.title), title_justify="left", title_style="bold",
                       box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
         for i, column in enumerate(columns(board)):
-            table.add_column(column, justify="left" if i in (1, 9) else "right", no_wrap=i != 9)
+            table.add_column(escape(column), justify="left" if i in (1, 9) else "right", no_wrap=i != 9)
         for rank, row in enumerate(board.rows, 1):
             text = [escape(t) for t in cells(rank, row, with_std=not compact)]
             table.add_row(*text, style="red" if row.defense == NO_DEFENSE else None)

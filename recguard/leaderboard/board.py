@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +24,16 @@ from typing import Iterable
 from recguard.errors import RecguardError
 
 NO_DEFENSE = "none"
+
+
+def plain(text: str) -> str:
+    """``text`` without control or format characters (ANSI escapes, bidi overrides, zero-width
+    characters): what an entry says is shown, never acted on by a terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    kept = (" " if c in "\t\n\r" else c for c in text)
+    return "".join(c for c in kept if unicodedata.category(c) not in ("Cc", "Cf"))
 
 
 @dataclass
@@ -73,8 +84,8 @@ class Board:
     @property
     def title(self) -> str:
         variant = f" · variant {self.variant}" if self.variant else ""
-        return (f"{self.dataset} · {self.protocol} · {self.backbone} · attack {self.attack} "
-                f"· budget {self.budget:g}{variant}")
+        return plain(f"{self.dataset} · {self.protocol} · {self.backbone} · attack {self.attack} "
+                     f"· budget {self.budget:g}{variant}")
 
 
 def headline_metrics(record: dict) -> tuple[str, str]:
