@@ -250,3 +250,60 @@ def test_leaderboard_show_writes_no_escape_sequence(tmp_path, capsys, monkeypatc
     code, out, err = run_main(["leaderboard", "show", "--dir", str(hostile_folder(tmp_path))], capsys)
     assert code == 0, err
     assert "\x1b" not in out and "[31mred" in out
+
+
+# ---------------------------------------------------------------- 2-4. data files
+
+def load_csv_text(tmp_path, text, name="ratings.csv", **kwargs):
+    from recguard.data import loaders
+
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return loaders.load_csv(path, **kwargs)
+
+
+def test_csv_columns_are_read_by_header_name(tmp_path):
+    data = load_csv_text(tmp_path, "user_id,item_id,timestamp,rating\n1,a,100,5\n1,b,200,4\n2,a,300,2\n")
+    assert data.rating.tolist() == [5, 4, 2] and data.timestamp.tolist() == [100, 200, 300]
+    swapped = load_csv_text(tmp_path, "item,user\na,1\nb,1\na,2\n")
+    assert (swapped.n_users, swapped.n_items) == (2, 2)
+
+
+def test_csv_quoting(tmp_path):
+    data = load_csv_text(tmp_path, 'user,item,rating\n"Doe, J.","Item ""A""",5\n"Doe, J.",b,4\nx,b,"3"\n')
+    assert data.n_users == 2 and data.rating.tolist() == [5, 4, 3]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("user,item,when\n1,2,3\n", "ratings.csv:1: the header's column 'when' is none of user, item"),
+    ("user,uid,rating\n1,2,3\n", "ratings.csv:1: the header names the user twice ('user' and 'uid')"),
+    ("user,rating\n1,2\n", "ratings.csv:1: the header has no item column"),
+    ('user,item\n1,"2\n3,4\n', "ratings.csv:2: unexpected end of data (a quote left open?)"),
+    ("user,item,rating\n1,2,0\n1,3,4\n", "ratings.csv:2: rating '0' is not positive"),
+    ("1,2,-1\n1,3,-4\n", "ratings.csv:1: rating '-1' is not positive"),
+    (b"user,item\n1,2\n1,caf\xe9\n", "ratings.csv:3: byte 0xe9 (column 6) is not valid utf-8"),
+])
+def test_data_files_that_were_misread(text, fragment, tmp_path, capsys):
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    code, _, err = run_main(["eval", "-q", "--seeds", "0", "--dataset", "csv", "--data-path", str(path),
+                             "--output", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert_one_line_error(code, err, fragment)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('item,text\na,"Alpha\nb,Beta\nc,Gamma\n', "items.csv:2: unexpected end of data (a quote left open?)"),
+    ('item,text\na,"Alpha\nb,Beta"\nc,Gamma\n', "items.csv:2: a quoted field runs over lines 2-3"),
+    (b"item,text\na,Alpha\nb,Caf\xe9\n", "items.csv:3: byte 0xe9 (column 6) is not valid utf-8"),
+])
+def test_item_text_is_read_strictly(text, fragment, tmp_path):
+    items = tmp_path / "items.csv"
+    items.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(RecguardError, match=__import__("re").escape(fragment)):
+        load_csv_text(tmp_path, "1,a\n1,b\n2,c\n", item_text=items)
+
+
+def test_header_problems_name_the_header_line(tmp_path):
+    with pytest.raises(RecguardError, match=r"ratings.csv:3: the header's column 'score2' is none of"):
+        load_csv_text(tmp_path, "\n\nuser,item,score2\n1,2,3\n")
