@@ -307,3 +307,71 @@ def test_item_text_is_read_strictly(text, fragment, tmp_path):
 def test_header_problems_name_the_header_line(tmp_path):
     with pytest.raises(RecguardError, match=r"ratings.csv:3: the header's column 'score2' is none of"):
         load_csv_text(tmp_path, "\n\nuser,item,score2\n1,2,3\n")
+
+
+# ---------------------------------------------------------------- 8. smaller
+
+def test_a_budget_of_no_fake_user_is_refused():
+    from recguard.evaluate import fake_users
+
+    assert fake_users(0.03, 943) == 28
+    with pytest.raises(RecguardError, match="budget 1e-09 is 9.4e-07 fake users for 943 genuine users; "
+                                            "one fake user needs a budget of at least 0.00053"):
+        fake_users(1e-9, 943)
+
+
+def test_split_ratios_are_checked_whatever_the_split(capsys, tmp_path, no_run):
+    code, _, err = run_main(["eval", "-q", "--protocol", "apt", "--protocol-opt", "split_ratios=0.5,0.6",
+                             "--output", str(tmp_path)], capsys)
+    assert_one_line_error(code, err, "split_ratios must be three shares summing to 1, got (0.5, 0.6)")
+
+
+def test_files_are_written_with_the_umask_and_keep_their_mode(tmp_path):
+    import os
+    import stat
+
+    from recguard.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        new = atomic_write_text(tmp_path / "new.md", "x")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        kept = tmp_path / "README.md"
+        kept.write_text("old")
+        kept.chmod(0o664)
+        atomic_write_text(kept, "new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o664 and kept.read_text() == "new"
+    finally:
+        os.umask(old)
+
+
+def test_render_readme_keeps_its_mode(tmp_path, capsys):
+    import shutil
+    import stat
+
+    folder = tmp_path / "boards"
+    folder.mkdir()
+    shutil.copy(COMMITTED / APT_ENTRY, folder)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n")
+    readme.chmod(0o644)
+    code, _, err = run_main(["leaderboard", "render", "--dir", str(folder), "--readme", str(readme)], capsys)
+    assert code == 0, err
+    assert stat.S_IMODE(readme.stat().st_mode) == 0o644
+    assert stat.S_IMODE((folder / "LEADERBOARD.md").stat().st_mode) != 0o600
+
+
+def test_plugin_new_refuses_a_doubled_prefix(tmp_path, capsys):
+    code, _, err = run_main(["plugin", "new", "recguard-foo", "--kind", "attack", "--dir", str(tmp_path)],
+                            capsys)
+    assert code == 2
+    assert_one_line_error(code, err, "`recguard plugin new foo` makes the package recguard-foo")
+    assert not list(tmp_path.iterdir())
+
+
+def test_leaderboard_show_outside_a_checkout(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["leaderboard", "show"], capsys)
+    assert code == 2
+    assert_one_line_error(code, err, "no leaderboard folder 'leaderboards' here: the boards are the "
+                                     "leaderboards/ folder of a recguard checkout")

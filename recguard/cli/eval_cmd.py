@@ -125,6 +125,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
 
     console = Console()
     render_record(record, console)
-    console.print(f"[dim]record: {path}[/]")
+    # soft_wrap: a path is never broken across lines, whatever the width (piped output: 80)
+    console.print(f"[dim]record: {path}[/]", soft_wrap=True)
     if entry_path:
-        console.print(f"[dim]leaderboard entry: {entry_path}[/]")
+        console.print(f"[dim]leaderboard entry: {entry_path}[/]", soft_wrap=True)

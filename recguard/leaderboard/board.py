@@ -197,6 +197,9 @@ def load_boards(folder: str | os.PathLike, host=None, dataset: str | None = None
     """Every valid entry of ``folder`` (an invalid one is an error naming it), filtered."""
     from recguard.leaderboard.entry import duplicate_problems, read_entry
 
+    if not Path(folder).is_dir():
+        raise RecguardError(f"no leaderboard folder '{folder}' here: the boards are the leaderboards/ "
+                            f"folder of a recguard checkout; run there or pass --dir FOLDER")
     every = [(path, read_entry(path, host)) for path in entry_files([folder])]
     for path, problem in sorted(duplicate_problems(every).items()):
         raise RecguardError(f"{path}: {problem}")
