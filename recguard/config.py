@@ -111,13 +111,23 @@ def coerce(raw: Any, hint: Any, what: str) -> Any:
 def _check_type(value: Any, hint: Any, what: str) -> Any:
     """A typed value (from JSON, a record, code) of a plain type must be of that type; an
     int passes as a float. The items of a list or tuple are checked, the value is kept."""
-    if typing.get_origin(hint) in (tuple, list) and isinstance(value, (tuple, list)):
-        item_type = (typing.get_args(hint) or (Any,))[0]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return value
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(value, option, what)
+            except RecguardError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin in (tuple, list) and isinstance(value, (tuple, list)):
         for item in value:
-            _check_type(item, item_type, what)
+            _check_type(item, (args or (Any,))[0], what)
         return value
     expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)
-    if expected is None or value is None and hint is not bool:
+    if expected is None:
         return value
     if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
         raise RecguardError(f"{what}: expected {hint.__name__}, got {value!r}")

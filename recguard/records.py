@@ -155,7 +155,7 @@ def validate_record(record: Any) -> list[str]:
             isinstance(s, int) and not isinstance(s, bool) for s in spec.get("seeds", [])):
         problems.append("spec.seeds must be a list of integers")
     problems += [f"spec.{k}.name must be a string" for k in SPEC_KEYS[:5]
-                 if k in spec and not isinstance(spec[k].get("name"), str)]
+                 if isinstance(spec.get(k), dict) and not isinstance(spec[k].get("name"), str)]
     if not isinstance(spec.get("targets", {}), dict):
         problems.append("spec.targets must be an object")
     if problems:

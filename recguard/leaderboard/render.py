@@ -115,8 +115,8 @@ def _section(board: Board, root: str) -> str:
     for rank, row in enumerate(board.rows, 1):
         text = cells(rank, row)
         tds = [f"<td>{e(t)}</td>" for t in text[:-1]]
-        tds.append(f'<td><a href="{e(code_href(row.code, root), quote=True)}" title="{e(row.paper, quote=True)}">'
-                   f"{e(row.submitter)}</a></td>")
+        tds.append(f'<td><a href="{e(code_href(row.code, root), quote=True)}" '
+                   f'title="{e(plain(row.paper), quote=True)}">{e(text[-1])}</a></td>')
         css = ' class="undefended"' if row.defense == NO_DEFENSE else ""
         body.append(f"<tr{css}>{''.join(tds)}</tr>")
     return (f"<section><h2>{e(board.title)}</h2>\n{scatter(board)}\n"
