@@ -375,3 +375,17 @@ def test_leaderboard_show_outside_a_checkout(tmp_path, capsys, monkeypatch):
     assert code == 2
     assert_one_line_error(code, err, "no leaderboard folder 'leaderboards' here: the boards are the "
                                      "leaderboards/ folder of a recguard checkout")
+
+
+def test_the_record_path_is_never_wrapped(tmp_path, capsys, monkeypatch):
+    import recguard.evaluate
+
+    record = minimal_record()
+    record["counts"] = {"users": 1, "fake_users": 1, "filler_size": 1, "targets": 1}
+    monkeypatch.setattr(recguard.evaluate, "run_cell", lambda *a, **k: record)
+    monkeypatch.setenv("COLUMNS", "80")
+    output = tmp_path / ("a-long-folder-name-" * 4) / "results"
+    code, out, err = run_main(["eval", "-q", "--seeds", "0", "--output", str(output)], capsys)
+    assert code == 0, err
+    written = next(output.glob("*.json"))
+    assert f"record: {written}" in out.splitlines()
