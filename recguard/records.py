@@ -162,6 +162,7 @@ def validate_record(record: Any) -> list[str]:
         return problems
     protocol = spec.get("protocol", {})
     problems += [f"spec.protocol lacks {f!r}" for f in PROTOCOL_FIELDS if f not in protocol]
+    problems += _protocol_problems(protocol)
     for key in PROVENANCE_KEYS:
         entry = record["provenance"].get(key)
         if entry is None:
@@ -200,6 +201,18 @@ def validate_record(record: Any) -> list[str]:
             if name not in record["higher_is_better"]:
                 problems.append(f"higher_is_better lacks {name!r}")
     return problems
+
+
+def _protocol_problems(protocol: dict) -> list[str]:
+    """The stored protocol under the rules of ``--protocol-opt``: types, ranges, finite numbers."""
+    from recguard.config import build_config
+    from recguard.protocols import Protocol
+
+    try:
+        build_config(Protocol, protocol, "spec.protocol")
+    except RecguardError as exc:
+        return [str(exc)]
+    return []
 
 
 def _is_number(value: Any) -> bool:

@@ -389,3 +389,13 @@ def test_the_record_path_is_never_wrapped(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     written = next(output.glob("*.json"))
     assert f"record: {written}" in out.splitlines()
+
+
+def test_show_refuses_a_record_whose_protocol_breaks_the_rules(tmp_path, capsys):
+    record = minimal_record()
+    record["spec"]["protocol"]["budget"] = "x"
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(record))
+    code, _, err = run_main(["show", str(path)], capsys)
+    assert code == 2
+    assert_one_line_error(code, err, "invalid record: spec.protocol option budget: expected float, got 'x'")
