@@ -1,5 +1,6 @@
 """Atomic file writes, strict JSON and the cache folder: nothing is ever half-written, and
-no JSON file recguard writes or accepts holds NaN or Infinity (which JSON does not have)."""
+no record or entry recguard writes or accepts holds NaN or Infinity (which JSON does not
+have)."""
 
 from __future__ import annotations
 
@@ -80,14 +81,17 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, dumps_json(obj, path))
+def atomic_write_json(path: str | os.PathLike, obj: Any, allow_nan: bool = True) -> Path:
+    """``obj`` as indented JSON. What is published (records, entries) passes ``allow_nan=False``;
+    caches may hold the NaN of an undefined metric, which Python's json reads back."""
+    return atomic_write_text(path, dumps_json(obj, path, allow_nan))
 
 
-def dumps_json(obj: Any, path: str | os.PathLike = "JSON") -> str:
-    """Indented JSON text; a non-finite number anywhere is a RecguardError naming where."""
+def dumps_json(obj: Any, path: str | os.PathLike = "JSON", allow_nan: bool = False) -> str:
+    """Indented JSON text; unless ``allow_nan``, a non-finite number anywhere is a
+    RecguardError naming where."""
     try:
-        return json.dumps(obj, indent=2, default=_jsonable, allow_nan=False) + "\n"
+        return json.dumps(obj, indent=2, default=_jsonable, allow_nan=allow_nan) + "\n"
     except ValueError:
         where = nonfinite_at(json.loads(json.dumps(obj, default=_jsonable))) or "a value"
         raise RecguardError(f"refusing to write {path}: {where} is not a finite number") from None

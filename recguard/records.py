@@ -108,7 +108,7 @@ def write_record(record: dict, output_dir: str | os.PathLike) -> Path:
     problems = validate_record(record)
     if problems:  # refuse to write a record that would not validate (e.g. a NaN in a config)
         raise RecguardError("refusing to write an invalid record: " + "; ".join(problems[:3]))
-    return atomic_write_json(Path(output_dir) / record_filename(record), record)
+    return atomic_write_json(Path(output_dir) / record_filename(record), record, allow_nan=False)
 
 
 def read_record(path: str | os.PathLike) -> dict:

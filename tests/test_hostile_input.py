@@ -399,3 +399,13 @@ def test_show_refuses_a_record_whose_protocol_breaks_the_rules(tmp_path, capsys)
     code, _, err = run_main(["show", str(path)], capsys)
     assert code == 2
     assert_one_line_error(code, err, "invalid record: spec.protocol option budget: expected float, got 'x'")
+
+
+def test_caches_may_hold_nan_but_records_and_entries_may_not(tmp_path):
+    from recguard.io import atomic_write_json
+
+    # an undefined metric (RC-HR against a clean HR of 0) is NaN in a seed's cached result
+    atomic_write_json(tmp_path / "cache.json", {"metrics": {"RC-HR@10": float("nan")}})
+    with pytest.raises(RecguardError, match=r"refusing to write .*out.json: metrics.RC-HR@10 is not a "
+                                            r"finite number"):
+        atomic_write_json(tmp_path / "out.json", {"metrics": {"RC-HR@10": float("nan")}}, allow_nan=False)

@@ -179,7 +179,7 @@ def write_entry(entry: dict, folder: str | os.PathLike, replace: bool = False,
     if path.exists() and not replace:
         raise RecguardError(f"{path} already exists (the same cell, seeds and submitter); "
                             f"{how_to_replace}")
-    return atomic_write_json(path, entry)
+    return atomic_write_json(path, entry, allow_nan=False)
 
 
 def find_planned_entry(folder: str | os.PathLike, dataset: str, planned: dict, seeds: list[int],
