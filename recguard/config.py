@@ -4,12 +4,14 @@ A component's ``Config`` is a dataclass. Declare fields with `param` to give
 them a help text, a range or a fixed set of choices; `build_config` turns the
 strings of ``--attack-opt budget=0.05`` into typed values and refuses an
 unknown key, a badly typed value or a value out of range with one line that
-names what is accepted.
+names what is accepted. Every number must be finite: NaN fails every comparison,
+so a range check alone would let ``nan`` through.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Iterable
@@ -52,6 +54,7 @@ def build_config(config_cls: type, overrides: dict[str, Any], what: str) -> Any:
             raise RecguardError(f"unknown {what} option {key!r}{did_you_mean(key, fields)}; "
                                 f"accepted: {accepted}")
         values[key] = coerce(raw, hints[key], f"{what} option {key}")
+        check_field(fields[key], values[key], f"{what} option {key}")  # before __post_init__ sees it
     try:
         config = config_cls(**values)
     except (TypeError, ValueError) as exc:
@@ -64,7 +67,7 @@ def build_config(config_cls: type, overrides: dict[str, Any], what: str) -> Any:
 def coerce(raw: Any, hint: Any, what: str) -> Any:
     """Convert a string to the type ``hint`` names (int, float, bool, str, Optional, tuple, list)."""
     if not isinstance(raw, str):
-        return raw
+        return _check_type(raw, hint, what)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -105,18 +108,46 @@ def coerce(raw: Any, hint: Any, what: str) -> Any:
     raise RecguardError(f"{what}: cannot parse a value of type {hint}")
 
 
+def _check_type(value: Any, hint: Any, what: str) -> Any:
+    """A typed value (from JSON, a record, code) of a plain type must be of that type; an
+    int passes as a float. The items of a list or tuple are checked, the value is kept."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return value
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(value, option, what)
+            except RecguardError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin in (tuple, list) and isinstance(value, (tuple, list)):
+        for item in value:
+            _check_type(item, (args or (Any,))[0], what)
+        return value
+    expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)
+    if expected is None:
+        return value
+    if not isinstance(value, expected) or (hint is not bool and isinstance(value, bool)):
+        raise RecguardError(f"{what}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
 def check_field(f: dataclasses.Field, value: Any, what: str) -> None:
     meta = f.metadata
     choices = meta.get("choices")
     if choices and value not in choices:
         raise RecguardError(f"{what}: {value!r} is not one of {', '.join(map(repr, choices))}")
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    for v in values:
+        check_finite(v, what)
     bounds = meta.get("bounds")
     if not bounds or value is None or isinstance(value, bool):
         return
-    values = value if isinstance(value, (tuple, list)) else (value,)
     left, low, high, right = bounds
     for v in values:
-        if not isinstance(v, (int, float)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
         too_low = low is not None and (v <= low if left == "(" else v < low)
         too_high = high is not None and (v >= high if right == ")" else v > high)
@@ -124,6 +155,12 @@ def check_field(f: dataclasses.Field, value: Any, what: str) -> None:
             lo = "-inf" if low is None else f"{low:g}"
             hi = "inf" if high is None else f"{high:g}"
             raise RecguardError(f"{what}: {v!r} is outside {left}{lo}, {hi}{right}")
+
+
+def check_finite(value: Any, what: str) -> None:
+    """The one rule for numbers: a float option or field is finite (no nan, inf, -inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecguardError(f"{what}: {value!r} is not a finite number")
 
 
 def describe_fields(config_cls: type) -> list[tuple[str, str, Any, str]]:

@@ -33,6 +33,7 @@ from recguard import __version__
 from recguard.components import AttackContext, DefenseContext, FitContext, FitHooks, Model, Poisoned, RankingView
 from recguard.data.interactions import Interactions
 from recguard.data.prepare import Prepared, prepare, preprocess
+from recguard.errors import RecguardError
 from recguard.io import atomic_write_json, cache_dir
 from recguard.llmtask import USER_ITEM_TEXT  # meta key: user -> {item: title}, from Poisoned
 from recguard.plan import Plan
@@ -56,11 +57,22 @@ def conditions_of(plan: Plan) -> list[str]:
     return names
 
 
+def fake_users(budget: float, n_users: int) -> int:
+    """The budget in fake users. One that rounds to none is refused rather than raised to one:
+    the record would say `budget` while the run used another."""
+    n_fake = int(round(budget * n_users))
+    if n_fake < 1:
+        raise RecguardError(f"budget {budget:g} is {budget * n_users:.2g} fake users for {n_users} "
+                            f"genuine users; one fake user needs a budget of at least "
+                            f"{0.5 / n_users:.2g}")
+    return n_fake
+
+
 def attack_context(plan: Plan, prepared: Prepared, seed: int) -> AttackContext:
     """What the attack is told for one seed: the budget in fake users (none without an
     attack), the filler size (the protocol's, else the mean genuine profile) and its rng."""
     train = prepared.train
-    n_fake = max(1, int(round(plan.protocol.budget * train.n_users))) if plan.has_attack else 0
+    n_fake = fake_users(plan.protocol.budget, train.n_users) if plan.has_attack else 0
     filler = plan.protocol.filler_size or int(round(len(train) / max(train.n_users, 1)))
     return AttackContext(targets=prepared.targets, n_fake=n_fake, filler_size=filler,
                          rng=np.random.default_rng([seed, 0xA77AC]), protocol=plan.protocol)
@@ -331,6 +343,17 @@ class CellRunner:
             pass  # a read-only cache folder costs speed, not correctness
 
 
+def planned_spec(plan: Plan) -> dict:
+    """The parts of a record's spec known before the run: the components and the protocol."""
+    return {
+        "backbone": {"name": plan.backbone.name, "config": plan.backbone.resolved_config(plan.protocol)},
+        "attack": {"name": plan.attack.name, "config": plan.attack.resolved_config(plan.protocol),
+                   "knowledge": plan.attack.knowledge},
+        "defense": {"name": plan.defense.name, "config": plan.defense.resolved_config(plan.protocol)},
+        "protocol": plan.protocol.to_dict(),
+    }
+
+
 def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = True,
              fitted=None) -> dict:
     """Run every seed of a planned cell and return its result record. ``fitted``: a
@@ -380,11 +403,7 @@ def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = Tru
                         "path": str(plan.data_path) if plan.data_path else None,
                         "options": plan.dataset_config.to_dict(), "fingerprint": fingerprint,
                         "stats": raw.summary()},
-            "backbone": {"name": plan.backbone.name, "config": plan.backbone.resolved_config(plan.protocol)},
-            "attack": {"name": plan.attack.name, "config": plan.attack.resolved_config(plan.protocol),
-                       "knowledge": plan.attack.knowledge},
-            "defense": {"name": plan.defense.name, "config": plan.defense.resolved_config(plan.protocol)},
-            "protocol": plan.protocol.to_dict(),
+            **planned_spec(plan),
             "seeds": list(spec.seeds),
             "targets": {str(seed): [str(data.item_ids[t]) for t in out["targets"]]
                         for seed, out in zip(spec.seeds, outputs)},

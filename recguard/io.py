@@ -1,12 +1,17 @@
-"""Atomic file writes and the cache folder: nothing is ever half-written."""
+"""Atomic file writes, strict JSON and the cache folder: nothing is ever half-written, and
+no record or entry recguard writes or accepts holds NaN or Infinity (which JSON does not
+have)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from recguard.errors import RecguardError
 
 CACHE_ENV = "RECGUARD_CACHE"
 
@@ -19,12 +24,30 @@ def cache_dir() -> Path:
     return Path(base) / "recguard"
 
 
+def check_writable(path: str | os.PathLike, what: str, folder: bool = True) -> Path:
+    """Refuse, before any work is done, an output ``path`` (a folder, else a file) that could
+    not be written: its nearest existing ancestor must be a folder we may write in."""
+    path = Path(path)
+    if path.exists() and folder != path.is_dir():
+        raise RecguardError(f"{what} '{path}' is a {'file' if folder else 'folder'}, "
+                            f"not a {'folder' if folder else 'file'}")
+    target = path if folder else path.parent
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if not target.is_dir():
+        raise RecguardError(f"{what} '{path}': '{target}' is a file, not a folder")
+    if not os.access(target, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise RecguardError(f"{what} '{path}': no permission to write there")
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _mode_for(path))   # mkstemp makes it 0600
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
@@ -35,6 +58,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.unlink(tmp)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """An existing file keeps its permissions; a new one gets what the user's umask gives."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)   # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -48,5 +81,41 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, allow_nan: bool = True) -> Path:
+    """``obj`` as indented JSON. What is published (records, entries) passes ``allow_nan=False``;
+    caches may hold the NaN of an undefined metric, which Python's json reads back."""
+    return atomic_write_text(path, dumps_json(obj, path, allow_nan))
+
+
+def dumps_json(obj: Any, path: str | os.PathLike = "JSON", allow_nan: bool = False) -> str:
+    """Indented JSON text; unless ``allow_nan``, a non-finite number anywhere is a
+    RecguardError naming where."""
+    try:
+        return json.dumps(obj, indent=2, default=_jsonable, allow_nan=allow_nan) + "\n"
+    except ValueError:
+        where = nonfinite_at(json.loads(json.dumps(obj, default=_jsonable))) or "a value"
+        raise RecguardError(f"refusing to write {path}: {where} is not a finite number") from None
+
+
+def nonfinite_at(obj: Any, where: str = "") -> str | None:
+    """The path (``metrics.clean.HR@10.mean``) of the first NaN or infinity in ``obj``, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "the value")
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        found = nonfinite_at(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that refuses NaN / Infinity and too deep nesting (ValueError either way)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

@@ -69,6 +69,8 @@ class Protocol:
             "and learning rate); applied where the backbone has the option, --backbone-opt wins")
 
     def __post_init__(self):
+        if not self.metrics:
+            raise ValueError("metrics is empty: give at least one, e.g. metrics=HR@10")
         for spec in self.metrics:
             if self.llm_task == "none":
                 parse_metric(spec)
@@ -77,9 +79,9 @@ class Protocol:
         for pair in self.backbone_options:
             if "=" not in pair or not pair.partition("=")[0].strip():
                 raise ValueError(f"backbone_options entry {pair!r} is not of the form key=value")
-        if self.split == "chrono_ratio":
-            if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
-                raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
+        # checked whatever the split: a record stores every field, used or not
+        if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
+            raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
 
     def describe(self) -> str:
         if self.llm_task != "none":

@@ -23,7 +23,6 @@ Schema (version 1; numbers stay numbers)::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -37,7 +36,7 @@ from typing import Any
 
 from recguard import __version__
 from recguard.errors import RecguardError
-from recguard.io import atomic_write_json
+from recguard.io import atomic_write_json, loads_json, nonfinite_at
 
 SCHEMA_VERSION = 1
 TOP_LEVEL = {
@@ -107,19 +106,23 @@ def record_filename(record: dict) -> str:
 
 def write_record(record: dict, output_dir: str | os.PathLike) -> Path:
     problems = validate_record(record)
-    if problems:  # a bug, not bad input: refuse to write a record that would not validate
-        raise RuntimeError("refusing to write an invalid record: " + "; ".join(problems))
-    return atomic_write_json(Path(output_dir) / record_filename(record), record)
+    if problems:  # refuse to write a record that would not validate (e.g. a NaN in a config)
+        raise RecguardError("refusing to write an invalid record: " + "; ".join(problems[:3]))
+    return atomic_write_json(Path(output_dir) / record_filename(record), record, allow_nan=False)
 
 
 def read_record(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise RecguardError(f"record '{path}' does not exist")
+    if path.is_dir():
+        raise RecguardError(f"'{path}' is a folder; give the record files in it ({path}/*.json)")
     try:
-        record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = loads_json(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise RecguardError(f"{path}: not a JSON file ({exc})") from None
+    except OSError as exc:
+        raise RecguardError(f"cannot read {path}: {exc.strerror or exc}") from None
     problems = validate_record(record)
     if problems:
         raise RecguardError(f"{path}: invalid record: {problems[0]}"
@@ -139,27 +142,52 @@ def validate_record(record: Any) -> list[str]:
             problems.append(f"field {key!r} must be a {kind.__name__}")
     if problems:
         return problems
+    bad = nonfinite_at(record)
+    if bad:
+        return [f"{bad} is not a finite number (JSON has no NaN or Infinity)"]
     if record["schema_version"] != SCHEMA_VERSION:
         problems.append(f"schema_version {record['schema_version']} is not {SCHEMA_VERSION}")
     spec = record["spec"]
     problems += [f"spec lacks {k!r}" for k in SPEC_KEYS if k not in spec]
+    problems += [f"spec.{k} must be an object" for k in SPEC_KEYS
+                 if k not in ("seeds", "targets") and k in spec and not isinstance(spec[k], dict)]
+    if not isinstance(spec.get("seeds", []), list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in spec.get("seeds", [])):
+        problems.append("spec.seeds must be a list of integers")
+    problems += [f"spec.{k}.name must be a string" for k in SPEC_KEYS[:5]
+                 if isinstance(spec.get(k), dict) and not isinstance(spec[k].get("name"), str)]
+    if not isinstance(spec.get("targets", {}), dict):
+        problems.append("spec.targets must be an object")
+    if problems:
+        return problems
     protocol = spec.get("protocol", {})
     problems += [f"spec.protocol lacks {f!r}" for f in PROTOCOL_FIELDS if f not in protocol]
+    problems += _protocol_problems(protocol)
     for key in PROVENANCE_KEYS:
         entry = record["provenance"].get(key)
         if entry is None:
             problems.append(f"provenance lacks {key!r}")
+        elif not isinstance(entry, dict):
+            problems.append(f"provenance of {key!r} must be an object")
         elif key != "metrics" and not {"plugin", "version"} <= set(entry):
             problems.append(f"provenance of {key!r} lacks plugin or version")
     seeds = spec.get("seeds", [])
     for condition in record["conditions"]:
-        if condition not in record["metrics"]:
+        if not isinstance(condition, str) or condition not in record["metrics"]:
             problems.append(f"metrics lack condition {condition!r}")
     for condition, metrics in record["metrics"].items():
+        if not isinstance(metrics, dict):
+            problems.append(f"metrics[{condition!r}] must be an object")
+            continue
         for name, value in metrics.items():
             where = f"metrics[{condition!r}][{name!r}]"
             if not isinstance(value, dict) or not {"mean", "std", "per_seed"} <= set(value):
                 problems.append(f"{where} needs mean, std and per_seed")
+                continue
+            numbers = [value["mean"], value["std"]] + (
+                value["per_seed"] if isinstance(value["per_seed"], list) else [""])
+            if not all(_is_number(v) or v is None for v in numbers):
+                problems.append(f"{where}: mean, std and per_seed must be numbers (or null)")
                 continue
             if len(value["per_seed"]) != len(seeds):
                 problems.append(f"{where} has {len(value['per_seed'])} per-seed values for "
@@ -173,6 +201,22 @@ def validate_record(record: Any) -> list[str]:
             if name not in record["higher_is_better"]:
                 problems.append(f"higher_is_better lacks {name!r}")
     return problems
+
+
+def _protocol_problems(protocol: dict) -> list[str]:
+    """The stored protocol under the rules of ``--protocol-opt``: types, ranges, finite numbers."""
+    from recguard.config import build_config
+    from recguard.protocols import Protocol
+
+    try:
+        build_config(Protocol, protocol, "spec.protocol")
+    except RecguardError as exc:
+        return [str(exc)]
+    return []
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _short(value: Any) -> str:

@@ -1,7 +1,9 @@
 """The ``recguard`` command line: a click group, one module per command group.
 
 Library errors (`RecguardError`) become ``error: <message>`` on stderr and exit
-status 2, never a traceback. Plugins add commands through ``register_commands``.
+status 2, never a traceback; any other exception is one ``internal error`` line
+(exit 1) that says how to see the traceback: ``recguard --debug ...``. Ctrl-C
+exits 130. Plugins add commands through ``register_commands``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from recguard import __version__
 from recguard.errors import RecguardError
 
 
+DEBUG_FLAG = "--debug"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="recguard")
-def cli():
+@click.option(DEBUG_FLAG, is_flag=True, help="show the traceback of an unexpected error")
+def cli(debug):
     """Evaluate recommender systems under poisoning and backdoor attacks, and defenses.
 
     \b
@@ -52,15 +58,18 @@ def _add_plugin_commands() -> None:
             host.failed.append(PluginFailure(name, "?", f"register_commands: {type(exc).__name__}: {exc}"))
 
 
-def fail(message: str) -> None:
+def fail(message: str, status: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
         _add_commands()
-        cli.main(args=argv, prog_name="recguard", standalone_mode=False)
+        # not cli.main(): it turns Ctrl-C into Abort (exit 1) after printing a blank line
+        with cli.make_context("recguard", list(args)) as ctx:   # click consumes its list
+            cli.invoke(ctx)
     except RecguardError as exc:
         fail(str(exc))
     except click.exceptions.Exit as exc:
@@ -74,3 +83,21 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)   # the reader went away (`recguard ... | head`)
+    except Exception as exc:
+        if _wants_debug(args):
+            raise
+        what = str(exc).splitlines()[0] if str(exc) else ""
+        fail(f"internal error: {type(exc).__name__}{': ' + what if what else ''} "
+             f"(rerun as `recguard {DEBUG_FLAG} ...` for the traceback)", status=1)
+
+
+def _wants_debug(args: list[str]) -> bool:
+    """Whether --debug comes before the subcommand (read here: the failure may precede parsing)."""
+    for arg in args:
+        if arg == DEBUG_FLAG:
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False

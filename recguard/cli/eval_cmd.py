@@ -10,6 +10,8 @@ from recguard.cli.leaderboard_cmd import DEFAULT_FOLDER, add_entry, make_submitt
 from recguard.errors import RecguardError
 
 OPT_HELP = "key=value, repeatable (see `recguard list`)"
+MAX_SEED = 2 ** 32 - 1   # what every random generator recguard seeds (numpy, torch) accepts
+MAX_SEEDS = 1000
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -20,17 +22,37 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             continue
         lo, dash, hi = part.partition("-")
         try:
-            values = range(int(lo), int(hi) + 1) if dash else [int(part)]
+            first, last = (int(lo), int(hi)) if dash else (int(part), int(part))
         except ValueError:
             raise RecguardError(f"--seeds {text!r}: {part!r} is not an integer or a range a-b") from None
-        for seed in values:
-            if seed < 0:
-                raise RecguardError(f"--seeds {text!r}: seeds must be non-negative")
+        if first < 0:
+            raise RecguardError(f"--seeds {text!r}: seeds must be non-negative")
+        if max(first, last) > MAX_SEED:
+            raise RecguardError(f"--seeds {text!r}: a seed is at most {MAX_SEED}")
+        if last - first + 1 + len(seeds) > MAX_SEEDS:
+            raise RecguardError(f"--seeds {text!r}: more than {MAX_SEEDS} seeds")
+        for seed in range(first, last + 1):
             if seed not in seeds:
                 seeds.append(seed)
     if not seeds:
         raise RecguardError("--seeds is empty: give e.g. 0,1,2")
     return tuple(seeds)
+
+
+REPLACE_HINT = ("remove it first, or add the new record with "
+                "`recguard leaderboard add RECORD --replace`")
+
+
+def _refuse_existing_entry(plan, who, folder) -> None:
+    """`eval --leaderboard` would write over an entry: say so before the cell runs."""
+    from recguard.evaluate import planned_spec
+    from recguard.leaderboard.entry import find_planned_entry
+
+    found = find_planned_entry(folder, plan.spec.dataset, planned_spec(plan), list(plan.spec.seeds),
+                               who.name)
+    if found:
+        raise RecguardError(f"{found} already holds this cell's entry (the same seeds and "
+                            f"submitter); {REPLACE_HINT}")
 
 
 @click.command("eval")
@@ -67,8 +89,13 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     from recguard.progress import progress_for
     from recguard.records import write_record
 
-    # a missing submitter is known before the run, not after it
+    from recguard.io import check_writable
+
+    # a missing submitter or an unwritable folder is known before the run, not after it
     who = make_submitter(submitter, paper, code, contact) if leaderboard_dir else None
+    check_writable(output, "--output")
+    if leaderboard_dir:
+        check_writable(leaderboard_dir, "--leaderboard")
     protocol_options = parse_options(protocol_opt, "protocol")
     if budget is not None:
         protocol_options["budget"] = budget
@@ -83,10 +110,12 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
         seeds=parse_seeds(seeds) if seeds is not None else None,
     )
     plan = make_plan(spec)
+    if who:
+        _refuse_existing_entry(plan, who, leaderboard_dir)
     progress = progress_for(quiet or as_json)
     record = run_cell(plan, progress, use_cache=not no_cache)
     path = write_record(record, output)
-    entry_path = add_entry([record], who, leaderboard_dir) if who else None
+    entry_path = add_entry([record], who, leaderboard_dir, how_to_replace=REPLACE_HINT) if who else None
     if as_json:
         sys.stdout.write(path.read_text())  # exactly what was written
         return
@@ -96,6 +125,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
 
     console = Console()
     render_record(record, console)
-    console.print(f"[dim]record: {path}[/]")
+    # soft_wrap: a path is never broken across lines, whatever the width (piped output: 80)
+    console.print(f"[dim]record: {path}[/]", soft_wrap=True)
     if entry_path:
-        console.print(f"[dim]leaderboard entry: {entry_path}[/]")
+        console.print(f"[dim]leaderboard entry: {entry_path}[/]", soft_wrap=True)

@@ -34,7 +34,7 @@ def make_submitter(submitter, paper, code, contact):
     return Submitter(submitter, paper, code, contact).check()
 
 
-def add_entry(records: list[dict], submitter, folder: str, replace: bool = False):
+def add_entry(records: list[dict], submitter, folder: str, replace: bool = False, **how):
     """Build, validate against the installed plugins and write one entry; returns its path."""
     from recguard.leaderboard.entry import build_entry, validate_entry, write_entry
     from recguard.plugins import get_host
@@ -43,7 +43,26 @@ def add_entry(records: list[dict], submitter, folder: str, replace: bool = False
     problems = validate_entry(entry, get_host())
     if problems:
         raise RecguardError(f"not added: {problems[0]}")
-    return write_entry(entry, folder, replace)
+    _refuse_a_copy(entry, folder)
+    return write_entry(entry, folder, replace, **how)
+
+
+def _refuse_a_copy(entry: dict, folder: str) -> None:
+    """An entry whose numbers another file of ``folder`` already holds (under another name)."""
+    from pathlib import Path
+
+    from recguard.leaderboard.board import entry_files
+    from recguard.leaderboard.entry import duplicate_problems, entry_id, load_and_check
+
+    if not Path(folder).is_dir():
+        return
+    mine = Path(folder) / f"{entry_id(entry)}.json"
+    others = [(p, e) for p in entry_files([folder]) if p != mine
+              for e, problems in [load_and_check(p)] if not problems]
+    # "~" sorts after every ISO time: the new entry is the later one, the copy
+    problem = duplicate_problems(others + [(mine, dict(entry, submitted_at="~"))]).get(mine)
+    if problem:
+        raise RecguardError(f"not added: {problem}")
 
 
 @click.group("leaderboard")
@@ -58,9 +77,11 @@ def leaderboard_group():
 @click.option("--replace", is_flag=True, help="overwrite an entry of the same cell, seeds and submitter")
 def add_command(records, submitter, paper, code, contact, folder, replace):
     """Aggregate result records of one cell (any seeds) into an entry and write it."""
+    from recguard.io import check_writable
     from recguard.records import read_record
 
     who = make_submitter(submitter, paper, code, contact)
+    check_writable(folder, "--dir")
     path = add_entry([read_record(p) for p in records], who, folder, replace)
     click.echo(f"added {path}")
 
@@ -90,10 +111,10 @@ def show_command(folder, dataset, backbone, attack, protocol):
         return
     compact = console.width < 120   # means only, so the table fits an 80-column terminal
     for board in boards:
-        table = Table(title=board.title, title_justify="left", title_style="bold",
+        table = Table(title=escape(board.title), title_justify="left", title_style="bold",
                       box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
         for i, column in enumerate(columns(board)):
-            table.add_column(column, justify="left" if i in (1, 9) else "right", no_wrap=i != 9)
+            table.add_column(escape(column), justify="left" if i in (1, 9) else "right", no_wrap=i != 9)
         for rank, row in enumerate(board.rows, 1):
             text = [escape(t) for t in cells(rank, row, with_std=not compact)]
             table.add_row(*text, style="red" if row.defense == NO_DEFENSE else None)
@@ -110,11 +131,14 @@ def render_command(folder, readme):
     import os
     from pathlib import Path
 
-    from recguard.io import atomic_write_text
+    from recguard.io import atomic_write_text, check_writable
     from recguard.leaderboard.board import load_boards
     from recguard.leaderboard.render import markdown, rendered_files, splice_markdown
     from recguard.plugins import get_host
 
+    check_writable(folder, "--dir")
+    if readme:
+        check_writable(readme, "--readme", folder=False)
     boards = load_boards(folder, get_host())
     # in-repository code links are relative to the repository root: the folder's parent
     root = os.path.relpath(Path(folder).resolve().parent, Path(folder).resolve()) + "/"
@@ -138,14 +162,17 @@ def render_command(folder, readme):
 def validate_command(files, folder):
     """Check entries: schema, internal consistency, provenance, known components."""
     from recguard.leaderboard.board import entry_files
-    from recguard.leaderboard.entry import load_and_check
+    from recguard.leaderboard.entry import duplicate_problems, load_and_check
     from recguard.plugins import get_host
 
     paths = entry_files(files or [folder])
     host = get_host()
+    checked = {path: load_and_check(path, host) for path in paths}
+    copies = duplicate_problems([(path, entry) for path, (entry, problems) in checked.items()
+                                 if not problems])
     failed = 0
     for path in paths:
-        _, problems = load_and_check(path, host)
+        problems = checked[path][1] + ([copies[path]] if path in copies else [])
         if problems:
             failed += 1
             for problem in problems:

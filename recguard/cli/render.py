@@ -15,12 +15,17 @@ def fmt(stat: dict | None, missing: str = "n/a") -> str:
 
 
 def render_record(record: dict, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from recguard.leaderboard.board import plain
 
     spec = record["spec"]
     protocol = spec["protocol"]
-    title = (f"{spec['backbone']['name']} on {spec['dataset']['name']} · attack {spec['attack']['name']}"
-             f" · defense {spec['defense']['name']} · protocol {protocol['name']}")
+    # a record may come from anyone: its names are shown as text, never as markup or escapes
+    title = escape(plain(f"{spec['backbone']['name']} on {spec['dataset']['name']} · attack "
+                         f"{spec['attack']['name']} · defense {spec['defense']['name']} · protocol "
+                         f"{protocol['name']}"))
     counts = record["counts"]
     caption = (f"{len(spec['seeds'])} seed(s) {spec['seeds']}; budget {protocol['budget']:g} "
                f"({counts['fake_users']} fake users, {counts['filler_size']} fillers); "

@@ -27,7 +27,7 @@ class CSVConfig(Config):
 
 
 # Bump when a loader's output changes for the same files, so old cache entries are not reused.
-LOADER_VERSION = 1
+LOADER_VERSION = 2   # 2: CSV quoting and header names, ratings > 0, strict decoding
 
 
 def _load_cached(name: str, config: Config | None, build: Callable[[], Interactions],

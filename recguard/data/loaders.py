@@ -3,7 +3,9 @@ RecBole atomic files), MovieLens-1M, RecBole atomic files and plain CSV/TSV.
 
 Each loader returns an `Interactions`. Malformed input is a one-line
 `RecguardError` naming the file, the line and the problem
-(``ratings.csv:7: expected 2 to 4 fields, got 1``). Parsing is column-wise:
+(``ratings.csv:7: expected 2 to 4 fields, got 1``); so is a byte that is not valid
+in the file's encoding (no silent fallback to latin-1), a quote left open and a
+rating that is not above 0. Parsing is column-wise:
 a fast path splits the whole text at once and converts columns with numpy;
 only when it fails are the lines scanned one by one to name the first bad one.
 """
@@ -53,7 +55,8 @@ class Source:
         return f"{self.path.name}/{self.member}" if self.member else self.path.name
 
     def read(self, encoding: str = "utf-8") -> str:
-        """The decoded text; undecodable bytes fall back to latin-1 (which decodes anything)."""
+        """The decoded text. An undecodable byte is an error naming its line and column: a
+        guess at another encoding would give wrong item texts without a word."""
         try:
             if self.member is None:
                 raw = self.path.read_bytes()
@@ -65,8 +68,12 @@ class Source:
             raise RecguardError(f"cannot read {self.label}: {reason}") from None
         try:
             text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
+        except UnicodeDecodeError as exc:
+            line_start = raw.rfind(b"\n", 0, exc.start) + 1
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise RecguardError(f"{self.label}:{line}: byte 0x{raw[exc.start]:02x} (column "
+                                f"{exc.start - line_start + 1}) is not valid {encoding}; save the "
+                                f"file as {encoding}") from None
         return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -156,6 +163,7 @@ class Table:
     lines: np.ndarray
     header: list[str] | None = None
     strip: str | None = None  # stripped from ids and numbers; None: nothing to strip
+    header_line: int = 1
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -213,7 +221,7 @@ class Table:
 
 def read_table(source: Source, sep: str, n_fields: tuple[int, int] | None = None, *,
                header: bool | Callable[[list[str]], bool] = False, ragged: bool = False,
-               encoding: str = "utf-8", strip: str = " \t") -> Table:
+               encoding: str = "utf-8", strip: str = " \t", text: str | None = None) -> Table:
     """Split ``source`` into columns at ``sep``.
 
     ``n_fields`` is the accepted (min, max) number of fields per row; None means
@@ -221,16 +229,16 @@ def read_table(source: Source, sep: str, n_fields: tuple[int, int] | None = None
     a header (or decides it from that line's fields). Rows must all have the
     same width unless ``ragged``, where rows are padded with '' to the most
     fields allowed. Blank lines are skipped. ``strip`` lists the characters
-    stripped from identifiers and numbers.
+    stripped from identifiers and numbers. ``text``: the file's text, if already read.
     """
-    text = source.read(encoding)
+    text = source.read(encoding) if text is None else text
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         raise RecguardError(f"{source.label}: the file is empty")
-    head = None
+    head, head_line = None, start + 1
     first = [f.strip() for f in lines[start].split(sep)]
     if header is True or (callable(header) and header(first)):
         head, start = first, start + 1
@@ -257,24 +265,54 @@ def read_table(source: Source, sep: str, n_fields: tuple[int, int] | None = None
     else:
         columns = _columns_line_by_line(source, body, numbers, counts, sep, low, high, ragged)
     strippable = any(c in text for c in strip if c != sep)
-    return Table(source, columns, numbers, head, strip if strippable else None)
+    return Table(source, columns, numbers, head, strip if strippable else None, head_line)
 
 
-def _columns_line_by_line(source: Source, body: list[str], numbers: np.ndarray, counts: list[int],
-                          sep: str, low: int, high: int, ragged: bool) -> list[list[str]]:
-    """The slow path: check each row, naming the first bad line."""
+def _check_widths(source: Source, counts: list[int], numbers, low: int, high: int,
+                  ragged: bool) -> None:
+    """Each row has ``low`` to ``high`` fields, and (unless ``ragged``) as many as the first."""
     for count, number in zip(counts, numbers):
         if not low <= count <= high:
             raise RecguardError(f"{source.label}:{number}: expected {_want(low, high)} fields, "
                                 f"got {count}")
-    width = high if ragged else counts[0]
     if not ragged:
         for count, number in zip(counts, numbers):
             if count != counts[0]:
                 raise RecguardError(f"{source.label}:{number}: expected {counts[0]} fields as on "
                                     f"line {numbers[0]}, got {count}")
+
+
+def _columns_line_by_line(source: Source, body: list[str], numbers: np.ndarray, counts: list[int],
+                          sep: str, low: int, high: int, ragged: bool) -> list[list[str]]:
+    """The slow path: check each row, naming the first bad line."""
+    _check_widths(source, counts, numbers, low, high, ragged)
+    width = high if ragged else counts[0]
     rows = [line.split(sep) + [""] * (width - count) for line, count in zip(body, counts)]
     return [list(col) for col in zip(*rows)]
+
+
+def csv_rows(source: Source, sep: str, text: str | None = None) -> tuple[list[list[str]], list[int]]:
+    """The non-blank rows of a delimited file read with the `csv` module's quoting (a field in
+    double quotes may hold the delimiter; "" is a quote), each field stripped, with the line
+    each row starts on. A quote left open is an error naming its line, not a field that
+    swallows the rest of the file."""
+    text = source.read() if text is None else text
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True,
+                        skipinitialspace=True)
+    rows, lines, line = [], [], 1
+    try:
+        for fields in reader:
+            if any("\n" in f or "\r" in f for f in fields):
+                raise RecguardError(f"{source.label}:{line}: a quoted field runs over lines "
+                                    f"{line}-{reader.line_num} (a quote left open?)")
+            if "".join(fields).strip():
+                rows.append([f.strip() for f in fields])
+                lines.append(line)
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        hint = " (a quote left open?)" if "end of data" in str(exc) else ""
+        raise RecguardError(f"{source.label}:{line}: {exc}{hint}") from None
+    return rows, lines
 
 
 def build_interactions(table: Table, *, name: str, user: int, item: int, rating: int | None = None,
@@ -288,10 +326,22 @@ def build_interactions(table: Table, *, name: str, user: int, item: int, rating:
         ratings, feedback = np.ones(len(table), dtype=np.float32), "implicit"
     else:
         ratings, feedback = table.numbers(rating, "rating"), "explicit"
+        _check_positive(table, rating, ratings)
     stamps = (table.integers(timestamp, "timestamp") if timestamp is not None
               else np.arange(len(table), dtype=np.int64))
     return reindex(users, items, ratings, stamps, name=name, item_text_by_raw=titles,
                    feedback=feedback)
+
+
+def _check_positive(table: Table, col: int, ratings: np.ndarray) -> None:
+    """Ratings are on a scale above 0 (1-5, 0.5-5, ...): recguard divides them by the largest,
+    so 0 would read as 'no preference' and negative ratings would be reversed."""
+    bad = np.flatnonzero(ratings <= 0)
+    if len(bad):
+        row = bad[0]
+        raise table.fail(row, f"rating {_show(table.raw(col)[row])} is not positive; ratings must "
+                              f"be above 0 (shift the scale, e.g. 0-4 to 1-5), or drop the "
+                              f"rating column for implicit feedback")
 
 
 def text_by_id(table: Table, id_col: int, text_col: int) -> dict[str, str]:
@@ -417,6 +467,10 @@ DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pi
 USER_HEADER = re.compile(r"(user|customer|reviewer|visitor|session)s?([ _-]?id)?|uid|u")
 ITEM_HEADER = re.compile(r"(item|movie|product|book|track|artist)s?([ _-]?id)?|iid|id|i")
 COLUMN_NAME = re.compile(r"[a-z][a-z0-9_ -]*")
+RATING_HEADER = re.compile(r"(ratings?|scores?|stars?|preferences?|values?|feedback|r)")
+TIME_HEADER = re.compile(r"(timestamps?|times?|ts|t|date|datetime|unix[ _-]?time)")
+ROLES = {"user": USER_HEADER, "item": ITEM_HEADER, "rating": RATING_HEADER, "timestamp": TIME_HEADER}
+WANTED = "user, item[, rating][, timestamp] (e.g. user_id,item_id,rating,timestamp)"
 
 
 def delimiter_for(path: Path, given: str | None) -> str:
@@ -435,18 +489,23 @@ def _header_name(field: str) -> str:
 
 def looks_like_header(fields: list[str]) -> bool:
     """A first line that names its columns: ``user,item``, ``userId,movieId,rating,timestamp``,
-    or any line whose rating / timestamp field is a word (``score``, ``ts``)."""
+    column names in any order (``item,user``), or any line whose rating / timestamp field is a
+    word (``score``, ``ts``)."""
     names = [_header_name(f) for f in fields]
     if USER_HEADER.fullmatch(names[0]) or (len(names) > 1 and ITEM_HEADER.fullmatch(names[1])):
         return True
+    if not any(map(_is_number, names)) and any(p.fullmatch(n) for n in names for p in ROLES.values()):
+        return True   # the roles in another order: item,user
     return any(COLUMN_NAME.fullmatch(n) and not _is_number(n) for n in names[2:4])
 
 
 def load_csv(path: Path, item_text: Path | None = None,
              delimiter: str | None = None) -> Interactions:
-    """Plain CSV/TSV rows ``user,item[,rating][,timestamp]`` with an optional header.
-
-    No rating column: implicit feedback; no timestamp column: the row order.
+    """CSV/TSV rows ``user,item[,rating][,timestamp]`` with an optional header, read with
+    standard CSV quoting. With a header, columns are found by name in any order
+    (``userId,movieId,timestamp,rating``); a name that is none of these is refused.
+    Ratings must be above 0. No rating column: implicit feedback; no timestamp column:
+    the row order.
     ``item_text`` is an optional ``item,text`` CSV/TSV (header optional, quotes allowed).
     """
     path = existing(path)
@@ -454,12 +513,54 @@ def load_csv(path: Path, item_text: Path | None = None,
         raise RecguardError(f"'{path}' is a folder; the csv dataset reads one file of "
                             f"user,item[,rating][,timestamp] rows")
     sep = delimiter_for(path, delimiter)
-    table = read_table(Source(path), sep, (2, 4), header=looks_like_header, strip=' \t"')
-    width = len(table.columns)
+    source = Source(path)
+    text = source.read()
+    if len(sep) == 1 and '"' in text:
+        table = quoted_table(source, sep, text)
+    else:   # nothing quoted (or a multi-character delimiter): the fast column-wise split
+        table = read_table(source, sep, (2, 4), header=looks_like_header, text=text)
+    roles = header_roles(table) if table.header else dict(zip(ROLES, range(len(table.columns))))
     titles = read_item_text(existing(item_text)) if item_text is not None else None
-    return build_interactions(table, name=path.stem, user=0, item=1,
-                              rating=2 if width >= 3 else None,
-                              timestamp=3 if width == 4 else None, titles=titles)
+    return build_interactions(table, name=path.stem, user=roles["user"], item=roles["item"],
+                              rating=roles.get("rating"), timestamp=roles.get("timestamp"),
+                              titles=titles)
+
+
+def quoted_table(source: Source, sep: str, text: str | None = None) -> Table:
+    """A ``user,item[,rating][,timestamp]`` file read with CSV quoting, header optional."""
+    rows, lines = csv_rows(source, sep, text)
+    if not rows:
+        raise RecguardError(f"{source.label}: the file is empty")
+    head, head_line = None, lines[0]
+    if looks_like_header(rows[0]):
+        head, rows, lines = rows[0], rows[1:], lines[1:]
+        if not rows:
+            raise RecguardError(f"{source.label}: no data rows after the header")
+    low, high = (len(head), len(head)) if head else (2, 4)
+    _check_widths(source, [len(r) for r in rows], lines, low, high, ragged=False)
+    columns = [list(column) for column in zip(*rows)]
+    return Table(source, columns, np.array(lines), head, header_line=head_line)
+
+
+def header_roles(table: Table) -> dict[str, int]:
+    """``{role: column}`` from the header's names: columns are read by name, in any order.
+    A name that is none of the roles, or a role named twice, is refused."""
+    roles: dict[str, int] = {}
+    where = f"{table.source.label}:{table.header_line}"
+    for j, raw in enumerate(table.header):
+        name = _header_name(raw)
+        role = next((r for r, pattern in ROLES.items() if pattern.fullmatch(name)), None)
+        if role is None:
+            raise RecguardError(f"{where}: the header's column {_show(raw)} is none of {WANTED}")
+        if role in roles:
+            raise RecguardError(f"{where}: the header names the {role} twice "
+                                f"({_show(table.header[roles[role]])} and {_show(raw)})")
+        roles[role] = j
+    missing = [r for r in ("user", "item") if r not in roles]
+    if missing:
+        raise RecguardError(f"{where}: the header has no {' and no '.join(missing)} column; "
+                            f"expected {WANTED}")
+    return roles
 
 
 def read_item_text(path: Path, delimiter: str | None = None) -> dict[str, str]:
@@ -471,20 +572,14 @@ def read_item_text(path: Path, delimiter: str | None = None) -> dict[str, str]:
     sep = delimiter_for(path, delimiter)
     if len(sep) != 1:
         raise RecguardError(f"the item text file's delimiter must be one character, not {sep!r}")
-    reader = csv.reader(io.StringIO(source.read(), newline=""), delimiter=sep)
     titles: dict[str, str] = {}
-    try:
-        for fields in reader:
-            if not fields or not "".join(fields).strip():
-                continue
-            if len(fields) < 2:
-                raise RecguardError(f"{source.label}:{reader.line_num}: expected 2 fields "
-                                    f"(item,text), got {len(fields)}")
-            if not titles and ITEM_HEADER.fullmatch(_header_name(fields[0])):
-                continue  # the header line
-            titles[fields[0].strip()] = fields[1].strip()
-    except csv.Error as exc:
-        raise RecguardError(f"{source.label}:{reader.line_num}: {exc}") from None
+    for fields, line in zip(*csv_rows(source, sep)):
+        if len(fields) < 2:
+            raise RecguardError(f"{source.label}:{line}: expected 2 fields (item,text), "
+                                f"got {len(fields)}")
+        if not titles and ITEM_HEADER.fullmatch(_header_name(fields[0])):
+            continue  # the header line
+        titles[fields[0]] = fields[1]
     if not titles:
         raise RecguardError(f"{source.label}: no item,text rows")
     return titles

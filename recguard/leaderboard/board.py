@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +24,16 @@ from typing import Iterable
 from recguard.errors import RecguardError
 
 NO_DEFENSE = "none"
+
+
+def plain(text: str) -> str:
+    """``text`` without control or format characters (ANSI escapes, bidi overrides, zero-width
+    characters): what an entry says is shown, never acted on by a terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    kept = (" " if c in "\t\n\r" else c for c in text)
+    return "".join(c for c in kept if unicodedata.category(c) not in ("Cc", "Cf"))
 
 
 @dataclass
@@ -73,8 +84,8 @@ class Board:
     @property
     def title(self) -> str:
         variant = f" · variant {self.variant}" if self.variant else ""
-        return (f"{self.dataset} · {self.protocol} · {self.backbone} · attack {self.attack} "
-                f"· budget {self.budget:g}{variant}")
+        return plain(f"{self.dataset} · {self.protocol} · {self.backbone} · attack {self.attack} "
+                     f"· budget {self.budget:g}{variant}")
 
 
 def headline_metrics(record: dict) -> tuple[str, str]:
@@ -184,13 +195,18 @@ def load_boards(folder: str | os.PathLike, host=None, dataset: str | None = None
                 backbone: str | None = None, attack: str | None = None,
                 protocol: str | None = None) -> list[Board]:
     """Every valid entry of ``folder`` (an invalid one is an error naming it), filtered."""
-    from recguard.leaderboard.entry import read_entry
+    from recguard.leaderboard.entry import duplicate_problems, read_entry
 
+    if not Path(folder).is_dir():
+        raise RecguardError(f"no leaderboard folder '{folder}' here: the boards are the leaderboards/ "
+                            f"folder of a recguard checkout; run there or pass --dir FOLDER")
+    every = [(path, read_entry(path, host)) for path in entry_files([folder])]
+    for path, problem in sorted(duplicate_problems(every).items()):
+        raise RecguardError(f"{path}: {problem}")
     entries = []
-    for path in entry_files([folder]):
-        entry = read_entry(path, host)
+    wanted = {"dataset": dataset, "backbone": backbone, "attack": attack, "protocol": protocol}
+    for path, entry in every:
         spec = entry["record"]["spec"]
-        wanted = {"dataset": dataset, "backbone": backbone, "attack": attack, "protocol": protocol}
         if all(value is None or spec[part]["name"] == value for part, value in wanted.items()):
             entries.append((path.name, entry))
     return build_boards(entries)

@@ -12,7 +12,9 @@ An entry is data only (JSON; nothing in it is executed or unpickled)::
     sources               per source record: {run_id, created_at, seeds, environment}
 
 Deltas against the undefended cell are computed when an entry is shown or
-rendered, never stored.
+rendered, never stored. Entries are untrusted: an entry holds only these fields,
+its text is bounded in size, every metric value is finite and in its range (rates
+in [0, 1]), and a copy of another entry's numbers under another name is refused.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from recguard.errors import RecguardError, did_you_mean
-from recguard.io import atomic_write_json
+from recguard.io import atomic_write_json, loads_json
 from recguard.records import aggregate, validate_record
 
 ENTRY_SCHEMA_VERSION = 1
@@ -38,6 +40,13 @@ UNSAFE_IN_LINK = set(" \t\n\"'<>()[]`")   # the link lands in Markdown and HTML
 IN_REPO_PLUGIN = re.compile(r"plugins/recguard-[a-z0-9][a-z0-9-]*")
 # spec parts that must be equal for records to be aggregated into one entry
 SAME_CELL = ("dataset", "backbone", "attack", "defense", "protocol")
+ENTRY_FIELDS = ("entry_schema_version", "kind", "submitter", "submitted_at", "record", "sources")
+MAX_ENTRY_BYTES = 1_000_000          # an entry of 1000 seeds is about 200 kB
+MAX_SUBMITTER_CHARS = {"name": 100, "paper": 300, "code": 300, "contact": 200, "notes": 2000}
+# metrics that are shares or probabilities (name before '@'); RC-* are at most 1
+RATES = {"HR", "Recall", "NDCG", "Precision", "T-HR", "T-NDCG", "Detect-AUC", "Valid", "H", "A-Valid",
+         "ASR", "AUC", "Score", "Scan-Precision", "Scan-Recall"}
+MAX_ABS_VALUE = 1e6                  # any other metric: finite and not absurdly large
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,12 @@ def submitter_problems(submitter: Any) -> list[str]:
         problems.append(f"submitter.code {code!r} is neither an http(s) link to the code (no spaces, "
                         f"quotes, brackets or parentheses) nor a plugin folder of the recguard "
                         f"repository (plugins/recguard-NAME)")
+    for key, limit in MAX_SUBMITTER_CHARS.items():
+        value = submitter.get(key)
+        if key in OPTIONAL_SUBMITTER and value is not None and not isinstance(value, str):
+            problems.append(f"submitter.{key} must be a string")
+        elif isinstance(value, str) and len(value) > limit:
+            problems.append(f"submitter.{key} is {len(value)} characters long; at most {limit}")
     unknown = set(submitter) - set(REQUIRED_SUBMITTER) - set(OPTIONAL_SUBMITTER)
     if unknown:
         problems.append(f"submitter has unknown fields {sorted(unknown)}; "
@@ -158,12 +173,35 @@ def entry_id(entry: dict) -> str:
     return "_".join(p.replace("/", "-") for p in parts)
 
 
-def write_entry(entry: dict, folder: str | os.PathLike, replace: bool = False) -> Path:
+def write_entry(entry: dict, folder: str | os.PathLike, replace: bool = False,
+                how_to_replace: str = "pass --replace to overwrite it") -> Path:
     path = Path(folder) / f"{entry_id(entry)}.json"
     if path.exists() and not replace:
         raise RecguardError(f"{path} already exists (the same cell, seeds and submitter); "
-                            f"pass --replace to overwrite it")
-    return atomic_write_json(path, entry)
+                            f"{how_to_replace}")
+    return atomic_write_json(path, entry, allow_nan=False)
+
+
+def find_planned_entry(folder: str | os.PathLike, dataset: str, planned: dict, seeds: list[int],
+                       submitter: str) -> Path | None:
+    """The entry in ``folder`` that a run of this cell would write over, found before the run:
+    same dataset, components, protocol, seeds and submitter (the data's fingerprint, known only
+    once it is loaded, is not compared)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.json")):
+        try:
+            entry = loads_json(path.read_text(encoding="utf-8"))
+            spec = entry["record"]["spec"]
+            same = (entry["submitter"]["name"] == submitter and spec["seeds"] == list(seeds)
+                    and spec["dataset"].get("registry_name", spec["dataset"]["name"]) == dataset
+                    and all(_comparable(spec[k]) == _comparable(v) for k, v in planned.items()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            continue   # not an entry: `leaderboard validate` reports it
+        if same:
+            return path
+    return None
 
 
 def read_entry(path: str | os.PathLike, host=None) -> dict:
@@ -179,12 +217,16 @@ def load_and_check(path: str | os.PathLike, host=None) -> tuple[dict | None, lis
     path = Path(path)
     if not path.is_file():
         return None, ["no such file"]
+    if path.stat().st_size > MAX_ENTRY_BYTES:
+        return None, [f"the file is {path.stat().st_size} bytes; an entry is at most {MAX_ENTRY_BYTES}"]
     try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
+        entry = loads_json(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         return None, ["not a JSON file (not UTF-8 text)"]
     except json.JSONDecodeError as exc:
         return None, [f"not a JSON file (line {exc.lineno}, column {exc.colno}: {exc.msg})"]
+    except ValueError as exc:
+        return None, [f"not a JSON file ({exc})"]
     return entry, validate_entry(entry, host)
 
 
@@ -204,6 +246,12 @@ def validate_entry(entry: Any, host=None) -> list[str]:
         return [f"entry_schema_version {version!r} is not supported "
                 f"(this recguard reads version {ENTRY_SCHEMA_VERSION})"]
     problems = []
+    unknown = sorted(set(entry) - set(ENTRY_FIELDS))
+    if unknown:
+        problems.append(f"unknown fields {_names(unknown)}; an entry holds {', '.join(ENTRY_FIELDS)}")
+    size = len(json.dumps(entry, default=str))
+    if size > MAX_ENTRY_BYTES:
+        problems.append(f"the entry is {size} bytes of JSON; at most {MAX_ENTRY_BYTES}")
     if entry.get("kind") != ENTRY_KIND:
         problems.append(f"kind must be {ENTRY_KIND!r}")
     problems += submitter_problems(entry.get("submitter"))
@@ -215,6 +263,7 @@ def validate_entry(entry: Any, host=None) -> list[str]:
     if record_problems:
         return problems
     problems += _cell_problems(record)
+    problems += _value_problems(record)
     problems += _source_problems(entry.get("sources"), record)
     if host is not None:
         problems += _component_problems(record, host)
@@ -253,6 +302,67 @@ def _cell_problems(record: dict) -> list[str]:
     return problems
 
 
+def _names(names: list[str], shown: int = 5) -> str:
+    """A few field names for a message (an entry may carry thousands), each shortened."""
+    listed = ", ".join(repr(n if len(n) <= 30 else n[:27] + "...") for n in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """The values a metric can take: [0, 1] for a rate, at most 1 for RC-*, else bounded."""
+    base = name.split("@", 1)[0]
+    if base in RATES:
+        return 0.0, 1.0
+    if base.startswith("RC-"):
+        return -MAX_ABS_VALUE, 1.0
+    return -MAX_ABS_VALUE, MAX_ABS_VALUE
+
+
+def _value_problems(record: dict) -> list[str]:
+    """Every metric value in its range; a standard deviation is never negative."""
+    problems = []
+    for condition, metrics in record["metrics"].items():
+        for name, value in metrics.items():
+            low, high = metric_range(name)
+            numbers = [("mean", value["mean"])] + [(f"seed {seed}", v) for seed, v in
+                                                   zip(record["spec"]["seeds"], value["per_seed"])]
+            for what, number in numbers:
+                if number is not None and not low <= number <= high:
+                    problems.append(f"{condition} {name} {what}: {number:.6g} is outside "
+                                    f"[{low:g}, {high:g}]")
+                    break
+            std = value["std"]
+            if std is not None and not 0 <= std <= high - low:
+                problems.append(f"{condition} {name} std: {std:.6g} is outside [0, {high - low:g}]")
+    return problems
+
+
+def content_key(entry: dict) -> str:
+    """What makes two entries the same result whoever submitted them: the cell, the seeds, the
+    targets and every number."""
+    record = entry["record"]
+    spec = record["spec"]
+    same = {k: _comparable(spec[k]) for k in SAME_CELL}
+    same |= {"seeds": spec["seeds"], "targets": spec["targets"], "metrics": record["metrics"]}
+    return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
+
+
+def duplicate_problems(entries: list[tuple[Path, dict]]) -> dict[Path, str]:
+    """``{file: problem}`` for each entry whose content repeats an earlier one's (by submission
+    time, then file name): the same numbers under another name are not a second result."""
+    first: dict[str, tuple[Path, dict]] = {}
+    problems = {}
+    for path, entry in sorted(entries, key=lambda pe: (str(pe[1].get("submitted_at")), str(pe[0]))):
+        key = content_key(entry)
+        if key in first:
+            original, by = first[key]
+            problems[path] = (f"the same cell, seeds and numbers as {Path(original).name} "
+                              f"(submitted by {by['submitter']['name']!r}): a copy is not a new result")
+        else:
+            first[key] = (path, entry)
+    return problems
+
+
 def _source_problems(sources: Any, record: dict) -> list[str]:
     if not isinstance(sources, list) or not sources:
         return ["missing provenance: 'sources' must list the records the entry aggregates"]
@@ -260,6 +370,9 @@ def _source_problems(sources: Any, record: dict) -> list[str]:
     for i, source in enumerate(sources):
         if not isinstance(source, dict) or not {"run_id", "seeds", "environment"} <= set(source):
             problems.append(f"missing provenance: sources[{i}] needs run_id, seeds and environment")
+            continue
+        if not isinstance(source["seeds"], list) or not all(type(s) is int for s in source["seeds"]):
+            problems.append(f"sources[{i}].seeds must be a list of integers")
             continue
         seen += source["seeds"]
     if not problems and sorted(seen) != sorted(record["spec"]["seeds"]):

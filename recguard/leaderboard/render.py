@@ -2,14 +2,20 @@
 
 The HTML page is self-contained (inline CSS and SVG, no script, nothing fetched),
 and every string that came from an entry is escaped: submissions are untrusted data.
+In Markdown that means HTML's ``<``, ``>`` and ``&`` as entities (a renderer that
+allows raw HTML must see none) and Markdown's own punctuation backslash-escaped;
+control characters are dropped everywhere (`plain`).
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
 
-from recguard.leaderboard.board import NO_DEFENSE, Board, Row, Score
+from recguard.leaderboard.board import NO_DEFENSE, Board, Row, Score, plain
+
+MD_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()!|~])")   # inline syntax; never at a line start
 
 MARK_START = "<!-- leaderboard:start -->"
 MARK_END = "<!-- leaderboard:end -->"
@@ -39,17 +45,17 @@ def columns(board: Board) -> list[str]:
     """Attack success and quality under attack, the quality on clean data, each with its Δ."""
     success = f"{board.success_metric} {arrow(board.success_higher_is_better)}"
     quality = f"{board.quality_metric} {arrow(board.quality_higher_is_better)}"
-    return ["#", "defense", success, "Δ", quality, "Δ", f"clean {board.quality_metric}", "Δ",
-            "seeds", "submitter"]
+    return [plain(c) for c in ("#", "defense", success, "Δ", quality, "Δ",
+                               f"clean {board.quality_metric}", "Δ", "seeds", "submitter")]
 
 
 def cells(rank: int, row: Row, with_std: bool = True) -> list[str]:
     def score(s: Score) -> str:
         return score_text(s, with_std)
 
-    return [str(rank), row.defense, score(row.success), delta_text(row.success_delta),
+    return [str(rank), plain(row.defense), score(row.success), delta_text(row.success_delta),
             score(row.quality), delta_text(row.quality_delta), score(row.clean_quality),
-            delta_text(row.clean_quality_delta), str(len(row.seeds)), row.submitter]
+            delta_text(row.clean_quality_delta), str(len(row.seeds)), plain(row.submitter)]
 
 
 def code_href(code: str, root: str) -> str:
@@ -62,21 +68,23 @@ def markdown(boards: list[Board], root: str = "") -> str:
     if not boards:
         lines.append("No entries yet: see docs/leaderboard.md.")
     for board in boards:
-        lines += [f"### {board.title}", ""]
-        head = columns(board)
+        lines += [f"### {md_escape(board.title)}", ""]
+        head = [md_escape(c) for c in columns(board)]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for rank, row in enumerate(board.rows, 1):
-            text = cells(rank, row)
-            text[-1] = f"[{_md_escape(row.submitter)}]({code_href(row.code, root)})"
+            text = [md_escape(c) for c in cells(rank, row)]
+            # code_href is safe in a link: entry.is_code_link admits no space, quote or bracket
+            text[-1] = f"[{text[-1]}]({code_href(row.code, root)})"
             text[1] = f"**{text[1]}**" if row.defense == NO_DEFENSE else text[1]
-            lines.append("| " + " | ".join(_md_escape(c) if i != len(text) - 1 else c
-                                           for i, c in enumerate(text)) + " |")
+            lines.append("| " + " | ".join(text) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def md_escape(text: str) -> str:
+    """Text from an entry as literal Markdown: no HTML, no link, emphasis or table syntax."""
+    text = html.escape(plain(text), quote=False)   # & < > as entities
+    return MD_PUNCTUATION.sub(r"\\\1", text)
 
 
 def rendered_files(boards: list[Board], root: str) -> dict[str, str]:
@@ -107,8 +115,8 @@ def _section(board: Board, root: str) -> str:
     for rank, row in enumerate(board.rows, 1):
         text = cells(rank, row)
         tds = [f"<td>{e(t)}</td>" for t in text[:-1]]
-        tds.append(f'<td><a href="{e(code_href(row.code, root), quote=True)}" title="{e(row.paper, quote=True)}">'
-                   f"{e(row.submitter)}</a></td>")
+        tds.append(f'<td><a href="{e(code_href(row.code, root), quote=True)}" '
+                   f'title="{e(plain(row.paper), quote=True)}">{e(text[-1])}</a></td>')
         css = ' class="undefended"' if row.defense == NO_DEFENSE else ""
         body.append(f"<tr{css}>{''.join(tds)}</tr>")
     return (f"<section><h2>{e(board.title)}</h2>\n{scatter(board)}\n"

@@ -113,6 +113,10 @@ def check_name(name: str, kind: str, host: "Host") -> PluginNames:
     """The plugin's names, or a `RecguardError` saying why NAME cannot be used."""
     if kind not in KINDS:
         raise RecguardError(f"unknown plugin kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if name.startswith(("recguard-", "recguard_")):
+        bare = name[len("recguard-"):]
+        raise RecguardError(f"plugin name {name!r}: give the component's name without the prefix; "
+                            f"`recguard plugin new {bare}` makes the package recguard-{bare}")
     if not NAME.fullmatch(name):
         raise RecguardError(f"plugin name {name!r} is not a lowercase slug: a letter, then letters, "
                             f"digits and single hyphens (e.g. pop-filler)")
@@ -169,7 +173,7 @@ def new_plugin(name: str, kind: str, parent: str | os.PathLike = ".", host: "Hos
         staging.mkdir(parents=True)
         for relative, text in files.items():
             path = atomic_write_text(staging / relative, text)
-            path.chmod(0o644)  # atomic_write_text leaves its private 0600 temporary-file mode
+            path.chmod(0o644)  # a package to share, whatever the umask
         os.rename(staging, target)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
