@@ -166,9 +166,9 @@ def resolve_precision(dtype: Any, device: str):
     """(weights' torch dtype, run under bf16 autocast) for a ``dtype`` option on ``device``.
 
     "auto": bfloat16 weights where the device computes bf16 natively (a recent GPU, a CPU
-    with AMX), plain float32 elsewhere. On this project's 2-core AMX CPU, bf16 weights fit a
-    LLaRA model faster and leaner than float32 weights under bf16 autocast (README,
-    "Speed and memory"). "mixed": float32 weights run under bf16 autocast. Any other
+    with AMX), plain float32 elsewhere. On this project's 2-core AMX CPU, bf16 weights answer
+    1.9x faster than float32 weights under bf16 autocast and fit a LLaRA model as fast in
+    0.5 GB less (README, "Speed and memory"). "mixed": float32 weights run under bf16 autocast. Any other
     dtype is taken as is, without autocast. LoRA adapters stay float32 either way (peft)."""
     import torch
 
