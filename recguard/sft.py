@@ -164,7 +164,7 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
     with tempfile.TemporaryDirectory(prefix="recguard-sft-") as work:
         args = SFTConfig(
             output_dir=work, max_length=train.max_length, completion_only_loss=True,
-            activation_checkpointing=False, use_cpu=_on_cpu(model),
+            **checkpointing_off(SFTConfig), use_cpu=_on_cpu(model),
             num_train_epochs=train.epochs, learning_rate=train.lr,
             per_device_train_batch_size=train.batch_size,
             gradient_accumulation_steps=train.grad_accum,
@@ -189,6 +189,17 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
         check_adapter(target)
     tuned.eval()
     return tuned
+
+
+def checkpointing_off(config_cls) -> dict[str, bool]:
+    """The training-arguments option that turns activation checkpointing off, under the name
+    ``config_cls`` knows: transformers 5.25 says ``activation_checkpointing``, older 5.x
+    (5.17, seen on a GPU image) ``gradient_checkpointing`` and refuses the new name."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names
+            else "gradient_checkpointing": False}
 
 
 def _trains_in_bf16(model) -> bool:

@@ -57,3 +57,21 @@ def test_queries_are_batch_independent(lm):
     assert greedy == [sft.generate(model, tok, [p], max_new_tokens=4)[0] for p in prompts]
     sampled = sft.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
     assert sampled == sft.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
+
+
+def test_checkpointing_is_turned_off_under_either_name():
+    """transformers 5.25 names the option activation_checkpointing; 5.17 knows only
+    gradient_checkpointing and raises a TypeError on the new name."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from recguard.sft import checkpointing_off
+
+    @dataclasses.dataclass
+    class Older:
+        gradient_checkpointing: bool = True
+
+    assert checkpointing_off(Older) == {"gradient_checkpointing": False}
+    assert checkpointing_off(SFTConfig) == {"activation_checkpointing": False}
+    Older(**checkpointing_off(Older))     # accepted by the class it was made for
