@@ -19,7 +19,9 @@ from recguard.config import build_config
 from recguard.errors import RecguardError
 from recguard.protocols import APT, Protocol, resolve
 
-SETTINGS = settings(max_examples=80, deadline=None,
+# derandomize: the same examples on every run, so CI cannot fail on a draw of its own (a new
+# finding goes in as an @example, as the float32 overflow did)
+SETTINGS = settings(max_examples=80, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 ENTRY = Path(__file__).parent.parent / "leaderboards" / "ml-100k_apt_mf_average_apt_931b994a.json"
 
@@ -120,6 +122,7 @@ csv_bytes = st.one_of(
 @given(raw=csv_bytes, name=st.sampled_from(["r.csv", "r.tsv"]))
 @example(raw=b"1,2,0\n", name="r.csv")                      # a rating that is not above 0
 @example(raw=b"user,item,timestamp,rating\n1,2,100,-5\n", name="r.csv")
+@example(raw=b"0,0,5\n0,0,3.4028235677973366e+38\n", name="r.csv")   # inf once float32 (CI found it)
 def test_any_csv_bytes_load_or_are_refused(raw, name, tmp_path):
     from recguard.data import loaders
 

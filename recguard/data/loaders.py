@@ -326,22 +326,30 @@ def build_interactions(table: Table, *, name: str, user: int, item: int, rating:
         ratings, feedback = np.ones(len(table), dtype=np.float32), "implicit"
     else:
         ratings, feedback = table.numbers(rating, "rating"), "explicit"
-        _check_positive(table, rating, ratings)
+        _check_rating_scale(table, rating, ratings)
     stamps = (table.integers(timestamp, "timestamp") if timestamp is not None
               else np.arange(len(table), dtype=np.int64))
     return reindex(users, items, ratings, stamps, name=name, item_text_by_raw=titles,
                    feedback=feedback)
 
 
-def _check_positive(table: Table, col: int, ratings: np.ndarray) -> None:
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # ratings are stored as float32
+
+
+def _check_rating_scale(table: Table, col: int, ratings: np.ndarray) -> None:
     """Ratings are on a scale above 0 (1-5, 0.5-5, ...): recguard divides them by the largest,
-    so 0 would read as 'no preference' and negative ratings would be reversed."""
+    so 0 would read as 'no preference' and negative ratings would be reversed. They must also
+    fit the float32 they are stored in (3.5e38 would become inf)."""
     bad = np.flatnonzero(ratings <= 0)
     if len(bad):
         row = bad[0]
         raise table.fail(row, f"rating {_show(table.raw(col)[row])} is not positive; ratings must "
                               f"be above 0 (shift the scale, e.g. 0-4 to 1-5), or drop the "
                               f"rating column for implicit feedback")
+    huge = np.flatnonzero(ratings > FLOAT32_MAX)
+    if len(huge):
+        raise table.fail(huge[0], f"rating {_show(table.raw(col)[huge[0]])} is too large to store "
+                                  f"(at most {FLOAT32_MAX:.3g})")
 
 
 def text_by_id(table: Table, id_col: int, text_col: int) -> dict[str, str]:
