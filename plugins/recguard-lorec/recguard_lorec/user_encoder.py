@@ -42,21 +42,19 @@ POOLING = "mean"
 CACHE_VERSION = 1
 
 
-def default_template_path() -> Path:
-    """``prompts/lorec_user.txt`` of this package (package data)."""
-    from importlib import resources
-
-    return Path(str(resources.files("recguard_lorec") / "prompts" / TEMPLATE_FILE))
-
-
 def read_template(path: str | os.PathLike | None = None) -> str:
-    """The template text (one trailing newline removed)."""
-    path = Path(path) if path is not None else default_template_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecguardError(f"cannot read the prompt template '{path}': {exc.strerror or exc}; "
-                            f"pass template_path= to a template file") from exc
+    """The template text (one trailing newline removed): the file at ``path``, else this
+    package's ``prompts/lorec_user.txt`` (`recguard.sft.load_prompt`)."""
+    if path is None:
+        from recguard.sft import load_prompt
+
+        text = load_prompt("recguard_lorec", TEMPLATE_FILE)
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecguardError(f"cannot read the prompt template '{path}': {exc.strerror or exc}; "
+                                f"pass template_path= to a template file") from exc
     return text[:-1] if text.endswith("\n") else text
 
 
