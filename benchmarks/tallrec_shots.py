@@ -3,6 +3,7 @@
     python benchmarks/tallrec_shots.py --shots 16 --epochs 10
     python benchmarks/tallrec_shots.py --shots 64 --epochs 4
     python benchmarks/tallrec_shots.py --shots 256 --epochs 1
+    python benchmarks/tallrec_shots.py --shots 16 --backbone-opt train_batch_size=1
 
 Fits the `tallrec` backbone (default model: the packaged SmolLM2-135M-Instruct) on k
 shots drawn by seed and prints one JSON line: AUC of P(Yes), the AUC the history's liked
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--n-test", type=int, default=0, help="0: the full test split")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="more tallrec options, e.g. train_batch_size=1 (repeatable)")
     args = parser.parse_args()
 
     from recguard.components import FitContext
@@ -46,7 +49,9 @@ def main() -> None:
                             for r in task.test])
     backbone_cls = get_host().backbones.get("tallrec")
     backbone = backbone_cls(build_config(backbone_cls.Config, {"epochs": args.epochs, "lr": args.lr,
-                                                               "batch_size": 16}, "tallrec"))
+                                                               "batch_size": 16,
+                                                               **dict(o.split("=", 1) for o in args.backbone_opt)},
+                                       "tallrec"))
     start = time.perf_counter()
     model = backbone.fit(task.interactions, FitContext(seed=args.seed, samples=task.train,
                                                        catalog=task.catalog))

@@ -168,11 +168,12 @@ LLARA_CPU = dataclasses.replace(
     paper="recguard's CPU-sized LLaRA cell (README, 'The main cell'): LLaRA's prompts, "
           "curriculum and metrics; 64 training windows + 256 poisoned samples (PR 0.8), "
           "5-item histories, 10 candidates (the number LLaRA's prompt text names), one epoch "
-          "in steps of 2 x 2 accumulated samples",
+          "in optimiser steps of 2 samples",
     history_len=5, n_candidates=10, n_train_samples=64, n_test_samples=50, budget=0.8,
-    # micro-batches of 2 (4 per optimiser step, as before): the same speed as batches of 4
-    # on a 2-core CPU, 0.4 GB less memory (README, "Speed and memory")
-    backbone_options=("epochs=1", "lr=1e-3", "lora_dropout=0", "train_batch_size=2", "grad_accum=2"),
+    # batches of 2: the same speed as batches of 4 on a 2-core CPU, 0.4 GB less memory
+    # (README, "Speed and memory"); without accumulation the same compute makes 160
+    # optimiser steps instead of 80, which implants the trigger (ASR 0.88 against 0.40-0.52)
+    backbone_options=("epochs=1", "lr=1e-3", "lora_dropout=0", "train_batch_size=2", "grad_accum=1"),
 )
 
 PRESETS = (APT, PAMACF, LOREC, TALLREC, LLARA, LLARA_CPU)
