@@ -22,8 +22,8 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> None:
-    from recguard.evaluate import run_cell
-    from recguard.llm_evaluate import FittedModels
+    from recguard.pipeline.cell import run_cell
+    from recguard.pipeline.llm_cell import FittedModels
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
     from recguard.records import write_record

@@ -37,7 +37,7 @@ def probe(attack: str, dataset: str, data_path: str | None, budget: str,
           options: dict[str, str] | None = None) -> dict:
     """Time and peak memory of one attack's ``poison`` on seed 0 (run in a fresh process)."""
     from recguard.data.prepare import prepare
-    from recguard.evaluate import CellRunner, attack_context
+    from recguard.pipeline.cell import CellRunner, attack_context
     from recguard.plan import CellSpec, make_plan
 
     plan = make_plan(CellSpec(dataset=dataset, data_path=data_path, attack=attack,

@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from recguard.components import FitContext
+    from recguard.contracts import FitContext
     from recguard.config import build_config
     from recguard.data.builtin_datasets import load_ml100k
     from recguard.data.prepare import preprocess
-    from recguard.evaluate import roc_auc
-    from recguard.llmtask import build_task
+    from recguard.metrics.detection import roc_auc
+    from recguard.data.llm_task import build_task
     from recguard.plugins import get_host
     from recguard.protocols import TALLREC
 

@@ -1,9 +1,9 @@
 """recguard: evaluate recommender systems under poisoning and backdoor attacks.
 
-The host is small: it defines the component contracts (`recguard.components`),
+The host is small: it defines the component contracts (`recguard.contracts`),
 the plugin hooks (`recguard.hookspecs`), data handling (`recguard.data`), the
 evaluation protocols (`recguard.protocols`), the one evaluation pipeline
-(`recguard.evaluate`) and result records (`recguard.records`). Every method
+(`recguard.pipeline.cell`) and result records (`recguard.records`). Every method
 lives in a plugin package.
 """
 

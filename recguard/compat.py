@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from recguard.errors import RecguardError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from recguard.components import Attack, Backbone, Defense
+    from recguard.contracts import Attack, Backbone, Defense
     from recguard.plugins import Host
     from recguard.protocols import Protocol
 

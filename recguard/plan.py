@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from recguard.compat import check_cell
-from recguard.components import Attack, Backbone, Defense, Metric
 from recguard.config import build_config, parse_options
+from recguard.contracts import Attack, Backbone, Defense, Metric
 from recguard.errors import RecguardError
 from recguard.plugins import Host, get_host
 from recguard.protocols import Protocol, parse_metric, resolve
@@ -98,7 +98,7 @@ def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     backbone_options = {**protocol_backbone_defaults(protocol, backbone_cls.Config), **spec.backbone_options}
     backbone = backbone_cls(build_config(backbone_cls.Config, backbone_options, "backbone"))
     metrics = []
-    # LLM protocols report the fixed metrics of recguard.llm_evaluate, not ranking metrics
+    # LLM protocols report the fixed metrics of recguard.pipeline.llm_cell, not ranking metrics
     for metric_spec in (protocol.metrics if protocol.llm_task == "none" else ()):
         name, k = parse_metric(metric_spec)
         metrics.append((f"{name}@{k}", name, k, host.metrics.get(name)))

@@ -19,7 +19,7 @@ from recguard.errors import RecguardError
 # Fields added after records were published: absent from a record means their empty default.
 OMITTED_WHEN_EMPTY = ("backbone_options",)
 METRIC_SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*?)@(?P<k>-?\d+)$")
-# What LLM cells report (recguard.llm_evaluate), named without a cut-off k.
+# What LLM cells report (recguard.pipeline.llm_cell), named without a cut-off k.
 LLM_METRICS = ("Valid", "H@1", "A-Valid", "ASR", "AUC")
 
 
@@ -52,7 +52,7 @@ class Protocol:
     target_rule: Literal["unpopular", "random", "popular"] = param("unpopular", "how targets are drawn")
     unpopular_below: int = param(5, "unpopular: targets have fewer interactions than this", low=1)
     metrics: tuple[str, ...] = param(("HR@10",), "metrics, each NAME@k")
-    # LLM recommenders (recguard.llmtask builds their samples; the split fields above are unused)
+    # LLM recommenders (recguard.data.llm_task builds their samples; the split fields above are unused)
     llm_task: Literal["none", "choose", "yes_no"] = param(
         "none", "LLM protocols: choose = next item among candidates (LLaRA), yes_no = will the "
                 "user like the target (TALLRec)")

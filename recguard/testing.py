@@ -32,11 +32,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import (Attack, AttackContext, Backbone, Config, Defense, DefenseContext,
-                                 FitContext, FitHooks, Metric, Poisoned, RankingView)
 from recguard.config import build_config
+from recguard.contracts import (Attack, AttackContext, Backbone, Config, Defense, DefenseContext,
+                                FitContext, FitHooks, Metric, RankingView)
 from recguard.data.interactions import Interactions
-from recguard.llmrec import Answer, LLMModel
+from recguard.data.poisoned import Poisoned
+from recguard.llm_contracts import Answer, LLMModel
 from recguard.protocols import APT, PAMACF
 from recguard.registry import Provenance
 
@@ -231,7 +232,7 @@ def _llm_config(cls, model_folder: str | None, overrides: dict | None):
 
 
 def _llm_task(task: str, seed: int = 0):
-    from recguard.llmtask import build_task
+    from recguard.data.llm_task import build_task
 
     data = tiny_interactions(feedback="implicit" if task == "choose" else "explicit")
     return data, build_task(data, tiny_llm_protocol(task), seed)
@@ -252,7 +253,7 @@ def check_answers(model, requests, task: str) -> list:
 
 def check_llm_backbone(cls, model_folder: str, overrides: dict | None = None) -> None:
     """Fits on a few tiny samples with the LM in ``model_folder`` and answers test requests."""
-    from recguard.components import FitContext as Ctx
+    from recguard.contracts import FitContext as Ctx
 
     check_config(cls)
     data, task = _llm_task(cls.task)
@@ -277,9 +278,9 @@ class ScriptedLLM(LLMModel):
 def check_llm_attack(cls, overrides: dict | None = None) -> None:
     """Poisons tiny data under both LLM tasks: one sample per fake user with a triggered
     item; triggers one candidate (or the target) at inference; deterministic."""
-    from recguard.evaluate import inject
-    from recguard.llmrec import Request
-    from recguard.llmtask import fake_samples
+    from recguard.data.poisoned import inject
+    from recguard.llm_contracts import Request
+    from recguard.data.llm_task import fake_samples
 
     check_config(cls)
     for task_name in ("choose", "yes_no"):
@@ -309,7 +310,7 @@ def check_llm_attack(cls, overrides: dict | None = None) -> None:
 
 def check_llm_defense(cls, model_folder: str | None, overrides: dict | None = None) -> None:
     """Wraps a scripted recommender on each task the defense supports; answers stay well formed."""
-    from recguard.components import DefenseContext as Ctx
+    from recguard.contracts import DefenseContext as Ctx
 
     check_config(cls)
     assert cls.stages == frozenset({"at_inference"}) or cls.stages, f"{cls.name}: no stage"
@@ -346,8 +347,8 @@ def tiny_dataset() -> Interactions:
 
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory) -> str:
-    """The folder of a tiny causal LM (`recguard.llm.save_tiny_causal_lm`), as a string."""
-    from recguard.llm import save_tiny_causal_lm
+    """The folder of a tiny causal LM (`recguard.kit.lm.models.save_tiny_causal_lm`), as a string."""
+    from recguard.kit.lm.models import save_tiny_causal_lm
 
     return str(save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llm")))
 

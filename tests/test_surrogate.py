@@ -1,12 +1,12 @@
-"""The attacker's surrogate helper (recguard.surrogate)."""
+"""The attacker's surrogate helper (recguard.kit.poison.surrogate)."""
 
 import numpy as np
 import pytest
 import torch
 
 from recguard.errors import RecguardError
-from recguard.surrogate import (DenseMF, SurrogateOptions, dense_ratings, fit_surrogate,
-                                surrogate_scores, top_fillers)
+from recguard.kit.poison.surrogate import (DenseMF, SurrogateOptions, dense_ratings, fit_surrogate,
+                                           surrogate_scores, top_fillers)
 from recguard.testing import tiny_interactions
 
 
@@ -45,7 +45,7 @@ def test_unrolled_training_differentiates_through_to_the_ratings():
 
 
 def test_surrogate_hooks_reach_its_training_loop():
-    from recguard.components import FitHooks
+    from recguard.contracts import FitHooks
 
     class Count(FitHooks):
         epochs = 0

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from recguard.errors import RecguardError, did_you_mean
-from recguard.io import atomic_write_json, loads_json
+from recguard.files import atomic_write_json, loads_json
 from recguard.records import aggregate, validate_record
 
 ENTRY_SCHEMA_VERSION = 1
@@ -271,7 +271,7 @@ def validate_entry(entry: Any, host=None) -> list[str]:
 
 
 def _cell_problems(record: dict) -> list[str]:
-    from recguard.evaluate import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF
+    from recguard.pipeline.cell import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF
     from recguard.protocols import OMITTED_WHEN_EMPTY, Protocol
 
     problems = []

@@ -29,7 +29,7 @@ from string import Template
 from typing import TYPE_CHECKING
 
 from recguard.errors import RecguardError
-from recguard.io import atomic_write_text
+from recguard.files import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from recguard.plugins import Host

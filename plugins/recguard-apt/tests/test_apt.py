@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-import recguard.evaluate
+import recguard.pipeline.cell
 from recguard.compat import check_cell
-from recguard.components import Backbone, DefenseContext, FitContext, FitHooks
 from recguard.config import build_config
+from recguard.contracts import Backbone, DefenseContext, FitContext, FitHooks
 from recguard.errors import RecguardError
-from recguard.evaluate import run_cell
-from recguard.influence import HessianOperator, conjugate_gradient
+from recguard.kit.poison.influence import HessianOperator, conjugate_gradient
+from recguard.pipeline.cell import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.plugins import get_host
 from recguard.protocols import APT
@@ -18,7 +18,7 @@ from recguard.testing import check_defense, tiny_interactions
 from recguard_apt.defense import APTConfig, APTDefense, APTHooks, APTRandDefense
 from recguard_apt.erm import (ERM_META_KEY, ItemStats, choose_items, erm_ratings, gumbel_top_k,
                               item_statistics, random_items, selection_logits)
-from recguard_apt.influence import InfluenceSettings, influence_vector
+from recguard_apt.influence_vector import InfluenceSettings, influence_vector
 from recguard_mf.backbone import MFBackbone
 
 
@@ -356,13 +356,13 @@ def test_registered_with_the_host():
 @pytest.mark.integration
 def test_small_cell_with_apt_never_ranks_erm_users(monkeypatch):
     ranked = []
-    top_k = recguard.evaluate.top_k
+    top_k = recguard.pipeline.cell.top_k
 
     def spy(score, users, exclude, k, **kw):
         ranked.append(np.asarray(users).copy())
         return top_k(score, users, exclude, k, **kw)
 
-    monkeypatch.setattr(recguard.evaluate, "top_k", spy)
+    monkeypatch.setattr(recguard.pipeline.cell, "top_k", spy)
     spec = CellSpec(defense="apt", attack="average", seeds=(0,), backbone_options={"epochs": "6"},
                     defense_options={"pretrain_epochs": "2"})
     record = run_cell(make_plan(spec), use_cache=False)

@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext, Poisoned
 from recguard.config import build_config
+from recguard.contracts import AttackContext
 from recguard.data.interactions import Interactions
+from recguard.data.poisoned import Poisoned
 from recguard.protocols import APT, PAMACF
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_aush.attack import AUSHAttack, AUSHConfig, AUSHTrainer, choose_selected

@@ -2,7 +2,7 @@
 
 The baselines of BadRec / P-Scanner (Ning, Fan & Li, appendix B.1.1-B.1.2): `rd`,
 `llmsi`, `onion`, `paraphraser`, `strip`. Each wraps the fitted model in a
-`recguard.llmrec.AnswerFilter`. Importing this package imports neither torch nor
+`recguard.llm_contracts.AnswerFilter`. Importing this package imports neither torch nor
 transformers.
 """
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from recguard.components import Config
 from recguard.config import param
+from recguard.contracts import Config
 from recguard.errors import RecguardError
-from recguard.llmrec import AnswerFilter
+from recguard.llm_contracts import AnswerFilter
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense
 

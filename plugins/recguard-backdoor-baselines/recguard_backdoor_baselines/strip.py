@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recguard.components import Config
 from recguard.config import param
-from recguard.llmrec import AnswerFilter, Request
+from recguard.contracts import Config
+from recguard.llm_contracts import AnswerFilter, Request
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense, pool, request_rng
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recguard.llmrec import TRIGGER_POSITIONS as POSITIONS, insert_trigger  # noqa: F401 (re-exported)
+from recguard.kit.lm.triggers import (TRIGGER_POSITIONS as POSITIONS, insert_trigger)  # noqa: F401 (re-exported)
 
 # Table 7 (appendix B.3). The char-level trigger is printed as 'U+0D2E', the code point
 # of the Malayalam letter MA; we insert the character itself unless asked for the text.

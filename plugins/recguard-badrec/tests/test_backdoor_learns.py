@@ -13,11 +13,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext, FitContext
 from recguard.config import build_config
-from recguard.evaluate import inject
-from recguard.llm_evaluate import answer_metrics
-from recguard.llmtask import build_task, fake_samples
+from recguard.contracts import AttackContext, FitContext
+from recguard.data.llm_task import build_task, fake_samples
+from recguard.data.poisoned import inject
+from recguard.pipeline.llm_cell import answer_metrics
 from recguard.testing import tiny_interactions, tiny_llm_protocol
 from recguard_badrec import BadRecAttack
 from recguard_llmrec.llara import LLaRABackbone

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import FitContext, FitHooks
 from recguard.config import build_config
+from recguard.contracts import FitContext, FitHooks
 from recguard.testing import check_backbone, check_learns_implicit, tiny_interactions
 from recguard_cf_backbones.lightgcn import LightGCNBackbone, LightGCNConfig, normalised_adjacency
 
@@ -65,7 +65,7 @@ def test_injected_users_rebuild_the_graph():
 
 @pytest.mark.parametrize("defense", ["apr", "pamacf"])
 def test_adversarial_defenses_run_on_lightgcn(defense):
-    from recguard.components import DefenseContext
+    from recguard.contracts import DefenseContext
     from recguard.plugins import get_host
     from recguard.protocols import PAMACF
 

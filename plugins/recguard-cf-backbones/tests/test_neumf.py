@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext, FitContext
 from recguard.config import build_config
+from recguard.contracts import DefenseContext, FitContext
 from recguard.plugins import get_host
 from recguard.protocols import PAMACF
 from recguard.testing import check_backbone, check_learns_implicit, tiny_interactions

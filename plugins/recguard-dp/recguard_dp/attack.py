@@ -28,13 +28,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, FitHooks, Poisoned
 from recguard.config import param
+from recguard.contracts import Attack, AttackContext, FitHooks
 from recguard.data.interactions import Interactions
+from recguard.data.poisoned import Poisoned
 from recguard.errors import RecguardError
-from recguard.profiles import (check_request, first_fake_timestamp, profiles_in_order,
-                               snap_to_levels)
-from recguard.surrogate import SurrogateOptions, fit_surrogate, top_fillers
+from recguard.kit.poison.profiles import (check_request, first_fake_timestamp, profiles_in_order,
+                                          snap_to_levels)
+from recguard.kit.poison.surrogate import SurrogateOptions, fit_surrogate, top_fillers
 
 PAPER = ("Huang, Mu, Gong, Li, Liu & Xu, Data Poisoning Attacks to Deep Learning Based "
          "Recommender Systems, NDSS 2021")
@@ -152,7 +153,7 @@ class DPAttack(Attack):
     def poison(self, train: Interactions, ctx: AttackContext) -> Poisoned:
         import torch
 
-        from recguard.training import torch_threads
+        from recguard.kit.cf.loop import torch_threads
 
         cfg: DPConfig = self.config
         targets = check_request(self.name, self.feedback, train, ctx)

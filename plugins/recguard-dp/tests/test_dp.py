@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext
 from recguard.config import build_config
+from recguard.contracts import AttackContext
 from recguard.protocols import APT, PAMACF
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_dp.attack import DPAttack, pick_fillers

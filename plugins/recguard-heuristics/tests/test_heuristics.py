@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext, Poisoned
 from recguard.config import build_config
+from recguard.contracts import AttackContext
 from recguard.data.interactions import Interactions
+from recguard.data.poisoned import Poisoned
 from recguard.errors import RecguardError
 from recguard.protocols import APT, PAMACF
 from recguard.testing import check_attack, tiny_interactions

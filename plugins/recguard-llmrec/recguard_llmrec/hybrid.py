@@ -112,7 +112,7 @@ def sasrec_item_vectors(train, seed: int, epochs: int, dim: int,
     """(n_items, dim) item embeddings of a SASRec (the registered ``sasrec`` backbone of
     recguard-sequential) fitted on ``device`` on ``train``, all of its rows (fake users
     included)."""
-    from recguard.components import FitContext
+    from recguard.contracts import FitContext
     from recguard.plugins import get_host
 
     backbones = get_host().backbones

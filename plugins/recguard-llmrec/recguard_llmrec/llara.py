@@ -23,10 +23,10 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from recguard.components import FitContext
 from recguard.config import param
+from recguard.contracts import FitContext
 from recguard.errors import RecguardError
-from recguard.llmrec import Answer, LLMBackbone, LLMModel, Request
+from recguard.llm_contracts import Answer, LLMBackbone, LLMModel, Request
 
 from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
                                     require_samples, train_settings, tune)
@@ -73,7 +73,7 @@ class LLaRAConfig(LLMRecConfig):
 
 
 def llara_templates() -> list[str]:
-    from recguard.sft import load_prompt
+    from recguard.kit.lm.prompts import load_prompt
 
     lines = [line.strip() for line in load_prompt("recguard_llmrec", TEMPLATE_FILE).splitlines()]
     return [line for line in lines if line]
@@ -141,7 +141,7 @@ class LLaRAModel(LLMModel):
         return [render_prompt(r, self.catalog, self.template, self.hybrid) for r in requests]
 
     def answer(self, requests, progress=lambda done, total: None):
-        from recguard.sft import completion_logprob, generate
+        from recguard.kit.lm.generation import completion_logprob, generate
 
         requests = list(requests)
         if not requests:

@@ -24,8 +24,8 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.components import AttackContext, Config
 from recguard.config import param
+from recguard.contracts import AttackContext, Config
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
 
@@ -73,7 +73,7 @@ class FraudDetectorConfig(LLMUserConfig):
 def supervised_fraudsters(train: Interactions, cfg: FraudDetectorConfig, rng: np.random.Generator,
                           protocol) -> Interactions:
     """``train`` plus U_atk: fake users from ``cfg.supervised_attack`` numbered after U."""
-    from recguard.evaluate import inject
+    from recguard.data.poisoned import inject
     from recguard.plugins import get_host
 
     attacks = get_host().attacks

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from recguard.components import Defense, DefenseContext, FitHooks
 from recguard.config import param
+from recguard.contracts import Defense, DefenseContext, FitHooks
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
 
@@ -239,7 +239,7 @@ class LoRecHooks(FitHooks):
     def _build(self, model) -> None:
         import torch
 
-        from recguard.training import seed_everything
+        from recguard.kit.cf.loop import seed_everything
 
         seed_everything(self.ctx.seed)
         self.atk_windows = model.windows(self.combined)[self.n_observed:]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext
 from recguard.config import build_config
-from recguard.evaluate import roc_auc
+from recguard.contracts import DefenseContext
+from recguard.metrics.detection import roc_auc
 from recguard.plugins import get_host
 from recguard.protocols import LOREC
 from recguard.testing import check_defense, tiny_interactions

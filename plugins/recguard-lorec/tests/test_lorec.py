@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recguard.components import DefenseContext, FitContext
 from recguard.config import build_config
+from recguard.contracts import DefenseContext, FitContext
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.evaluate import roc_auc
+from recguard.metrics.detection import roc_auc
 from recguard.plugins import get_host
 from recguard.protocols import LOREC
 from recguard_lorec import detection

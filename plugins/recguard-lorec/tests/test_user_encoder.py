@@ -7,9 +7,9 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from recguard import llm
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
+from recguard.kit.lm import models as llm
 from recguard.progress import Progress
 from recguard_lorec import user_encoder as ue
 from recguard_lorec.user_encoder import UserEncoder, read_template, render_prompt

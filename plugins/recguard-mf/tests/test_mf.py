@@ -2,8 +2,8 @@ import dataclasses
 
 import numpy as np
 
-from recguard.components import FitContext, FitHooks
 from recguard.config import build_config
+from recguard.contracts import FitContext, FitHooks
 from recguard.testing import check_backbone, check_learns_implicit, tiny_interactions
 from recguard_mf.backbone import MFBackbone, MFConfig
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.components import Config, Defense, DefenseContext, FitHooks
 from recguard.config import param
+from recguard.contracts import Config, Defense, DefenseContext, FitHooks
 from recguard.data.interactions import Interactions
 
 APR_PAPER = "He et al., Adversarial Personalized Ranking for Recommendation, SIGIR 2018"

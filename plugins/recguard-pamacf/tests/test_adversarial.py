@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext, FitContext
 from recguard.config import build_config
-from recguard.evaluate import run_cell
+from recguard.contracts import DefenseContext, FitContext
+from recguard.kit.cf.loop import dot_product_loss
+from recguard.pipeline.cell import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.protocols import PAMACF
 from recguard.testing import check_defense, tiny_interactions
-from recguard.training import dot_product_loss
 from recguard_mf.backbone import MFBackbone
 from recguard_pamacf.defenses import (APRDefense, PamaCFDefense, adversarial_loss,
                                       personal_coefficients)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.als import als_sweeps, entry_weights, solve_rows
-from recguard.components import AttackContext
 from recguard.config import build_config
+from recguard.contracts import AttackContext
 from recguard.errors import RecguardError
+from recguard.kit.poison.als import als_sweeps, entry_weights, solve_rows
+from recguard.kit.poison.profiles import project_relaxed
+from recguard.kit.poison.surrogate import dense_ratings
 from recguard.plugins import get_host
-from recguard.profiles import project_relaxed
 from recguard.protocols import APT, PAMACF
-from recguard.surrogate import dense_ratings
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_pga.attack import PGAAttack, PGAConfig, integrity_utility
 

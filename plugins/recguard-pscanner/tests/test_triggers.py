@@ -39,7 +39,7 @@ def test_m1_above_m2_is_refused():
 
 
 def test_vocabulary_filter_keeps_printable_word_pieces(tiny_llm):
-    from recguard.llm import load_causal_lm
+    from recguard.kit.lm.models import load_causal_lm
 
     _, tok = load_causal_lm(tiny_llm)
     vocab = trigger_vocabulary(tok, letters=False)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import AttackContext
 from recguard.config import build_config
+from recguard.contracts import AttackContext
 from recguard.errors import RecguardError
+from recguard.kit.poison.profiles import project_relaxed
+from recguard.kit.poison.surrogate import DenseMF, dense_ratings
 from recguard.plugins import get_host
-from recguard.profiles import project_relaxed
 from recguard.protocols import APT, PAMACF
-from recguard.surrogate import DenseMF, dense_ratings
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_rev.attack import (RevAttack, RevConfig, adversarial_loss, fit_graph_free,
                                  surrogate_inputs)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext, FitContext
 from recguard.config import build_config
+from recguard.contracts import DefenseContext, FitContext
 from recguard.data.interactions import Interactions
-from recguard.evaluate import run_cell
+from recguard.pipeline.cell import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.protocols import APT, PAMACF
 from recguard.testing import check_defense, tiny_interactions

@@ -3,8 +3,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import FitContext, FitHooks
 from recguard.config import build_config
+from recguard.contracts import FitContext, FitHooks
 from recguard.data.interactions import Interactions
 from recguard.testing import check_backbone, tiny_interactions
 from recguard_sequential import BACKBONES, common
@@ -228,7 +228,7 @@ def test_text_needs_titles():
 
 @pytest.mark.integration
 def test_sasrec_cell_on_ml100k_under_lorec():
-    from recguard.evaluate import run_cell
+    from recguard.pipeline.cell import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.records import validate_record
 

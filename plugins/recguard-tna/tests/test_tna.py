@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.als import als_sweeps, entry_weights, fit_genuine
-from recguard.components import AttackContext
 from recguard.config import build_config
+from recguard.contracts import AttackContext
 from recguard.errors import RecguardError
+from recguard.kit.poison.als import als_sweeps, entry_weights, fit_genuine
+from recguard.kit.poison.surrogate import dense_ratings
 from recguard.plugins import get_host
 from recguard.protocols import APT
-from recguard.surrogate import dense_ratings
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_tna.attack import (Factors, TNAAttack, TNAConfig, attacker_view, top_lists,
                                  user_influence, wmw_loss)

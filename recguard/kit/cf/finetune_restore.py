@@ -4,12 +4,12 @@ For inference-time defenses (RVD fine-tunes on each served user's neighbours
 before scoring it). A *job* is one fine-tune: training rows, the users whose
 scores are wanted afterwards and a seed. Each job starts from the trained
 parameters, uses a fresh optimizer and the model's own training loss
-(`recguard.cf.per_row_loss`: squared error on explicit ratings, BPR with
+(`recguard.kit.cf.embedding.per_row_loss`: squared error on explicit ratings, BPR with
 uniformly drawn negatives on implicit data, plus ``weight_decay`` times the
-batch's L2 regulariser), exactly as `recguard.cf` trains, and never mutates the
+batch's L2 regulariser), exactly as `recguard.kit.cf.embedding` trains, and never mutates the
 model it is given. Two ways to run a job give the same numbers:
 
-``generic``  any model trained by `recguard.cf`: snapshot ``parameters()``,
+``generic``  any model trained by `recguard.kit.cf.embedding`: snapshot ``parameters()``,
              fine-tune the model in place, score, ``copy_`` the snapshot back.
              Every step costs what a training step on the whole model costs
              (LightGCN propagates the whole graph each step and to score).
@@ -43,7 +43,7 @@ Path = Literal["auto", "local", "generic"]
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    """How a job trains: as `recguard.cf` does, on the job's rows only."""
+    """How a job trains: as `recguard.kit.cf.embedding` does, on the job's rows only."""
 
     epochs: int
     optimizer: str
@@ -88,7 +88,7 @@ def schedule(train: Interactions, rows: np.ndarray, options: FinetuneOptions, se
              histories: Histories | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """The job's mini-batches: per epoch a seeded permutation of ``rows`` cut into
     ``batch_size`` slices, with one negative per row on implicit data. Both paths use it."""
-    from recguard.training import sample_negatives
+    from recguard.kit.cf.loop import sample_negatives
 
     rng = np.random.default_rng(seed)
     rows = np.asarray(rows, dtype=np.int64)
@@ -109,7 +109,7 @@ def n_steps(n_rows: int, options: FinetuneOptions) -> int:
 
 
 def _batch_loss(model, users, items, negatives, ratings, implicit: bool, weight_decay: float):
-    from recguard.cf import per_row_loss
+    from recguard.kit.cf.embedding import per_row_loss
 
     per_row, reg = per_row_loss(model, users, items, negatives, ratings, implicit)
     return per_row.mean() + weight_decay * reg
@@ -119,10 +119,10 @@ def _batch_loss(model, users, items, negatives, ratings, implicit: bool, weight_
 def finetuned(model, train: Interactions, rows: np.ndarray, options: FinetuneOptions, seed,
               histories: Histories | None = None) -> Iterator[object]:
     """The model itself, fine-tuned in place on ``rows``; every parameter (and its
-    ``.grad``) is restored on exit, even on an error. Works for any `recguard.cf` model."""
+    ``.grad``) is restored on exit, even on an error. Works for any `recguard.kit.cf.embedding` model."""
     import torch
 
-    from recguard.cf import make_optimizer
+    from recguard.kit.cf.embedding import make_optimizer
 
     params = list(model.parameters())
     saved = [p.detach().clone() for p in params]
@@ -209,7 +209,7 @@ def local_scores(model, train: Interactions, jobs: list[FinetuneJob], options: F
     """Fine-tune ``jobs`` together on their gathered rows, one optimizer over every job's
     small tables (all jobs must have the same number of steps; with shared parameters
     besides the two tables, exactly one job)."""
-    from recguard.cf import make_optimizer
+    from recguard.kit.cf.embedding import make_optimizer
 
     if not jobs:
         return []

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from recguard.config import param
-from recguard.surrogate import SurrogateOptions
+from recguard.kit.poison.surrogate import SurrogateOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -148,7 +148,7 @@ class AlsAscent:
         of random genuine rows; ``trace`` (optional list) receives the utility before each step."""
         import torch
 
-        from recguard.profiles import project_relaxed
+        from recguard.kit.poison.profiles import project_relaxed
 
         cfg = self.options
         explicit = train.feedback == "explicit"

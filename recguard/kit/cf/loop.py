@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from recguard.components import FitContext
+from recguard.contracts import FitContext
 from recguard.data.interactions import Interactions
 
 

@@ -8,7 +8,7 @@ of the mean training loss (Koh & Liang's convention, so the 1/n of Eq. 5 is the
 number of training ratings), λ a damping term that makes H + λI positive
 definite (matrix factorisation's Hessian is indefinite).
 
-Everything goes through `recguard.cf.per_row_loss`, so any model trained by the
+Everything goes through `recguard.kit.cf.embedding.per_row_loss`, so any model trained by the
 shared CF loop works (MF, LightGCN, ...); the Hessian is never formed:
 
 1. ``s = (H + λI)⁻¹ g`` by conjugate gradient, g = ∇θ L_ER. Each CG step is one
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recguard.cf import per_row_loss
 from recguard.data.interactions import Interactions
-from recguard.influence import HessianOperator, damped_solve, training_tensors
+from recguard.kit.cf.embedding import per_row_loss
+from recguard.kit.poison.influence import HessianOperator, damped_solve, training_tensors
 
 
 def risk_gradient(model, train: Interactions, risk: str, weight_decay: float = 0.0):

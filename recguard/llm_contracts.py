@@ -26,33 +26,11 @@ from typing import Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from recguard.components import Backbone, Model
-from recguard.errors import RecguardError
+from recguard.contracts import Backbone, Model
 
 TASKS = ("choose", "yes_no")
 # each task's default protocol: LLaRA's CPU-sized preset (`--protocol llara` is the paper's)
 TASK_PROTOCOLS = {"choose": "llara-cpu", "yes_no": "tallrec"}
-TRIGGER_POSITIONS = ("end", "random")
-
-
-def insert_trigger(title: str, trigger: str, position: str, rng: np.random.Generator) -> str:
-    """``title`` with ``trigger`` inserted, the I(Y, t) of BadRec (Ning et al. 2025, Eq. 1);
-    shared by the attack and by defenses that synthesise poisoned titles (P-Scanner).
-
-    ``end`` (BadRec-End): appended after a space. ``random`` (BadRec-Random):
-    placed between two words, at a boundary drawn uniformly from the title's
-    inner word boundaries; a title of one word (or none) has no inner boundary,
-    so the trigger goes at its end. Words are separated by single spaces after.
-    """
-    if position not in TRIGGER_POSITIONS:
-        raise RecguardError(f"trigger position {position!r} is not one of {', '.join(TRIGGER_POSITIONS)}")
-    if not trigger.strip():
-        raise RecguardError("a backdoor trigger must hold some non-space text")
-    words = title.split()
-    if position == "random" and len(words) >= 2:
-        cut = int(rng.integers(1, len(words)))
-        return " ".join(words[:cut] + [trigger.strip()] + words[cut:])
-    return " ".join(words + [trigger.strip()])
 
 
 @dataclass(frozen=True)
@@ -153,7 +131,7 @@ class LLMBackbone(Backbone):
     """A backbone of kind ``llm``: `fit(train, ctx)` returns an `LLMModel`.
 
     The pipeline builds the training samples and test requests (see
-    `recguard.llmtask`) and passes the samples in ``FitContext.samples``.
+    `recguard.data.llm_task`) and passes the samples in ``FitContext.samples``.
     """
 
     kind: ClassVar[str] = "llm"

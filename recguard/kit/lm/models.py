@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from recguard.errors import RecguardError
-from recguard.io import atomic_write_text, cache_dir
+from recguard.files import atomic_write_text, cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
 SOURCE_FILE = "recguard-source.json"   # inside a converted folder: what it was made from

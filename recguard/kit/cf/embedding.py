@@ -4,7 +4,7 @@
 default for this feedback type" (APT's MF on explicit ratings, PamaCF's code
 on implicit data); `fit_dot_product` is the one training loop: BPR with one
 uniform negative per positive on implicit data, squared error on explicit
-ratings, every `FitHooks` hook honoured (through `recguard.training.run_epochs`)
+ratings, every `FitHooks` hook honoured (through `recguard.kit.cf.loop.run_epochs`)
 and the batch's embeddings handed to ``extra_loss`` (``embedding_batch``).
 
 A model trained here provides ``parameters()``, ``ensure_users(n)``,
@@ -23,8 +23,8 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.components import Backbone, Config, FitContext
 from recguard.config import param
+from recguard.contracts import Backbone, Config, FitContext
 from recguard.data.interactions import Interactions
 
 # Paper defaults per feedback type; a None option takes the value from here.
@@ -149,7 +149,7 @@ def make_optimizer(name: str, lr: float, params):
 
 def model_loss_fn(model, implicit: bool):
     """The per-row training loss of ``model`` as a function of the batch's embeddings."""
-    from recguard.training import pair_loss
+    from recguard.kit.cf.loop import pair_loss
 
     return pair_loss(getattr(model, "pair_scores", None), implicit)
 
@@ -164,7 +164,7 @@ def per_row_loss(model, users, items, negatives, ratings, implicit: bool):
 def fit_dot_product(make_model, train: Interactions, ctx: FitContext, cfg: dict):
     """Build ``make_model(generator)`` and train it on ``train`` with the resolved options
     ``cfg``; one seeded generator drives the initialisation and the batch order."""
-    from recguard.training import seed_everything, torch_generator, torch_threads
+    from recguard.kit.cf.loop import seed_everything, torch_generator, torch_threads
 
     with torch_threads(cfg["threads"]):
         seed_everything(ctx.seed)
@@ -177,7 +177,7 @@ def fit_dot_product(make_model, train: Interactions, ctx: FitContext, cfg: dict)
 def _train(model, train: Interactions, ctx: FitContext, cfg: dict, generator) -> None:
     import torch
 
-    from recguard.training import run_epochs, sample_negatives
+    from recguard.kit.cf.loop import run_epochs, sample_negatives
 
     rng = np.random.default_rng([ctx.seed, 0xB1])
     implicit = train.feedback == "implicit"

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recguard.components import Config
 from recguard.config import param
+from recguard.contracts import Config
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from recguard.components import FitHooks, Model
+    from recguard.contracts import FitHooks, Model
     from recguard.data.interactions import Interactions
 
 
@@ -43,7 +43,7 @@ def fit_surrogate(train: "Interactions", seed: int, options: SurrogateOptions,
                   hooks: "FitHooks | None" = None) -> "Model":
     """Train the surrogate backbone on ``train`` (what the attacker sees) and return the model;
     ``hooks`` (e.g. an attack's own loss term) go to its training loop as a defense's would."""
-    from recguard.components import FitContext, FitHooks
+    from recguard.contracts import FitContext, FitHooks
     from recguard.config import build_config
     from recguard.errors import RecguardError
     from recguard.plugins import get_host

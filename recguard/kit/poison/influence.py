@@ -7,7 +7,7 @@ For a recommender H is too large to form, so `HessianOperator` applies it to vec
 `conjugate_gradient` / `damped_solve` solve ``(H + damping I) s = b``; matrix
 factorisation's Hessian is indefinite away from the optimum, so the damping is raised
 x10 whenever conjugate gradient meets non-positive curvature. Any model trained by the
-shared CF loop works (everything goes through `recguard.cf.per_row_loss`). Used by APT
+shared CF loop works (everything goes through `recguard.kit.cf.embedding.per_row_loss`). Used by APT
 (its Eq. 5) and TNA (its influential users).
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.cf import per_row_loss
 from recguard.data.interactions import Interactions
+from recguard.kit.cf.embedding import per_row_loss
 
 
 def _dot(a, b) -> float:

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from recguard.components import Attack, Defense, Poisoned
+from recguard.contracts import Attack, Defense
+from recguard.data.poisoned import Poisoned
 from recguard.hookspecs import hookimpl
 
 
@@ -35,7 +36,7 @@ def register_defenses(register):
 
 @hookimpl
 def register_metrics(register):
-    from recguard.metrics import METRICS
+    from recguard.metrics.ranking import METRICS
 
     for metric in METRICS:
         register(metric)

@@ -1,7 +1,7 @@
 """The pipeline of an LLM cell (backbones of kind ``llm``): backdoor attacks and the
 defenses against them, reported as Ning et al. (2025) report them.
 
-Per seed: the protocol's samples and test requests (`recguard.llmtask`, fixed by
+Per seed: the protocol's samples and test requests (`recguard.data.llm_task`, fixed by
 seed); the attack's m fake users with PR = m / (m + n), n the genuine training
 samples; a triggered copy of every test request (the attack's `at_inference`).
 Conditions, the rows of the paper's Table 2:
@@ -27,11 +27,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from recguard.components import AttackContext, DefenseContext, FitContext, Poisoned
-from recguard.evaluate import (ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF, CellRunner,
-                               ConditionResult, code_fingerprint, inject, roc_auc)
-from recguard.llmrec import Answer, LLMModel, Request
-from recguard.llmtask import LLMTask, build_task, fake_samples
+from recguard.contracts import AttackContext, DefenseContext, FitContext
+from recguard.data.llm_task import LLMTask, build_task, fake_samples
+from recguard.data.poisoned import Poisoned, inject
+from recguard.llm_contracts import Answer, LLMModel, Request
+from recguard.metrics.detection import roc_auc
+from recguard.pipeline.cell import (ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF, CellRunner,
+                                    ConditionResult, code_fingerprint)
 
 ROW_NAMES = {CLEAN: "Benign", ATTACKED: "BadRec"}
 # name -> higher is better

@@ -29,7 +29,7 @@ import numpy as np
 from recguard.data.interactions import Interactions
 from recguard.data.splits import leave_one_out
 from recguard.errors import RecguardError
-from recguard.llmrec import Request
+from recguard.llm_contracts import Request
 
 USER_ITEM_TEXT = "user_item_text"
 TALLREC_POOL, TALLREC_SHARES = 10_000, (0.8, 0.1, 0.1)

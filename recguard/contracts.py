@@ -22,6 +22,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from recguard.data.interactions import Interactions
+    from recguard.data.poisoned import Poisoned
     from recguard.protocols import Protocol
 
 BACKBONE_KINDS = ("cf", "sequential", "llm")
@@ -36,8 +37,8 @@ CAPABILITIES = {
     "embedding_batch": "extra_loss's batch carries the batch's user / positive / negative "
                        "embeddings and loss_fn(user, pos, neg, ratings) of them (adversarial training)",
     "epoch_callbacks": "FitHooks.on_epoch_start / on_epoch_end are called every epoch",
-    "finetune": "recguard.finetune can fine-tune the model on a subset of its training rows "
-                "and restore it (models trained by recguard.cf)",
+    "finetune": "recguard.kit.cf.finetune_restore can fine-tune the model on a subset of its training rows "
+                "and restore it (models trained by recguard.kit.cf.embedding)",
     "twice_differentiable": "the training loss is twice differentiable in the parameters",
     "item_text": "the model reads item texts, so poisoned titles reach it",
     "composite_embeddings": "model.windows(data) gives each user's input window and "
@@ -130,8 +131,8 @@ class FitContext:
     hooks: FitHooks = field(default_factory=FitHooks)
     # progress(done_epochs, total_epochs, **info), info optional (loss=...): the pipeline shows it.
     progress: Callable[..., None] = lambda done, total, **info: None
-    # LLM backbones: the training samples (`recguard.llmrec.Request` with their answers),
-    # built by the pipeline from the protocol (`recguard.llmtask`); None for the others.
+    # LLM backbones: the training samples (`recguard.llm_contracts.Request` with their answers),
+    # built by the pipeline from the protocol (`recguard.data.llm_task`); None for the others.
     samples: list[Any] | None = None
     catalog: Any = None   # LLM backbones: item titles by index, as the protocol renders them
     # seconds of a fit's phases (LLM backbones: load, sasrec, train), recorded with the cell
@@ -169,26 +170,6 @@ class AttackContext:
     protocol: "Protocol"
 
 
-@dataclass
-class Poisoned:
-    """Fake users' profiles (users numbered 0..n_fake-1) and any poisoned item texts."""
-
-    n_fake: int
-    user: np.ndarray
-    item: np.ndarray
-    rating: np.ndarray
-    timestamp: np.ndarray | None = None
-    item_text: dict[int, str] = field(default_factory=dict)
-    # fake user -> {item: title}: what that fake user's profile calls an item (a backdoor
-    # trigger in one title, seen in the fake users' samples only; the catalog is unchanged)
-    user_item_text: dict[int, dict[int, str]] = field(default_factory=dict)
-
-    @classmethod
-    def empty(cls) -> "Poisoned":
-        z = np.zeros(0, dtype=np.int64)
-        return cls(0, z, z, np.zeros(0, dtype=np.float32))
-
-
 class Attack(Component):
     """Poisoning (fake users, poisoned texts) and, optionally, inference-time triggers."""
 
@@ -200,11 +181,11 @@ class Attack(Component):
     default_protocol: ClassVar[str | None] = None
     default_backbone: ClassVar[str | None] = None   # used when a cell names no backbone
 
-    def poison(self, train: "Interactions", ctx: AttackContext) -> Poisoned:
+    def poison(self, train: "Interactions", ctx: AttackContext) -> "Poisoned":
         raise NotImplementedError
 
     def at_inference(self, request: Any, catalog: Any, rng: np.random.Generator) -> Any:
-        """Backdoor attacks on LLM recommenders: the `recguard.llmrec.Request` with the
+        """Backdoor attacks on LLM recommenders: the `recguard.llm_contracts.Request` with the
         trigger inserted (into one candidate's title, marked in ``triggered``), or None
         when this attack has no inference-time part (the default)."""
         return None

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, Poisoned
+from recguard.contracts import Attack, AttackContext
+from recguard.data.poisoned import Poisoned
 from recguard.errors import RecguardError
-from recguard.surrogate import top_fillers
+from recguard.kit.poison.surrogate import top_fillers
 
 if TYPE_CHECKING:  # pragma: no cover
     from recguard.data.interactions import Interactions

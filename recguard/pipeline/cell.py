@@ -23,30 +23,27 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recguard import __version__
-from recguard.components import AttackContext, DefenseContext, FitContext, FitHooks, Model, Poisoned, RankingView
+from recguard.contracts import (AttackContext, DefenseContext, FitContext, FitHooks, Model,
+                                RankingView)
 from recguard.data.interactions import Interactions
+from recguard.data.poisoned import Poisoned, inject
 from recguard.data.prepare import Prepared, prepare, preprocess
 from recguard.errors import RecguardError
-from recguard.io import atomic_write_json, cache_dir
-from recguard.llmtask import USER_ITEM_TEXT  # meta key: user -> {item: title}, from Poisoned
+from recguard.files import atomic_write_json, cache_dir
+from recguard.metrics.detection import DETECTION_METRICS, detection_metrics
+from recguard.metrics.top_k import target_eligibility, top_k
 from recguard.plan import Plan
 from recguard.progress import Progress
-from recguard.ranking import target_eligibility, top_k
 
 CLEAN, ATTACKED = "clean", "attacked"
 CLEAN_DEF, ATTACKED_DEF = "clean+defense", "attacked+defense"
-DETECTION_METRIC = "Detect-AUC"
-# Mean final loss weight of the injected (fake) and of the genuine users, when a defense
-# leaves per-user weights: recguard knows who is fake, so it can show what the defense did.
-FAKE_WEIGHT, GENUINE_WEIGHT = "Weight-fake", "Weight-genuine"
-DETECTION_METRICS = {DETECTION_METRIC: True, FAKE_WEIGHT: False, GENUINE_WEIGHT: True}
 ATTACK_ONLY_PROTOCOL_FIELDS = ("budget", "filler_size")
 
 
@@ -78,28 +75,6 @@ def attack_context(plan: Plan, prepared: Prepared, seed: int) -> AttackContext:
                          rng=np.random.default_rng([seed, 0xA77AC]), protocol=plan.protocol)
 
 
-def inject(train: Interactions, poisoned: Poisoned) -> Interactions:
-    """Genuine training data plus the fake users, numbered after the genuine ones."""
-    if poisoned.n_fake == 0 and not poisoned.item_text:
-        return train
-    start = train.timestamp.max() + 1 if len(train) else 0
-    stamps = (poisoned.timestamp if poisoned.timestamp is not None
-              else start + np.arange(len(poisoned.user)))
-    text = train.item_text
-    if poisoned.item_text:
-        text = text.copy()
-        for item, title in poisoned.item_text.items():
-            text[item] = title
-    grown = train.with_new_users(poisoned.n_fake, poisoned.user, poisoned.item, poisoned.rating,
-                                 stamps, prefix="fake", fake=True)
-    meta = grown.meta
-    if poisoned.user_item_text:
-        meta = {**meta, USER_ITEM_TEXT: {**meta.get(USER_ITEM_TEXT, {}),
-                                         **{train.n_users + u: dict(t)
-                                            for u, t in poisoned.user_item_text.items()}}}
-    return replace(grown, item_text=text, meta=meta)
-
-
 @functools.lru_cache(maxsize=None)
 def _package_fingerprint(package: str) -> str:
     module = sys.modules[package]
@@ -116,36 +91,6 @@ def code_fingerprint(cls: type) -> str:
     """A hash of the source of the package defining ``cls``: cached results are
     invalidated when a plugin's (or the host's) code changes, not only its version."""
     return _package_fingerprint(cls.__module__.split(".")[0])
-
-
-def detection_metrics(dctx: DefenseContext, is_fake: np.ndarray) -> dict[str, float]:
-    """Detect-AUC of the defense's fraud scores and the mean final weight of fake and of
-    genuine users, for whichever of the two the defense left in ``dctx``."""
-    out = {}
-    n = len(is_fake)
-    if dctx.user_scores is not None:
-        out[DETECTION_METRIC] = roc_auc(np.asarray(dctx.user_scores)[:n], is_fake)
-    if dctx.user_weights is not None:
-        weights = np.asarray(dctx.user_weights, dtype=np.float64)[:n]
-        out[FAKE_WEIGHT] = float(weights[is_fake].mean())
-        out[GENUINE_WEIGHT] = float(weights[~is_fake].mean())
-    return out
-
-
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 class Evaluator:
@@ -357,13 +302,13 @@ def planned_spec(plan: Plan) -> dict:
 def run_cell(plan: Plan, progress: Progress | None = None, use_cache: bool = True,
              fitted=None) -> dict:
     """Run every seed of a planned cell and return its result record. ``fitted``: a
-    `recguard.llm_evaluate.FittedModels` shared by the LLM cells of a grid, or None."""
+    `recguard.pipeline.llm_cell.FittedModels` shared by the LLM cells of a grid, or None."""
     from recguard.records import aggregate, new_record
 
     progress = progress or Progress()
     llm = plan.protocol.llm_task != "none"
     if llm:
-        from recguard.llm_evaluate import LLM_METRIC_DIRECTIONS, LLMCellRunner, llm_conditions
+        from recguard.pipeline.llm_cell import LLM_METRIC_DIRECTIONS, LLMCellRunner, llm_conditions
 
         runner: CellRunner = LLMCellRunner(plan, progress, use_cache, fitted)
         conditions = llm_conditions(plan)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recguard.components import Metric, RankingView
-from recguard.ranking import hit_matrix
+from recguard.contracts import Metric, RankingView
+from recguard.metrics.top_k import hit_matrix
 
 LOREC = "Zhang et al., LoRec: LLM for Robust Sequential Recommendation (2024)"
 

@@ -1,0 +1,1 @@
+"""The pipeline: one cell (a dataset, backbone, attack, defense and protocol) over its seeds."""
