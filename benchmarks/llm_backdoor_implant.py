@@ -48,7 +48,7 @@ def main() -> None:
     from recguard.data.builtin_datasets import load_ml100k
     from recguard.data.prepare import preprocess
     from recguard.data.poisoned import inject
-    from recguard.pipeline.llm_cell import answer_metrics
+    from recguard.metrics.answers import answer_metrics
     from recguard.data.llm_task import build_task, fake_samples
     from recguard.plugins import get_host
     from recguard.protocols import LLARA
@@ -61,7 +61,7 @@ def main() -> None:
     attack = attack_cls(build_config(attack_cls.Config, {"trigger_level": args.level,
                                                          "position": args.position,
                                                          "history": args.history}, "badrec"))
-    # the same generators as the pipeline's (recguard.pipeline.llm_cell)
+    # the same generators as the pipeline's (recguard.pipeline.kinds.answers)
     ctx = AttackContext(targets=np.zeros(0, np.int64), n_fake=args.n_poison,
                         filler_size=args.history_len, protocol=protocol,
                         rng=np.random.default_rng([args.seed, 0xA77AC]))

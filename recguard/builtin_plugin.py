@@ -36,9 +36,10 @@ def register_defenses(register):
 
 @hookimpl
 def register_metrics(register):
+    from recguard.metrics.answers import ANSWER_METRICS
     from recguard.metrics.ranking import METRICS
 
-    for metric in METRICS:
+    for metric in METRICS + ANSWER_METRICS:
         register(metric)
 
 

@@ -262,13 +262,22 @@ class RankingView:
 
 
 class Metric(Component):
-    """A number computed from a `RankingView` at cut-off k."""
+    """A number computed from what a condition's model answered.
+
+    A ranking metric (``task_kinds = {"ranking"}``) reads a `RankingView` at cut-off k. A
+    metric of the LLM task kinds (choose, yes_no) reads a `recguard.metrics.answers.AnswersView`
+    with k None, and returns None where it does not apply (no triggered requests); one that
+    ``compares_rows`` reads a `recguard.metrics.answers.RowsView` (a defended row against the
+    undefended one). A protocol of an LLM kind reports every metric registered for its kind.
+    """
 
     higher_is_better: ClassVar[bool] = True
+    task_kinds: ClassVar[frozenset[str]] = frozenset({"ranking"})
     # True for metrics relative to the clean condition (RC-HR@k, RC-NDCG@k).
     needs_reference: ClassVar[bool] = False
+    compares_rows: ClassVar[bool] = False
 
-    def compute(self, view: RankingView, k: int) -> float:
+    def compute(self, view: Any, k: int | None) -> float | None:
         raise NotImplementedError
 
 

@@ -190,8 +190,41 @@ def check_defense(cls: type[Defense], backbone: type[Backbone], overrides: dict 
 
 
 def check_metric(cls: type[Metric]) -> None:
-    """Computes a finite value in [0, 1] on a small ranking and respects k."""
+    """Names known task kinds; a ranking metric computes a finite value in [0, 1] on a small
+    ranking at each k, a metric of the LLM kinds one in [0, 1] (or None: does not apply) on
+    a few answered requests, with and without triggered twins."""
+    from recguard.protocols import TASK_KINDS
+
     check_config(cls)
+    unknown = set(cls.task_kinds) - set(TASK_KINDS)
+    assert cls.task_kinds and not unknown, f"{cls.name}: unknown task kinds {sorted(unknown)}"
+    if "ranking" in cls.task_kinds:
+        _check_ranking_metric(cls)
+    for task in sorted(set(cls.task_kinds) - {"ranking"}):
+        for view in _answer_views(task, cls.compares_rows):
+            value = cls().compute(view, None)
+            assert value is None or 0.0 <= float(value) <= 1.0 or np.isnan(value), \
+                f"{cls.name} = {value} on {task} answers, outside [0, 1]"
+
+
+def _answer_views(task: str, compares_rows: bool) -> list:
+    from recguard.llm_contracts import Answer, Request
+    from recguard.metrics.answers import AnswersView, RowsView
+
+    if compares_rows:
+        row = {"ASR": 0.25, "H@1": 0.5, "AUC": 0.5, "Valid": 1.0}
+        return [RowsView(task, row, {**row, "ASR": 0.75}), RowsView(task, {}, row)]
+    benign = [Request(user=u, history=(0,), candidates=(1, 2, 3), target=1 + u % 3, label=u % 2 == 0)
+              for u in range(4)]
+    triggered = [Request(r.user, r.history, r.candidates, r.target, label=r.label,
+                         triggered=frozenset({2})) for r in benign]
+    answers = [Answer(choice=c, p_yes=p) for c, p in ((1, 0.9), (2, 0.2), (None, 0.4), (3, 0.7))]
+    hit = [Answer(choice=2, p_yes=0.8, removed=frozenset({2} if i % 2 else ())) for i in range(4)]
+    return [AnswersView(task, benign, answers), AnswersView(task, benign, answers, triggered, hit),
+            AnswersView(task, benign, answers, triggered, hit, scanned=True)]
+
+
+def _check_ranking_metric(cls: type[Metric]) -> None:
     view = RankingView(users=np.arange(3), topk=np.array([[0, 1, 2], [3, 4, 5], [2, 0, 1]]),
                        test_items=[np.array([1]), np.array([9]), np.array([2, 0])],
                        targets=np.array([0]), target_eligible=np.array([[True, True, False]]),

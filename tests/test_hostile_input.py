@@ -14,12 +14,12 @@ from tests.test_records import minimal_record
 @pytest.fixture
 def no_run(monkeypatch):
     """Bad input is refused before any work: running the cell fails the test."""
-    import recguard.pipeline.cell
+    import recguard.pipeline
 
     def ran(*args, **kwargs):
         pytest.fail("the cell ran")
 
-    monkeypatch.setattr(recguard.pipeline.cell, "run_cell", ran)
+    monkeypatch.setattr(recguard.pipeline, "run_cell", ran)
 
 
 # ---------------------------------------------------------------- 1. non-finite numbers
@@ -312,7 +312,7 @@ def test_header_problems_name_the_header_line(tmp_path):
 # ---------------------------------------------------------------- 8. smaller
 
 def test_a_budget_of_no_fake_user_is_refused():
-    from recguard.pipeline.cell import fake_users
+    from recguard.pipeline.kinds.ranking import fake_users
 
     assert fake_users(0.03, 943) == 28
     with pytest.raises(RecguardError, match="budget 1e-09 is 9.4e-07 fake users for 943 genuine users; "
@@ -378,11 +378,11 @@ def test_leaderboard_show_outside_a_checkout(tmp_path, capsys, monkeypatch):
 
 
 def test_the_record_path_is_never_wrapped(tmp_path, capsys, monkeypatch):
-    import recguard.pipeline.cell
+    import recguard.pipeline
 
     record = minimal_record()
     record["counts"] = {"users": 1, "fake_users": 1, "filler_size": 1, "targets": 1}
-    monkeypatch.setattr(recguard.pipeline.cell, "run_cell", lambda *a, **k: record)
+    monkeypatch.setattr(recguard.pipeline, "run_cell", lambda *a, **k: record)
     monkeypatch.setenv("COLUMNS", "80")
     output = tmp_path / ("a-long-folder-name-" * 4) / "results"
     code, out, err = run_main(["eval", "-q", "--seeds", "0", "--output", str(output)], capsys)

@@ -14,8 +14,9 @@ from recguard.data.prepare import preprocess
 from recguard.errors import RecguardError
 from recguard.hookspecs import hookimpl
 from recguard.llm_contracts import Answer, AnswerFilter, LLMBackbone, LLMModel, Request
-from recguard.pipeline.cell import run_cell
-from recguard.pipeline.llm_cell import answer_metrics, n_poisoned, scan_metrics, score
+from recguard.metrics.answers import answer_metrics, scan_metrics, score
+from recguard.pipeline import run_cell
+from recguard.pipeline.kinds.answers import n_poisoned
 from recguard.plan import CellSpec, make_plan
 from recguard.protocols import LLARA, LLARA_CPU, TALLREC
 from recguard.records import validate_record
@@ -262,7 +263,7 @@ def test_llm_backbones_refuse_ranking_protocols(register_plugin):
 
 
 def test_a_defense_reuses_the_poisoned_model_fitted_earlier_in_the_grid(register_plugin, fresh_cache):
-    from recguard.pipeline.llm_cell import FittedModels
+    from recguard.pipeline import FittedModels
 
     host = register_plugin(Plugin(), "scripted-llm-plugin")
     options = {"n_test_samples": "10", "n_train_samples": "20"}

@@ -10,7 +10,7 @@ from recguard.contracts import Defense, FitHooks
 from recguard.data.poisoned import inject
 from recguard.hookspecs import hookimpl
 from recguard.metrics.detection import roc_auc
-from recguard.pipeline.cell import run_cell
+from recguard.pipeline import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.records import read_record, validate_record, write_record
 from recguard.testing import tiny_interactions

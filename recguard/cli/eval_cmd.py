@@ -46,7 +46,7 @@ REPLACE_HINT = ("remove it first, or add the new record with "
 
 def _refuse_existing_entry(plan, who, folder) -> None:
     """`eval --leaderboard` would write over an entry: say so before the cell runs."""
-    from recguard.pipeline.cell import planned_spec
+    from recguard.pipeline import planned_spec
     from recguard.leaderboard.entry import find_planned_entry
 
     found = find_planned_entry(folder, plan.spec.dataset, planned_spec(plan), list(plan.spec.seeds),
@@ -85,7 +85,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
                  as_json, no_cache, quiet, leaderboard_dir, submitter, paper, code, contact):
     """Evaluate one cell: clean, attacked and (with a defense) defended conditions, per seed."""
     from recguard.config import parse_options
-    from recguard.pipeline.cell import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
     from recguard.records import write_record

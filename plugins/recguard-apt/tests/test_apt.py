@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-import recguard.pipeline.cell
+import recguard.pipeline.kinds.ranking
 from recguard.compat import check_cell
 from recguard.config import build_config
 from recguard.contracts import Backbone, DefenseContext, FitContext, FitHooks
 from recguard.errors import RecguardError
 from recguard.kit.poison.influence import HessianOperator, conjugate_gradient
-from recguard.pipeline.cell import run_cell
+from recguard.pipeline import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.plugins import get_host
 from recguard.protocols import APT
@@ -356,13 +356,13 @@ def test_registered_with_the_host():
 @pytest.mark.integration
 def test_small_cell_with_apt_never_ranks_erm_users(monkeypatch):
     ranked = []
-    top_k = recguard.pipeline.cell.top_k
+    top_k = recguard.pipeline.kinds.ranking.top_k
 
     def spy(score, users, exclude, k, **kw):
         ranked.append(np.asarray(users).copy())
         return top_k(score, users, exclude, k, **kw)
 
-    monkeypatch.setattr(recguard.pipeline.cell, "top_k", spy)
+    monkeypatch.setattr(recguard.pipeline.kinds.ranking, "top_k", spy)
     spec = CellSpec(defense="apt", attack="average", seeds=(0,), backbone_options={"epochs": "6"},
                     defense_options={"pretrain_epochs": "2"})
     record = run_cell(make_plan(spec), use_cache=False)

@@ -17,7 +17,7 @@ from recguard.config import build_config
 from recguard.contracts import AttackContext, FitContext
 from recguard.data.llm_task import build_task, fake_samples
 from recguard.data.poisoned import inject
-from recguard.pipeline.llm_cell import answer_metrics
+from recguard.metrics.answers import answer_metrics
 from recguard.testing import tiny_interactions, tiny_llm_protocol
 from recguard_badrec import BadRecAttack
 from recguard_llmrec.llara import LLaRABackbone

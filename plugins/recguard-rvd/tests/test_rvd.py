@@ -7,7 +7,7 @@ import torch
 from recguard.config import build_config
 from recguard.contracts import DefenseContext, FitContext
 from recguard.data.interactions import Interactions
-from recguard.pipeline.cell import run_cell
+from recguard.pipeline import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.protocols import APT, PAMACF
 from recguard.testing import check_defense, tiny_interactions

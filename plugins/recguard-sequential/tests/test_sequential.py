@@ -228,7 +228,7 @@ def test_text_needs_titles():
 
 @pytest.mark.integration
 def test_sasrec_cell_on_ml100k_under_lorec():
-    from recguard.pipeline.cell import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.records import validate_record
 
