@@ -160,6 +160,19 @@ def get_host() -> Host:
     return _HOST
 
 
+def registered(kind: str, name: str) -> Any:
+    """The component registered as ``name`` of ``kind`` ('backbone', 'attack', 'defense',
+    'metric', 'dataset', 'protocol'): how a plugin builds another plugin's component (an
+    attack's surrogate recommender, LLaRA's SASRec). An unknown name is a `RecguardError`
+    that lists the registered ones."""
+    return get_host().registry(kind).get(name)
+
+
+def registered_names(kind: str) -> list[str]:
+    """The names registered of ``kind``, sorted."""
+    return get_host().registry(kind).names()
+
+
 def reset_host() -> None:
     """Forget the loaded host (tests; after installing a plugin)."""
     global _HOST

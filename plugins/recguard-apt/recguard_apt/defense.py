@@ -17,10 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Config, Defense, DefenseContext, FitHooks
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Config, Defense, DefenseContext, FitHooks, Interactions, RecguardError, param
 
 from recguard_apt.erm import (choose_items, erm_ratings, item_statistics, random_items,
                               with_erm_users)

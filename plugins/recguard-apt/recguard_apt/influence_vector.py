@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recguard.data.interactions import Interactions
+from recguard import Interactions
 from recguard.kit.cf.embedding import per_row_loss
 from recguard.kit.poison.influence import HessianOperator, damped_solve, training_tensors
 

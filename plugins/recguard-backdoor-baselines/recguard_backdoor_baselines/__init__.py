@@ -6,7 +6,7 @@ The baselines of BadRec / P-Scanner (Ning, Fan & Li, appendix B.1.1-B.1.2): `rd`
 transformers.
 """
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_backdoor_baselines.llmsi import LLMSIDefense
 from recguard_backdoor_baselines.onion import ONIONDefense

@@ -7,10 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Config, Defense, DefenseContext
-from recguard.errors import RecguardError
-from recguard.llm_contracts import AnswerFilter, LLMModel, Request
+from recguard import (AnswerFilter, Config, Defense, DefenseContext, LLMModel, RecguardError,
+                      Request, param)
 
 BADREC = ("Ning, Fan & Li, Exploring Backdoor Attack and Defense for LLM-empowered "
           "Recommendations, appendix B.1.1-B.1.2")

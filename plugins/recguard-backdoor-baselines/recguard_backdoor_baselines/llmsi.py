@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from recguard.config import param
-from recguard.contracts import Config
-from recguard.errors import RecguardError
-from recguard.llm_contracts import AnswerFilter
+from recguard import AnswerFilter, Config, RecguardError, param
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense
 

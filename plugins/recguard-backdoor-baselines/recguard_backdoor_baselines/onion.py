@@ -17,8 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.config import param
-from recguard.llm_contracts import AnswerFilter
+from recguard import AnswerFilter, param
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense, LMConfig, LazyLM, pool
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from recguard.config import param
-from recguard.errors import RecguardError
-from recguard.llm_contracts import AnswerFilter
+from recguard import AnswerFilter, RecguardError, param
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense, LMConfig, LazyLM, pool
 

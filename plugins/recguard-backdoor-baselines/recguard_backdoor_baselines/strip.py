@@ -23,9 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Config
-from recguard.llm_contracts import AnswerFilter, Request
+from recguard import AnswerFilter, Config, Request, param
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense, pool, request_rng
 

@@ -4,7 +4,7 @@
 titles (P-Scanner) insert triggers the same way.
 """
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_badrec.attack import BadRecAttack
 from recguard_badrec.triggers import TABLE7_TRIGGERS, insert_trigger

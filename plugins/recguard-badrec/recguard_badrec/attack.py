@@ -22,11 +22,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Attack, AttackContext, Config
-from recguard.data.interactions import Interactions
-from recguard.data.poisoned import Poisoned
-from recguard.errors import RecguardError
+from recguard import Attack, AttackContext, Config, Interactions, Poisoned, RecguardError, param
 
 from recguard_badrec.triggers import CHAR_TRIGGER_TEXT, TABLE7_TRIGGERS, insert_trigger
 
@@ -84,7 +80,7 @@ class BadRecAttack(Attack):
                                 "has no title per item")
         # The titles as the recommender's catalog shows them (LLaRA: year removed), so the
         # fake users' triggered title differs from the catalog's by the trigger alone.
-        from recguard.data.llm_task import catalog_of
+        from recguard import catalog_of
 
         titles = catalog_of(train, getattr(ctx.protocol, "title_style", "raw"))
         n_fake, size = int(ctx.n_fake), int(ctx.filler_size)

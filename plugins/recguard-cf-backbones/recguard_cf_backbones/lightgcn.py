@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Interactions, param
 from recguard.kit.cf.embedding import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 
 

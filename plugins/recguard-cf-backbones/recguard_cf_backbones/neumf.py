@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Interactions, param
 from recguard.kit.cf.embedding import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 
 SCORE_CHUNK = 256  # users scored at once: (chunk x items) pairs go through the MLP

@@ -28,11 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Attack, AttackContext, FitHooks
-from recguard.data.interactions import Interactions
-from recguard.data.poisoned import Poisoned
-from recguard.errors import RecguardError
+from recguard import (Attack, AttackContext, FitHooks, Interactions, Poisoned, RecguardError,
+                      param, registered)
 from recguard.kit.poison.profiles import (check_request, first_fake_timestamp, profiles_in_order,
                                           snap_to_levels)
 from recguard.kit.poison.surrogate import SurrogateOptions, fit_surrogate, top_fillers
@@ -122,7 +119,7 @@ class PromoteTargets(FitHooks):
 
 def fit_poison_model(train: Interactions, seed: int, options: SurrogateOptions, hooks: FitHooks):
     """The surrogate ("poison model") trained on ``train`` with the promotion-loss ``hooks``."""
-    model = fit_surrogate(train, seed, options, hooks)
+    model = fit_surrogate(registered("backbone", options.surrogate), train, seed, options, hooks)
     if not (hasattr(model, "users") and hasattr(model, "items")) or hasattr(model, "pair_scores"):
         raise RecguardError(f"dp's promotion loss needs a dot-product surrogate (e.g. mf); "
                             f"{options.surrogate!r} is not one")

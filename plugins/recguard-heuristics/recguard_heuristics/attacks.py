@@ -36,11 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Attack, AttackContext, Config
-from recguard.data.interactions import Interactions
-from recguard.data.poisoned import Poisoned
-from recguard.errors import RecguardError
+from recguard import Attack, AttackContext, Config, Interactions, Poisoned, RecguardError, param
 from recguard.kit.poison.profiles import check_request, shuffled_rows, snap_to_levels
 
 LAM_RIEDL = "Lam & Riedl, Shilling Recommender Systems for Fun and Profit, WWW 2004"

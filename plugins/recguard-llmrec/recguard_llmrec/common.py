@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from recguard.config import param
-from recguard.contracts import Config
-from recguard.errors import RecguardError
+from recguard import Config, RecguardError, param
 
 
 @dataclass

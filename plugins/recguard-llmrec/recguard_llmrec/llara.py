@@ -23,10 +23,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import FitContext
-from recguard.errors import RecguardError
-from recguard.llm_contracts import Answer, LLMBackbone, LLMModel, Request
+from recguard import Answer, FitContext, LLMBackbone, LLMModel, RecguardError, Request, param
 
 from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
                                     require_samples, train_settings, tune)

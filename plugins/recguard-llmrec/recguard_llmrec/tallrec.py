@@ -14,9 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from recguard.config import param
-from recguard.contracts import FitContext
-from recguard.llm_contracts import Answer, LLMBackbone, LLMModel, Request
+from recguard import Answer, FitContext, LLMBackbone, LLMModel, Request, param
 
 from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
                                     quoted, require_samples, train_settings, tune)

@@ -18,10 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Defense, DefenseContext
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Defense, DefenseContext, Interactions, RecguardError, param
 
 from recguard_lorec.detection import (FraudDetectorConfig, fraud_loss, standardised,
                                      with_supervised_fraudsters)

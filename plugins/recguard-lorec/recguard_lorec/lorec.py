@@ -38,10 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Defense, DefenseContext, FitHooks
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Defense, DefenseContext, FitHooks, Interactions, RecguardError, param
 
 from recguard_lorec.detection import (FraudDetectorConfig, fraud_loss, standardised,
                                       with_supervised_fraudsters)

@@ -29,11 +29,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.files import atomic_write, cache_dir
+from recguard import Interactions, Progress, RecguardError, atomic_write, cache_dir
 from recguard.kit.lm.models import mean_pool
-from recguard.progress import Progress
 
 TEMPLATE_FILE = "lorec_user.txt"
 ITEM_FORMAT = "(Item title: {title})"   # one history entry (the authors' code)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recguard.data.interactions import Interactions
+from recguard import Interactions
 from recguard.kit.cf.embedding import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 
 

@@ -29,8 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Interactions, param
 from recguard.kit.poison.als import AlsAscent, AlsOptions, resolve_fake_users, resolve_items
 from recguard.kit.poison.profiles import OptimisedProfileAttack
 from recguard.kit.poison.surrogate import dense_ratings

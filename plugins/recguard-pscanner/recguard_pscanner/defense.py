@@ -6,11 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from recguard.config import param
-from recguard.contracts import Config, Defense, DefenseContext
+from recguard import AnswerFilter, Config, Defense, DefenseContext, LLMModel, Request, param
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, TrainSettings
-from recguard.llm_contracts import AnswerFilter, LLMModel, Request
 
 from recguard_pscanner.agent import AgentSettings
 from recguard_pscanner.scanner import SCAN_PROMPT, ScannerPlan, prepare_scanner, scan_prompts
@@ -71,7 +69,7 @@ class PScannerConfig(Config):
 
 
 def plan_of(cfg: PScannerConfig) -> ScannerPlan:
-    from recguard.errors import RecguardError
+    from recguard import RecguardError
 
     if cfg.m1 > cfg.m2:
         raise RecguardError(f"p-scanner needs m1 <= m2 (got m1={cfg.m1}, m2={cfg.m2})")

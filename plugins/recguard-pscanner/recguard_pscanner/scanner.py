@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recguard.files import atomic_write_json, cache_dir
+from recguard import atomic_write_json, cache_dir
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, TrainSettings
 

@@ -26,8 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Interactions, param
 from recguard.kit.poison.profiles import OptimisedProfileAttack, project_relaxed
 from recguard.kit.poison.surrogate import DenseMF, SurrogateOptions, dense_ratings
 

@@ -22,9 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Config, Defense, DefenseContext, Model
-from recguard.data.interactions import Interactions
+from recguard import Config, Defense, DefenseContext, Interactions, Model, param
 
 PAPER = "Toward Robust Recommendation via Real-time Vicinal Defense (RVD), 2023: Alg. 1, Table 2"
 

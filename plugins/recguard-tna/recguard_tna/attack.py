@@ -31,9 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Interactions, RecguardError, param
 from recguard.kit.poison.als import (AlsAscent, AlsOptions, fit_genuine, resolve_fake_users,
                                      resolve_items)
 from recguard.kit.poison.profiles import OptimisedProfileAttack

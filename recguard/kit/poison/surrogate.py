@@ -3,7 +3,7 @@
 Attack knowledge is explicit (`Attack.knowledge`). A *black-box* attack never
 reads the victim: it trains a surrogate on the data it can see (the genuine
 training interactions, plus the fake users it has made so far) and optimises
-against that. `fit_surrogate` trains any registered backbone for this purpose,
+against that. `fit_surrogate` trains any registered CF backbone for this purpose,
 with options the attack records in its own config, so a record says which
 surrogate an attack used; `surrogate_scores` returns its full score matrix.
 
@@ -25,7 +25,7 @@ from recguard.contracts import Config
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from recguard.contracts import FitHooks, Model
+    from recguard.contracts import Backbone, FitHooks, Model
     from recguard.data.interactions import Interactions
 
 
@@ -39,16 +39,16 @@ class SurrogateOptions(Config):
     surrogate_dim: int = param(64, "surrogate embedding size", low=1)
 
 
-def fit_surrogate(train: "Interactions", seed: int, options: SurrogateOptions,
+def fit_surrogate(cls: "type[Backbone]", train: "Interactions", seed: int, options: SurrogateOptions,
                   hooks: "FitHooks | None" = None) -> "Model":
-    """Train the surrogate backbone on ``train`` (what the attacker sees) and return the model;
-    ``hooks`` (e.g. an attack's own loss term) go to its training loop as a defense's would."""
-    from recguard.contracts import FitContext, FitHooks
+    """Train the surrogate backbone ``cls`` (the one registered as ``options.surrogate``:
+    `recguard.registered("backbone", options.surrogate)`) on ``train`` (what the attacker
+    sees) and return the model; ``hooks`` (e.g. an attack's own loss term) go to its training
+    loop as a defense's would."""
     from recguard.config import build_config
+    from recguard.contracts import FitContext, FitHooks
     from recguard.errors import RecguardError
-    from recguard.plugins import get_host
 
-    cls = get_host().backbones.get(options.surrogate)
     if cls.kind != "cf":
         raise RecguardError(f"surrogate {options.surrogate!r} is a {cls.kind} backbone; an attack's "
                             f"surrogate must be a CF backbone (e.g. mf)")
