@@ -28,7 +28,6 @@ import numpy as np
 
 from recguard.contracts import Backbone, Model
 
-TASKS = ("choose", "yes_no")
 # each task's default protocol: LLaRA's CPU-sized preset (`--protocol llara` is the paper's)
 TASK_PROTOCOLS = {"choose": "llara-cpu", "yes_no": "tallrec"}
 

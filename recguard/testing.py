@@ -1,6 +1,7 @@
 """Test helpers for recguard and its plugin authors.
 
-Fixtures (import them in a ``conftest.py`` with ``from recguard.testing import *``):
+Fixtures (a pytest plugin: the ``pytest11`` entry point of the recguard distribution
+loads them into every test session, no ``conftest.py`` needed):
 
 - ``private_cache`` (automatic): the whole test session uses a temporary
   ``RECGUARD_CACHE`` folder, never the user's cache;

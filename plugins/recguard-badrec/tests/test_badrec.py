@@ -11,10 +11,11 @@ import pytest
 from recguard.config import build_config
 from recguard.contracts import AttackContext
 from recguard.errors import RecguardError
+from recguard.kit.lm.triggers import insert_trigger
 from recguard.llm_contracts import Request
 from recguard.protocols import LLARA, TALLREC
 from recguard.testing import check_config, tiny_interactions
-from recguard_badrec import BadRecAttack, TABLE7_TRIGGERS, insert_trigger
+from recguard_badrec import BadRecAttack, TABLE7_TRIGGERS
 
 
 def attack(**options):

@@ -109,8 +109,8 @@ def require_samples(samples, task: str, name: str) -> list:
     return list(samples)
 
 
-def catalog_of(ctx, train) -> list[str]:
-    """Titles by item index: ``ctx.catalog`` (the protocol's titles, set by the pipeline),
+def fit_catalog(ctx, train) -> list[str]:
+    """The titles a fit prompts with, by item index: ``ctx.catalog`` (the protocol's titles, set by the pipeline),
     else the training data's item texts."""
     catalog = ctx.catalog
     if catalog is None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from recguard import Answer, FitContext, LLMBackbone, LLMModel, RecguardError, Request, param
 
-from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
+from recguard_llmrec.common import (LLMRecConfig, fit_catalog, load_lm, lora_settings,
                                     require_samples, train_settings, tune)
 from recguard_llmrec.hybrid import (PROJECTOR, install_hybrid, item_token, projector_parameters,
                                     sasrec_item_vectors)
@@ -176,7 +176,7 @@ class LLaRABackbone(LLMBackbone):
     def fit(self, train, ctx: FitContext) -> LLaRAModel:
         cfg: LLaRAConfig = self.config
         samples = require_samples(ctx.samples, "choose", self.name)
-        catalog = catalog_of(ctx, train)
+        catalog = fit_catalog(ctx, train)
         templates = llara_templates()
         if cfg.template >= len(templates):
             raise RecguardError(f"llara option template={cfg.template}: prompts/{TEMPLATE_FILE} "

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from recguard import Answer, FitContext, LLMBackbone, LLMModel, Request, param
 
-from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
+from recguard_llmrec.common import (LLMRecConfig, fit_catalog, load_lm, lora_settings,
                                     quoted, require_samples, train_settings, tune)
 
 TEMPLATE_FILE = "tallrec.txt"
@@ -85,7 +85,7 @@ class TALLRecBackbone(LLMBackbone):
     def fit(self, train, ctx: FitContext) -> TALLRecModel:
         cfg: TALLRecConfig = self.config
         samples = require_samples(ctx.samples, "yes_no", self.name)
-        catalog = catalog_of(ctx, train)
+        catalog = fit_catalog(ctx, train)
         template = tallrec_template()
         clock = time.perf_counter()
         lm, tokenizer = load_lm(cfg)
