@@ -35,6 +35,7 @@ _EXPORTS = {
     **dict.fromkeys(("Protocol", "APT", "PAMACF", "LOREC", "TALLREC", "LLARA", "LLARA_CPU"),
                     "recguard.protocols"),
     "roc_auc": "recguard.metrics.detection",
+    **dict.fromkeys(("AnswersView", "RowsView"), "recguard.metrics.answers"),
     **dict.fromkeys(("RecguardError", "did_you_mean"), "recguard.errors"),
     "Progress": "recguard.progress",
     **dict.fromkeys(("cache_dir", "atomic_write", "atomic_write_json"), "recguard.files"),

@@ -23,7 +23,10 @@ defaults, the class has a name and a summary). `check_learns_implicit` checks
 that a backbone actually learns on tiny implicit data.
 
 `eval_record(folder, *args)` runs ``recguard eval ARGS`` in the test's process and
-returns its record, for integration tests of a component in a real cell.
+returns its record, for integration tests of a component in a real cell;
+`cell_record(**spec)` does the same from `CellSpec` fields, without caches.
+`check_combination(backbone, attack, defense, protocol)` raises what `recguard
+eval` would say of a cell that cannot run.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from recguard.protocols import APT, PAMACF
 from recguard.registry import Provenance
 
 __all__ = ["private_cache", "fresh_cache", "tiny_dataset", "tiny_llm", "host", "register_plugin",
-           "tiny_interactions", "check_backbone", "check_attack", "check_defense", "check_metric",
+           "cell_record", "check_combination", "tiny_interactions", "check_backbone", "check_attack", "check_defense", "check_metric",
            "check_config", "check_learns_implicit", "eval_record"]
 
 
@@ -63,6 +66,28 @@ def eval_record(folder, *args: str) -> dict:
         except SystemExit as exc:
             assert not exc.code, err.getvalue().strip()
     return json.loads(out.getvalue())
+
+
+def cell_record(**spec) -> dict:
+    """Run the cell ``CellSpec(**spec)`` in this process, without caches, and return its
+    record, checked against the record schema (``run_cell(make_plan(CellSpec(**spec)))``)."""
+    from recguard.pipeline import run_cell
+    from recguard.plan import CellSpec, make_plan
+    from recguard.records import validate_record
+
+    record = run_cell(make_plan(CellSpec(**spec)), use_cache=False)
+    assert validate_record(record) == [], validate_record(record)
+    return record
+
+
+def check_combination(backbone: type[Backbone], attack: type[Attack], defense: type[Defense],
+                      protocol) -> None:
+    """What `recguard eval` checks before any work, for component classes that need not be
+    registered: raises the `RecguardError` of a cell that cannot run."""
+    from recguard.compat import check_cell
+    from recguard.plugins import get_host
+
+    check_cell(get_host(), backbone, attack, defense, protocol)
 
 
 def tiny_interactions(n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0,

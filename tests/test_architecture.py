@@ -102,6 +102,20 @@ def test_plugins_use_the_public_face_and_the_kit(path):
     assert not wrong, f"{path.relative_to(PLUGINS)} imports host internals {wrong}"
 
 
+# a plugin test that spies on the pipeline itself: which users it ranks under APT
+TEST_EXCEPTIONS = {("recguard-apt/tests/test_apt.py", "recguard.pipeline.kinds.ranking")}
+PLUGIN_TESTS = sorted(PLUGINS.glob("recguard-*/tests/*.py"))
+
+
+@pytest.mark.parametrize("path", PLUGIN_TESTS, ids=lambda p: str(p.relative_to(PLUGINS)))
+def test_plugin_tests_use_the_public_face_the_kit_and_the_testing_helpers(path):
+    where = str(path.relative_to(PLUGINS))
+    wrong = sorted(m for m in imported(path)
+                   if m != "recguard" and not m.startswith(("recguard.kit.", "recguard.testing"))
+                   and (where, m) not in TEST_EXCEPTIONS)
+    assert not wrong, f"{where} imports host internals {wrong}"
+
+
 def test_the_core_imports_without_torch():
     core = [module_name(p) for p in HOST_FILES if wing(module_name(p)) == "core"]
     script = ("import sys, importlib\n"

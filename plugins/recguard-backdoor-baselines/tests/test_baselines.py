@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recguard.config import build_config
-from recguard.contracts import DefenseContext
-from recguard.errors import RecguardError
-from recguard.llm_contracts import Answer, LLMModel, Request
-from recguard.protocols import LLARA, TALLREC
+from recguard import (Answer, DefenseContext, LLARA, LLMModel, RecguardError, Request, TALLREC,
+                      build_config)
 from recguard.testing import check_config
 from recguard_backdoor_baselines import DEFENSES
 from recguard_backdoor_baselines.llmsi import LLMSIDefense, SAFETY_INSTRUCTION

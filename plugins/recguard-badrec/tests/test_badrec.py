@@ -8,12 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from recguard.config import build_config
-from recguard.contracts import AttackContext
-from recguard.errors import RecguardError
+from recguard import AttackContext, LLARA, RecguardError, Request, TALLREC, build_config
 from recguard.kit.lm.triggers import insert_trigger
-from recguard.llm_contracts import Request
-from recguard.protocols import LLARA, TALLREC
 from recguard.testing import check_config, tiny_interactions
 from recguard_badrec import BadRecAttack, TABLE7_TRIGGERS
 

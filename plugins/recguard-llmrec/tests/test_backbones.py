@@ -3,11 +3,8 @@
 import numpy as np
 import pytest
 
-from recguard.config import build_config
-from recguard.contracts import FitContext
-from recguard.errors import RecguardError
+from recguard import FitContext, RecguardError, Request, build_config
 from recguard.kit.lm.models import load_causal_lm
-from recguard.llm_contracts import Request
 from recguard.testing import tiny_interactions
 
 import recguard_llmrec.llara as llara

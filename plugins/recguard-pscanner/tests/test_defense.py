@@ -5,11 +5,7 @@ import pytest
 
 import recguard.kit.lm.generation
 import recguard.kit.lm.sft
-from recguard.config import build_config
-from recguard.contracts import DefenseContext
-from recguard.errors import RecguardError
-from recguard.llm_contracts import Answer, LLMModel, Request
-from recguard.protocols import APT
+from recguard import APT, Answer, DefenseContext, LLMModel, RecguardError, Request, build_config
 from recguard.testing import check_config
 
 from recguard_pscanner import scanner as scanner_module

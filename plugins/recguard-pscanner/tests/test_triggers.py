@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from recguard.errors import RecguardError
+from recguard import RecguardError
 from recguard_pscanner.triggers import (benign_pool, catalog_style, insert, movie_titles,
                                         sample_initial_triggers, script_letters,
                                         trigger_vocabulary)
