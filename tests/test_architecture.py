@@ -75,6 +75,54 @@ def test_host_imports_flow_one_way(path):
     assert not wrong, f"{module_name(path)} ({own}) imports {wrong}"
 
 
+def module_level_imports(path: Path) -> set[str]:
+    """The recguard modules ``path`` imports when it is imported (not inside functions, not
+    under ``if TYPE_CHECKING``)."""
+    out = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")}
+    return {m for m in out if m.startswith("recguard.")}
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A path that comes back to its start, or None."""
+    state: dict[str, int] = {}   # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                return path + [module, target]
+            if target not in state and (circle := visit(target, path + [module])):
+                return circle
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (circle := visit(module, [])):
+            return circle
+    return None
+
+
+def test_no_import_circles():
+    circle = find_circle({module_name(p): module_level_imports(p) for p in HOST_FILES})
+    assert circle is None, f"import circle: {' -> '.join(circle)}"
+
+
+def test_the_circle_check_sees_a_circle(tmp_path):
+    assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_circle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("from recguard.pipeline.cell import run_cell\n")
+    b.write_text("def f():\n    from recguard.contracts import Model\n")
+    assert module_level_imports(a) == {"recguard.pipeline.cell"}
+    assert module_level_imports(b) == set()   # inside a function: imported when it runs
+
+
 def test_the_wings_are_where_the_readme_says():
     wings = {wing(module_name(p)) for p in HOST_FILES}
     assert wings == {"core", "kit", "pipeline", "outer"}

@@ -1,4 +1,4 @@
-"""The built-in metrics: HR, Recall, NDCG, T-HR, T-NDCG (LoRec Eq. 22), RC-HR, RC-NDCG (Eq. 23).
+"""The built-in ranking metrics: HR, Recall, NDCG, T-HR, T-NDCG (LoRec Eq. 22), RC-HR, RC-NDCG (Eq. 23).
 
 Each is computed on a `RankingView` at cut-off k, vectorised over users.
 """
