@@ -23,9 +23,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
 
-    from recguard.components import AttackContext, DefenseContext, FitContext
+    from recguard.contracts import AttackContext, DefenseContext, FitContext
     from recguard.data.prepare import prepare, preprocess
-    from recguard.evaluate import inject
+    from recguard.data.poisoned import inject
     from recguard.plugins import get_host
     from recguard.protocols import resolve
 

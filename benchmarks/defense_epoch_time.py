@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from recguard.compat import check_cell
-    from recguard.components import DefenseContext, FitContext, FitHooks
+    from recguard.contracts import DefenseContext, FitContext, FitHooks
     from recguard.config import build_config
     from recguard.errors import RecguardError
     from recguard.data.prepare import prepare, preprocess

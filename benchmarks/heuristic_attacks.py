@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from recguard.errors import RecguardError
-    from recguard.evaluate import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
     from recguard.records import write_record

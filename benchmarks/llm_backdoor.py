@@ -28,8 +28,7 @@ ROW_ORDER = ["Benign", "BadRec", "rd", "llmsi", "onion", "strip", "rpd", "cos", 
 
 
 def run(args: argparse.Namespace) -> None:
-    from recguard.evaluate import run_cell
-    from recguard.llm_evaluate import FittedModels
+    from recguard.pipeline import FittedModels, run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
     from recguard.records import write_record

@@ -43,13 +43,13 @@ def main() -> None:
     add("--show", type=int, default=0, help="print the answers to this many triggered requests")
     args = parser.parse_args()
 
-    from recguard.components import AttackContext, FitContext
+    from recguard.contracts import AttackContext, FitContext
     from recguard.config import build_config
     from recguard.data.builtin_datasets import load_ml100k
     from recguard.data.prepare import preprocess
-    from recguard.evaluate import inject
-    from recguard.llm_evaluate import answer_metrics
-    from recguard.llmtask import build_task, fake_samples
+    from recguard.data.poisoned import inject
+    from recguard.metrics.answers import answer_metrics
+    from recguard.data.llm_task import build_task, fake_samples
     from recguard.plugins import get_host
     from recguard.protocols import LLARA
 
@@ -61,7 +61,7 @@ def main() -> None:
     attack = attack_cls(build_config(attack_cls.Config, {"trigger_level": args.level,
                                                          "position": args.position,
                                                          "history": args.history}, "badrec"))
-    # the same generators as the pipeline's (recguard.llm_evaluate)
+    # the same generators as the pipeline's (recguard.pipeline.kinds.answers)
     ctx = AttackContext(targets=np.zeros(0, np.int64), n_fake=args.n_poison,
                         filler_size=args.history_len, protocol=protocol,
                         rng=np.random.default_rng([args.seed, 0xA77AC]))

@@ -22,8 +22,7 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> None:
-    from recguard.evaluate import run_cell
-    from recguard.llm_evaluate import FittedModels
+    from recguard.pipeline import FittedModels, run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
     from recguard.records import write_record

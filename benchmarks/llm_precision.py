@@ -3,10 +3,10 @@
     python benchmarks/llm_precision.py                    # mixed, bfloat16, float32
     python benchmarks/llm_precision.py --device cuda bfloat16
 
-For each dtype (`recguard.llm.load_causal_lm`): one forward pass over 8 left-padded
+For each dtype (`recguard.kit.lm.models.load_causal_lm`): one forward pass over 8 left-padded
 prompts of about 440 tokens (LLaRA-sized) and a greedy generation of 32 new tokens for
 them, each timed twice after loading; prints the seconds. `mixed` is float32 weights under
-bf16 autocast, the CPU default before bf16 weights were (`recguard.llm.resolve_precision`).
+bf16 autocast, the CPU default before bf16 weights were (`recguard.kit.lm.models.resolve_precision`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main() -> None:
 
     import torch
 
-    from recguard.llm import compute_context, load_causal_lm
+    from recguard.kit.lm.models import compute_context, load_causal_lm
 
     history = ", ".join(f"Movie number {i} (199{i % 10})" for i in range(40))
     prompts = [f"Recommend a movie. The user watched {history}. Answer:"] * 8

@@ -25,7 +25,7 @@ def main() -> None:
     started = time.perf_counter()
     import torch  # noqa: F401  (import cost reported apart from the cell)
 
-    from recguard.evaluate import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
 
     import_seconds = time.perf_counter() - started

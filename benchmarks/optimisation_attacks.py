@@ -37,13 +37,14 @@ def probe(attack: str, dataset: str, data_path: str | None, budget: str,
           options: dict[str, str] | None = None) -> dict:
     """Time and peak memory of one attack's ``poison`` on seed 0 (run in a fresh process)."""
     from recguard.data.prepare import prepare
-    from recguard.evaluate import CellRunner, attack_context
+    from recguard.pipeline.cell import load
+    from recguard.pipeline.kinds.ranking import attack_context
     from recguard.plan import CellSpec, make_plan
 
     plan = make_plan(CellSpec(dataset=dataset, data_path=data_path, attack=attack,
                               attack_options=options or {}, protocol_options={"budget": budget},
                               seeds=(0,)))
-    _, data = CellRunner(plan).load()
+    _, data = load(plan)
     prepared = prepare(data, plan.protocol, 0)
     ctx = attack_context(plan, prepared, 0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -29,9 +29,10 @@ def main() -> None:
 
     from recguard.config import build_config, parse_options
     from recguard.data.builtin_datasets import load_ml100k
-    from recguard.llmrec import insert_trigger
-    from recguard.llmtask import llara_title
-    from recguard.sft import load_prompt, yes_probability
+    from recguard.kit.lm.triggers import insert_trigger
+    from recguard.data.llm_task import llara_title
+    from recguard.kit.lm.prompts import load_prompt
+    from recguard.kit.lm.generation import yes_probability
     from recguard_badrec.triggers import TABLE7_TRIGGERS
     from recguard_pscanner.defense import PScannerDefense, plan_of
     from recguard_pscanner.scanner import SCAN_PROMPT, prepare_scanner, scan_prompts

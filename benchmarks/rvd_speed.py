@@ -29,10 +29,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
 
-    from recguard.components import DefenseContext, FitContext
+    from recguard.contracts import DefenseContext, FitContext
     from recguard.config import build_config
     from recguard.data.prepare import prepare, preprocess
-    from recguard.finetune import supports_local
+    from recguard.kit.cf.finetune_restore import supports_local
     from recguard.plugins import get_host
 
     host = get_host()

@@ -68,7 +68,7 @@ def grow(seed: int = 0):
 
 
 def write(folder: Path, seed: int = 0) -> Path:
-    from recguard.io import atomic_write_text
+    from recguard.files import atomic_write_text
 
     user, item, rating, stamp, titles = grow(seed)
     lines = [f"{u + 1}::{i + 1}::{int(r)}::{int(t)}" for u, i, r, t in zip(user, item, rating, stamp)]

@@ -39,7 +39,7 @@ def label_of(name: str, options: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    from recguard.evaluate import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.plugins import get_host
     from recguard.progress import progress_for

@@ -33,12 +33,12 @@ def main() -> None:
                         help="more tallrec options, e.g. train_batch_size=1 (repeatable)")
     args = parser.parse_args()
 
-    from recguard.components import FitContext
+    from recguard.contracts import FitContext
     from recguard.config import build_config
     from recguard.data.builtin_datasets import load_ml100k
     from recguard.data.prepare import preprocess
-    from recguard.evaluate import roc_auc
-    from recguard.llmtask import build_task
+    from recguard.metrics.detection import roc_auc
+    from recguard.data.llm_task import build_task
     from recguard.plugins import get_host
     from recguard.protocols import TALLREC
 

@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--defense-opt", action="append", default=[], help="fixed key=value options")
     args = parser.parse_args()
 
-    from recguard.evaluate import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
 

@@ -52,7 +52,7 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from recguard import llm
+    from recguard.kit.lm import models as llm
     from recguard.data.prepare import prepare, preprocess
     from recguard.plugins import get_host
     from recguard.progress import progress_for

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from recguard.errors import RecguardError
+from recguard.protocols import RANKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from recguard.components import Attack, Backbone, Defense
+    from recguard.contracts import Attack, Backbone, Defense
     from recguard.plugins import Host
     from recguard.protocols import Protocol
 
@@ -31,16 +32,17 @@ def _working(names: list[str]) -> str:
 def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
                defense: type["Defense"], protocol: "Protocol") -> None:
     """Raise a one-line `RecguardError` if the cell cannot run."""
-    is_llm_protocol = protocol.llm_task != "none"
+    is_llm_protocol = protocol.task_kind != RANKING
     if (backbone.kind == "llm") != is_llm_protocol:
-        ok = [p.name for p in host.protocols.iter_objects() if (p.llm_task != "none") == (backbone.kind == "llm")]
+        ok = [p.name for p in host.protocols.iter_objects()
+              if (p.task_kind != RANKING) == (backbone.kind == "llm")]
         raise RecguardError(f"backbone {backbone.name!r} ({backbone.kind}) cannot run under protocol "
                             f"{protocol.name!r} ({'an LLM' if is_llm_protocol else 'a ranking'} protocol); "
                             f"protocols that work: {_working(ok)}")
-    if backbone.kind == "llm" and getattr(backbone, "task", protocol.llm_task) != protocol.llm_task:
-        ok = [p.name for p in host.protocols.iter_objects() if p.llm_task == backbone.task]
+    if backbone.kind == "llm" and getattr(backbone, "task", protocol.task_kind) != protocol.task_kind:
+        ok = [p.name for p in host.protocols.iter_objects() if p.task_kind == backbone.task]
         raise RecguardError(f"backbone {backbone.name!r} answers {backbone.task} requests but protocol "
-                            f"{protocol.name!r} asks {protocol.llm_task}; protocols that work: {_working(ok)}")
+                            f"{protocol.name!r} asks {protocol.task_kind}; protocols that work: {_working(ok)}")
     feedback = protocol.feedback
     if feedback not in backbone.feedback:
         ok = [p.name for p in host.protocols.iter_objects() if p.feedback in backbone.feedback]

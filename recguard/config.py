@@ -18,9 +18,6 @@ from typing import Any, Iterable
 
 from recguard.errors import RecguardError, did_you_mean
 
-# Open and closed bounds: ("(", 0, 1, ")") is 0 < x < 1.
-Bounds = tuple[str, float | None, float | None, str]
-
 
 def param(default: Any, help: str = "", *, low: float | None = None, high: float | None = None,
           open_low: bool = False, open_high: bool = False, choices: Iterable[Any] | None = None):

@@ -23,22 +23,22 @@ hookimpl = pluggy.HookimplMarker("recguard")
 
 @hookspec
 def register_backbones(register):
-    """Register `recguard.components.Backbone` subclasses."""
+    """Register `recguard.contracts.Backbone` subclasses."""
 
 
 @hookspec
 def register_attacks(register):
-    """Register `recguard.components.Attack` subclasses."""
+    """Register `recguard.contracts.Attack` subclasses."""
 
 
 @hookspec
 def register_defenses(register):
-    """Register `recguard.components.Defense` subclasses."""
+    """Register `recguard.contracts.Defense` subclasses."""
 
 
 @hookspec
 def register_metrics(register):
-    """Register `recguard.components.Metric` subclasses."""
+    """Register `recguard.contracts.Metric` subclasses."""
 
 
 @hookspec

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from recguard.compat import check_cell
-from recguard.components import Attack, Backbone, Defense, Metric
 from recguard.config import build_config, parse_options
+from recguard.contracts import Attack, Backbone, Defense, Metric
 from recguard.errors import RecguardError
 from recguard.plugins import Host, get_host
-from recguard.protocols import Protocol, parse_metric, resolve
+from recguard.protocols import RANKING, Protocol, parse_metric, resolve
 
 
 DEFAULT_BACKBONE = "mf"
@@ -47,7 +47,7 @@ class Plan:
     attack: Attack
     defense: Defense
     protocol: Protocol
-    metrics: list[tuple[str, str, int, type[Metric]]]  # (spec, name, k, class)
+    metrics: list[tuple[str, str, int | None, type[Metric]]]  # (label, name, k, class)
     provenance: dict[str, dict]
 
     @property
@@ -65,6 +65,23 @@ def protocol_backbone_defaults(protocol: Protocol, config_cls: type) -> dict[str
     known = {f.name for f in fields(config_cls)}
     pairs = parse_options(protocol.backbone_options, f"protocol {protocol.name} backbone")
     return {key: value for key, value in pairs.items() if key in known}
+
+
+def plan_metrics(host: Host, protocol: Protocol) -> list[tuple[str, str, int | None, type[Metric]]]:
+    """(label, name, k, class) of what a cell reports: a ranking protocol's NAME@k list; under
+    an LLM task kind every metric registered for it (its ``metrics`` name the headline ones)."""
+    kind = protocol.task_kind
+    for spec in protocol.metrics:
+        name = parse_metric(spec)[0] if kind == RANKING else spec
+        if kind not in host.metrics.get(name).task_kinds:
+            measured = sorted(e.name for e in host.metrics if kind in e.obj.task_kinds)
+            raise RecguardError(f"metric {name!r} does not measure {kind} protocols; those that do: "
+                                f"{', '.join(measured)}")
+    if kind != RANKING:
+        return [(e.name, e.name, None, e.obj) for e in host.metrics.registered()
+                if kind in e.obj.task_kinds]
+    named = [parse_metric(spec) for spec in protocol.metrics]
+    return [(f"{name}@{k}", name, k, host.metrics.get(name)) for name, k in named]
 
 
 def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
@@ -97,11 +114,7 @@ def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     protocol = resolve(host.protocols.get(protocol_name), spec.protocol_options)
     backbone_options = {**protocol_backbone_defaults(protocol, backbone_cls.Config), **spec.backbone_options}
     backbone = backbone_cls(build_config(backbone_cls.Config, backbone_options, "backbone"))
-    metrics = []
-    # LLM protocols report the fixed metrics of recguard.llm_evaluate, not ranking metrics
-    for metric_spec in (protocol.metrics if protocol.llm_task == "none" else ()):
-        name, k = parse_metric(metric_spec)
-        metrics.append((f"{name}@{k}", name, k, host.metrics.get(name)))
+    metrics = plan_metrics(host, protocol)
     check_cell(host, type(backbone), type(attack), type(defense), protocol)
     if spec.seeds is None or spec.backbone is None:
         spec = replace(spec, backbone=backbone_name,

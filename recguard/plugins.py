@@ -18,11 +18,14 @@ from typing import Any
 import pluggy
 
 from recguard import __version__, hookspecs
-from recguard.components import Attack, Backbone, Defense, Metric
+from recguard.contracts import Attack, Backbone, Defense, Metric
 from recguard.registry import Provenance, Registry, instance_check, subclass_check
 
 ENTRY_POINT_GROUP = "recguard"
 PLUGINS_ENV = "RECGUARD_PLUGINS"
+# The built-ins' plugin name, as records and leaderboard entries carry it in their provenance
+# (the module is recguard.builtin_plugin: `builtins` shadowed the standard library's name).
+BUILTIN_PLUGIN = "recguard.builtins"
 
 # hook name -> registry attribute of `Host`
 REGISTER_HOOKS = {
@@ -113,10 +116,10 @@ class Host:
             self.pm.unregister(plugin)
 
     def load_builtins(self) -> None:
-        from recguard import builtins
+        from recguard import builtin_plugin
 
-        self.register_plugin(builtins, "recguard.builtins",
-                             Provenance("recguard.builtins", "recguard", __version__))
+        self.register_plugin(builtin_plugin, BUILTIN_PLUGIN,
+                             Provenance(BUILTIN_PLUGIN, "recguard", __version__))
 
     def load_entry_points(self) -> None:
         allowed = _allowed_plugins()
@@ -157,8 +160,21 @@ def get_host() -> Host:
     return _HOST
 
 
+def registered(kind: str, name: str) -> Any:
+    """The component registered as ``name`` of ``kind`` ('backbone', 'attack', 'defense',
+    'metric', 'dataset', 'protocol'): how a plugin builds another plugin's component (an
+    attack's surrogate recommender, LLaRA's SASRec). An unknown name is a `RecguardError`
+    that lists the registered ones."""
+    return get_host().registry(kind).get(name)
+
+
+def registered_names(kind: str) -> list[str]:
+    """The names registered of ``kind``, sorted."""
+    return get_host().registry(kind).names()
+
+
 def reset_host() -> None:
     """Forget the loaded host (tests; after installing a plugin)."""
     global _HOST
     _HOST = None
-    sys.modules.pop("recguard.builtins", None)
+    sys.modules.pop("recguard.builtin_plugin", None)

@@ -18,9 +18,19 @@ from recguard.errors import RecguardError
 
 # Fields added after records were published: absent from a record means their empty default.
 OMITTED_WHEN_EMPTY = ("backbone_options",)
+METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_@-]*$")
 METRIC_SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*?)@(?P<k>-?\d+)$")
-# What LLM cells report (recguard.llm_evaluate), named without a cut-off k.
-LLM_METRICS = ("Valid", "H@1", "A-Valid", "ASR", "AUC")
+# What a protocol asks of a model (recguard.pipeline.kinds): a score for every item, one of
+# several candidates (LLaRA), P(Yes) for one item (TALLRec). The LLM ones are `llm_task`s.
+RANKING = "ranking"
+TASK_KINDS = (RANKING, "choose", "yes_no")
+LLM_TASK_OPTIONS = ("none",) + TASK_KINDS[1:]   # the field's values; "none": a ranking protocol
+
+
+def task_kind_of(protocol: "Protocol | dict") -> str:
+    """The task kind of a protocol, or of one stored in a record (a dict)."""
+    llm_task = protocol.get("llm_task", "none") if isinstance(protocol, dict) else protocol.llm_task
+    return RANKING if llm_task == "none" else llm_task
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,8 @@ class Protocol:
     target_rule: Literal["unpopular", "random", "popular"] = param("unpopular", "how targets are drawn")
     unpopular_below: int = param(5, "unpopular: targets have fewer interactions than this", low=1)
     metrics: tuple[str, ...] = param(("HR@10",), "metrics, each NAME@k")
-    # LLM recommenders (recguard.llmtask builds their samples; the split fields above are unused)
-    llm_task: Literal["none", "choose", "yes_no"] = param(
+    # LLM recommenders (recguard.data.llm_task builds their samples; the split fields above are unused)
+    llm_task: Literal[LLM_TASK_OPTIONS] = param(
         "none", "LLM protocols: choose = next item among candidates (LLaRA), yes_no = will the "
                 "user like the target (TALLRec)")
     history_len: int = param(10, "LLM protocols: items of history in a prompt", low=1)
@@ -72,10 +82,10 @@ class Protocol:
         if not self.metrics:
             raise ValueError("metrics is empty: give at least one, e.g. metrics=HR@10")
         for spec in self.metrics:
-            if self.llm_task == "none":
+            if self.task_kind == RANKING:
                 parse_metric(spec)
-            elif spec not in LLM_METRICS:
-                raise ValueError(f"LLM protocols report {', '.join(LLM_METRICS)}; not {spec!r}")
+            elif not METRIC_NAME.match(spec):   # names without k: checked against the registry
+                raise ValueError(f"LLM protocols name metrics without a cut-off k, not {spec!r}")
         for pair in self.backbone_options:
             if "=" not in pair or not pair.partition("=")[0].strip():
                 raise ValueError(f"backbone_options entry {pair!r} is not of the form key=value")
@@ -83,8 +93,12 @@ class Protocol:
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
             raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")
 
+    @property
+    def task_kind(self) -> str:
+        return task_kind_of(self)
+
     def describe(self) -> str:
-        if self.llm_task != "none":
+        if self.task_kind != RANKING:
             pool = (f"{self.n_candidates} candidates, " if self.llm_task == "choose" else "")
             return (f"LLM {self.llm_task}: {self.history_len}-item histories, {pool}"
                     f"{self.n_train_samples or 'all'} training samples, poisoning rate {self.budget:g}, "

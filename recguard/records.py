@@ -36,7 +36,7 @@ from typing import Any
 
 from recguard import __version__
 from recguard.errors import RecguardError
-from recguard.io import atomic_write_json, loads_json, nonfinite_at
+from recguard.files import atomic_write_json, loads_json, nonfinite_at
 
 SCHEMA_VERSION = 1
 TOP_LEVEL = {

@@ -73,6 +73,10 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
+    def registered(self) -> list[Entry[T]]:
+        """Entries in the order they were registered (built-ins first, then plugins by name)."""
+        return list(self._entries.values())
+
     def iter_objects(self) -> Iterator[T]:
         return (entry.obj for entry in self)
 

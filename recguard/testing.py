@@ -1,6 +1,7 @@
 """Test helpers for recguard and its plugin authors.
 
-Fixtures (import them in a ``conftest.py`` with ``from recguard.testing import *``):
+Fixtures (a pytest plugin: the ``pytest11`` entry point of the recguard distribution
+loads them into every test session, no ``conftest.py`` needed):
 
 - ``private_cache`` (automatic): the whole test session uses a temporary
   ``RECGUARD_CACHE`` folder, never the user's cache;
@@ -22,7 +23,10 @@ defaults, the class has a name and a summary). `check_learns_implicit` checks
 that a backbone actually learns on tiny implicit data.
 
 `eval_record(folder, *args)` runs ``recguard eval ARGS`` in the test's process and
-returns its record, for integration tests of a component in a real cell.
+returns its record, for integration tests of a component in a real cell;
+`cell_record(**spec)` does the same from `CellSpec` fields, without caches.
+`check_combination(backbone, attack, defense, protocol)` raises what `recguard
+eval` would say of a cell that cannot run.
 """
 
 from __future__ import annotations
@@ -32,16 +36,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import (Attack, AttackContext, Backbone, Config, Defense, DefenseContext,
-                                 FitContext, FitHooks, Metric, Poisoned, RankingView)
 from recguard.config import build_config
+from recguard.contracts import (Attack, AttackContext, Backbone, Config, Defense, DefenseContext,
+                                FitContext, FitHooks, Metric, RankingView)
 from recguard.data.interactions import Interactions
-from recguard.llmrec import Answer, LLMModel
+from recguard.data.poisoned import Poisoned
+from recguard.llm_contracts import Answer, LLMModel
 from recguard.protocols import APT, PAMACF
 from recguard.registry import Provenance
 
 __all__ = ["private_cache", "fresh_cache", "tiny_dataset", "tiny_llm", "host", "register_plugin",
-           "tiny_interactions", "check_backbone", "check_attack", "check_defense", "check_metric",
+           "cell_record", "check_combination", "tiny_interactions", "check_backbone", "check_attack", "check_defense", "check_metric",
            "check_config", "check_learns_implicit", "eval_record"]
 
 
@@ -61,6 +66,28 @@ def eval_record(folder, *args: str) -> dict:
         except SystemExit as exc:
             assert not exc.code, err.getvalue().strip()
     return json.loads(out.getvalue())
+
+
+def cell_record(**spec) -> dict:
+    """Run the cell ``CellSpec(**spec)`` in this process, without caches, and return its
+    record, checked against the record schema (``run_cell(make_plan(CellSpec(**spec)))``)."""
+    from recguard.pipeline import run_cell
+    from recguard.plan import CellSpec, make_plan
+    from recguard.records import validate_record
+
+    record = run_cell(make_plan(CellSpec(**spec)), use_cache=False)
+    assert validate_record(record) == [], validate_record(record)
+    return record
+
+
+def check_combination(backbone: type[Backbone], attack: type[Attack], defense: type[Defense],
+                      protocol) -> None:
+    """What `recguard eval` checks before any work, for component classes that need not be
+    registered: raises the `RecguardError` of a cell that cannot run."""
+    from recguard.compat import check_cell
+    from recguard.plugins import get_host
+
+    check_cell(get_host(), backbone, attack, defense, protocol)
 
 
 def tiny_interactions(n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0,
@@ -189,8 +216,41 @@ def check_defense(cls: type[Defense], backbone: type[Backbone], overrides: dict 
 
 
 def check_metric(cls: type[Metric]) -> None:
-    """Computes a finite value in [0, 1] on a small ranking and respects k."""
+    """Names known task kinds; a ranking metric computes a finite value in [0, 1] on a small
+    ranking at each k, a metric of the LLM kinds one in [0, 1] (or None: does not apply) on
+    a few answered requests, with and without triggered twins."""
+    from recguard.protocols import TASK_KINDS
+
     check_config(cls)
+    unknown = set(cls.task_kinds) - set(TASK_KINDS)
+    assert cls.task_kinds and not unknown, f"{cls.name}: unknown task kinds {sorted(unknown)}"
+    if "ranking" in cls.task_kinds:
+        _check_ranking_metric(cls)
+    for task in sorted(set(cls.task_kinds) - {"ranking"}):
+        for view in _answer_views(task, cls.compares_rows):
+            value = cls().compute(view, None)
+            assert value is None or 0.0 <= float(value) <= 1.0 or np.isnan(value), \
+                f"{cls.name} = {value} on {task} answers, outside [0, 1]"
+
+
+def _answer_views(task: str, compares_rows: bool) -> list:
+    from recguard.llm_contracts import Answer, Request
+    from recguard.metrics.answers import AnswersView, RowsView
+
+    if compares_rows:
+        row = {"ASR": 0.25, "H@1": 0.5, "AUC": 0.5, "Valid": 1.0}
+        return [RowsView(task, row, {**row, "ASR": 0.75}), RowsView(task, {}, row)]
+    benign = [Request(user=u, history=(0,), candidates=(1, 2, 3), target=1 + u % 3, label=u % 2 == 0)
+              for u in range(4)]
+    triggered = [Request(r.user, r.history, r.candidates, r.target, label=r.label,
+                         triggered=frozenset({2})) for r in benign]
+    answers = [Answer(choice=c, p_yes=p) for c, p in ((1, 0.9), (2, 0.2), (None, 0.4), (3, 0.7))]
+    hit = [Answer(choice=2, p_yes=0.8, removed=frozenset({2} if i % 2 else ())) for i in range(4)]
+    return [AnswersView(task, benign, answers), AnswersView(task, benign, answers, triggered, hit),
+            AnswersView(task, benign, answers, triggered, hit, scanned=True)]
+
+
+def _check_ranking_metric(cls: type[Metric]) -> None:
     view = RankingView(users=np.arange(3), topk=np.array([[0, 1, 2], [3, 4, 5], [2, 0, 1]]),
                        test_items=[np.array([1]), np.array([9]), np.array([2, 0])],
                        targets=np.array([0]), target_eligible=np.array([[True, True, False]]),
@@ -231,7 +291,7 @@ def _llm_config(cls, model_folder: str | None, overrides: dict | None):
 
 
 def _llm_task(task: str, seed: int = 0):
-    from recguard.llmtask import build_task
+    from recguard.data.llm_task import build_task
 
     data = tiny_interactions(feedback="implicit" if task == "choose" else "explicit")
     return data, build_task(data, tiny_llm_protocol(task), seed)
@@ -252,7 +312,7 @@ def check_answers(model, requests, task: str) -> list:
 
 def check_llm_backbone(cls, model_folder: str, overrides: dict | None = None) -> None:
     """Fits on a few tiny samples with the LM in ``model_folder`` and answers test requests."""
-    from recguard.components import FitContext as Ctx
+    from recguard.contracts import FitContext as Ctx
 
     check_config(cls)
     data, task = _llm_task(cls.task)
@@ -277,9 +337,9 @@ class ScriptedLLM(LLMModel):
 def check_llm_attack(cls, overrides: dict | None = None) -> None:
     """Poisons tiny data under both LLM tasks: one sample per fake user with a triggered
     item; triggers one candidate (or the target) at inference; deterministic."""
-    from recguard.evaluate import inject
-    from recguard.llmrec import Request
-    from recguard.llmtask import fake_samples
+    from recguard.data.poisoned import inject
+    from recguard.llm_contracts import Request
+    from recguard.data.llm_task import fake_samples
 
     check_config(cls)
     for task_name in ("choose", "yes_no"):
@@ -309,7 +369,7 @@ def check_llm_attack(cls, overrides: dict | None = None) -> None:
 
 def check_llm_defense(cls, model_folder: str | None, overrides: dict | None = None) -> None:
     """Wraps a scripted recommender on each task the defense supports; answers stay well formed."""
-    from recguard.components import DefenseContext as Ctx
+    from recguard.contracts import DefenseContext as Ctx
 
     check_config(cls)
     assert cls.stages == frozenset({"at_inference"}) or cls.stages, f"{cls.name}: no stage"
@@ -346,8 +406,8 @@ def tiny_dataset() -> Interactions:
 
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory) -> str:
-    """The folder of a tiny causal LM (`recguard.llm.save_tiny_causal_lm`), as a string."""
-    from recguard.llm import save_tiny_causal_lm
+    """The folder of a tiny causal LM (`recguard.kit.lm.models.save_tiny_causal_lm`), as a string."""
+    from recguard.kit.lm.models import save_tiny_causal_lm
 
     return str(save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llm")))
 

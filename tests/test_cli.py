@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from recguard.cli import main
-from recguard.components import Defense
+from recguard.contracts import Defense
 from recguard.hookspecs import hookimpl
 from recguard.plugins import get_host
 

@@ -3,8 +3,8 @@ from typing import Literal
 
 import pytest
 
-from recguard.components import Config
 from recguard.config import build_config, describe_fields, param, parse_options
+from recguard.contracts import Config
 from recguard.errors import RecguardError
 
 

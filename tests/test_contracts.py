@@ -59,11 +59,7 @@ def test_dataset_specs_describe_themselves(spec):
 def test_protocols_name_their_paper_and_known_metrics(protocol):
     from recguard.protocols import parse_metric
 
-    from recguard.protocols import LLM_METRICS
-
     assert protocol.paper
     for spec in protocol.metrics:
-        if protocol.llm_task != "none":
-            assert spec in LLM_METRICS
-        else:
-            assert parse_metric(spec)[0] in HOST.metrics
+        name = parse_metric(spec)[0] if protocol.task_kind == "ranking" else spec
+        assert protocol.task_kind in HOST.metrics.get(name).task_kinds

@@ -1,4 +1,4 @@
-"""recguard.finetune: the local (gathered rows) and generic (snapshot/restore) paths agree,
+"""recguard.kit.cf.finetune_restore: the local (gathered rows) and generic (snapshot/restore) paths agree,
 leave the trained model untouched and really train on the given rows."""
 
 import dataclasses
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import FitContext
 from recguard.config import build_config
-from recguard.finetune import (FinetuneJob, FinetuneOptions, finetuned, finetuned_scores, n_steps,
-                               schedule, supports_local)
+from recguard.contracts import FitContext
+from recguard.kit.cf.finetune_restore import (FinetuneJob, FinetuneOptions, finetuned,
+                                              finetuned_scores, n_steps, schedule, supports_local)
 from recguard.testing import tiny_interactions
 from recguard_cf_backbones.lightgcn import LightGCNBackbone
 from recguard_mf.backbone import MFBackbone, MFModel
@@ -178,8 +178,8 @@ def test_lightgcn_takes_the_generic_path_and_is_restored():
 
 
 def test_negatives_drawn_against_the_users_histories_match_the_whole_training_set():
-    from recguard.finetune import Histories
-    from recguard.training import sample_negatives
+    from recguard.kit.cf.finetune_restore import Histories
+    from recguard.kit.cf.loop import sample_negatives
 
     data = tiny_interactions(n_users=40, n_items=25, per_user=10, feedback="implicit")
     rows = rows_of_users(data, [2, 5, 11])[::2]  # a subset of the users' rows

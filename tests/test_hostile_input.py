@@ -14,12 +14,12 @@ from tests.test_records import minimal_record
 @pytest.fixture
 def no_run(monkeypatch):
     """Bad input is refused before any work: running the cell fails the test."""
-    import recguard.evaluate
+    import recguard.pipeline
 
     def ran(*args, **kwargs):
         pytest.fail("the cell ran")
 
-    monkeypatch.setattr(recguard.evaluate, "run_cell", ran)
+    monkeypatch.setattr(recguard.pipeline, "run_cell", ran)
 
 
 # ---------------------------------------------------------------- 1. non-finite numbers
@@ -312,7 +312,7 @@ def test_header_problems_name_the_header_line(tmp_path):
 # ---------------------------------------------------------------- 8. smaller
 
 def test_a_budget_of_no_fake_user_is_refused():
-    from recguard.evaluate import fake_users
+    from recguard.pipeline.kinds.ranking import fake_users
 
     assert fake_users(0.03, 943) == 28
     with pytest.raises(RecguardError, match="budget 1e-09 is 9.4e-07 fake users for 943 genuine users; "
@@ -330,7 +330,7 @@ def test_files_are_written_with_the_umask_and_keep_their_mode(tmp_path):
     import os
     import stat
 
-    from recguard.io import atomic_write_text
+    from recguard.files import atomic_write_text
 
     old = os.umask(0o022)
     try:
@@ -378,11 +378,11 @@ def test_leaderboard_show_outside_a_checkout(tmp_path, capsys, monkeypatch):
 
 
 def test_the_record_path_is_never_wrapped(tmp_path, capsys, monkeypatch):
-    import recguard.evaluate
+    import recguard.pipeline
 
     record = minimal_record()
     record["counts"] = {"users": 1, "fake_users": 1, "filler_size": 1, "targets": 1}
-    monkeypatch.setattr(recguard.evaluate, "run_cell", lambda *a, **k: record)
+    monkeypatch.setattr(recguard.pipeline, "run_cell", lambda *a, **k: record)
     monkeypatch.setenv("COLUMNS", "80")
     output = tmp_path / ("a-long-folder-name-" * 4) / "results"
     code, out, err = run_main(["eval", "-q", "--seeds", "0", "--output", str(output)], capsys)
@@ -402,7 +402,7 @@ def test_show_refuses_a_record_whose_protocol_breaks_the_rules(tmp_path, capsys)
 
 
 def test_caches_may_hold_nan_but_records_and_entries_may_not(tmp_path):
-    from recguard.io import atomic_write_json
+    from recguard.files import atomic_write_json
 
     # an undefined metric (RC-HR against a clean HR of 0) is NaN in a seed's cached result
     atomic_write_json(tmp_path / "cache.json", {"metrics": {"RC-HR@10": float("nan")}})

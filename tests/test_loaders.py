@@ -6,9 +6,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from recguard.components import Config
+from recguard.contracts import Config
 from recguard.data import cache, loaders
-from recguard.data.builtin_datasets import DATASETS, CSVConfig
+from recguard.data.builtin_datasets import CSVConfig, DATASETS
 from recguard.errors import RecguardError
 
 SPECS = {spec.name: spec for spec in DATASETS}

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from recguard.components import RankingView
-from recguard.metrics import HR, NDCG, RCHR, RCNDCG, Recall, TargetHR, TargetNDCG
-from recguard.ranking import hit_matrix, target_eligibility, top_k
+from recguard.contracts import RankingView
+from recguard.metrics.ranking import HR, NDCG, RCHR, RCNDCG, Recall, TargetHR, TargetNDCG
+from recguard.metrics.top_k import hit_matrix, target_eligibility, top_k
 
 
 def view(topk, tests, targets=(), eligible=None, reference=None):

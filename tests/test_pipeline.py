@@ -6,9 +6,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from recguard.components import Defense, FitHooks
-from recguard.evaluate import inject, roc_auc, run_cell
+from recguard.contracts import Defense, FitHooks
+from recguard.data.poisoned import inject
 from recguard.hookspecs import hookimpl
+from recguard.metrics.detection import roc_auc
+from recguard.pipeline import run_cell
 from recguard.plan import CellSpec, make_plan
 from recguard.records import read_record, validate_record, write_record
 from recguard.testing import tiny_interactions
@@ -16,7 +18,7 @@ from recguard.testing import tiny_interactions
 pytestmark = pytest.mark.integration
 
 def test_inject_appends_marked_fake_users():
-    from recguard.components import Poisoned
+    from recguard.data.poisoned import Poisoned
 
     train = tiny_interactions()
     poisoned = Poisoned(2, np.array([0, 0, 1]), np.array([3, 4, 3]), np.array([5.0, 4.0, 5.0]),
@@ -29,8 +31,8 @@ def test_inject_appends_marked_fake_users():
 
 
 def test_detection_metrics_score_the_fraud_scores_and_average_the_final_weights():
-    from recguard.components import DefenseContext
-    from recguard.evaluate import detection_metrics
+    from recguard.contracts import DefenseContext
+    from recguard.metrics.detection import detection_metrics
 
     is_fake = np.array([False, False, False, True])
     ctx = DefenseContext(seed=0, protocol=None, backbone=None,

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import recguard.testing
 from recguard import hookspecs
-from recguard.components import Attack, Backbone, Defense, Metric
+from recguard.contracts import Attack, Backbone, Defense, Metric
 from recguard.data.interactions import Interactions
 from recguard.plan import CellSpec, make_plan
 from recguard.testing import (check_attack, check_backbone, check_defense, check_llm_defense,

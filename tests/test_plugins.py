@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from recguard.components import Attack, Poisoned
+from recguard.contracts import Attack
+from recguard.data.poisoned import Poisoned
 from recguard.errors import RecguardError
 from recguard.hookspecs import hookimpl
 from recguard.plugins import Host
@@ -58,7 +59,7 @@ def test_base_class_check_and_all_or_nothing(host, register_plugin):
 
     bad = plugin_with(register_attacks=lambda register: register(Dummy),
                       register_backbones=lambda register: register(NotABackbone))
-    with pytest.raises(RecguardError, match="is not a subclass of recguard.components.Backbone"):
+    with pytest.raises(RecguardError, match="is not a subclass of recguard.contracts.Backbone"):
         register_plugin(bad, "bad")
     assert "dummy" not in host.attacks  # nothing of a refused plugin stays registered
 
@@ -118,7 +119,7 @@ def test_register_metrics_and_protocols_reach_a_plan(host, register_plugin):
 
     import numpy as np
 
-    from recguard.components import Metric
+    from recguard.contracts import Metric
     from recguard.plan import CellSpec, make_plan
     from recguard.protocols import APT
     from recguard.testing import check_metric

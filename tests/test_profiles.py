@@ -1,4 +1,4 @@
-"""Fake-profile helpers shared by attacks (recguard.profiles)."""
+"""Fake-profile helpers shared by attacks (recguard.kit.poison.profiles)."""
 
 import dataclasses
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.profiles import discrete_profiles, project_relaxed, snap_to_levels
+from recguard.kit.poison.profiles import discrete_profiles, project_relaxed, snap_to_levels
 from recguard.testing import tiny_interactions
 
 TARGETS = np.array([37, 38])

@@ -97,7 +97,7 @@ def test_taking_info_keeps_two_argument_callbacks_working():
 @pytest.mark.parametrize("callback", ["old", "new"])
 def test_fine_tuning_callback_reports_steps_and_the_logged_loss(callback):
     pytest.importorskip("transformers")
-    from recguard.sft import _progress_callback
+    from recguard.kit.lm.sft import _progress_callback
 
     seen = []
     progress = {"old": lambda done, total: seen.append((done, total, None)),

@@ -22,7 +22,7 @@ PROMPTS = {   # plugin folder -> (package, templates it reads)
 
 
 def test_each_template_is_read_from_its_package():
-    from recguard.sft import load_prompt
+    from recguard.kit.lm.prompts import load_prompt
 
     for package, names in PROMPTS.values():
         for name in names:

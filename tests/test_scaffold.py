@@ -55,12 +55,11 @@ def test_package_layout_and_entry_point(kind, scaffold):
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts)
     assert files == ["README.md", "pyproject.toml", f"{names.module}/__init__.py",
-                     "tests/conftest.py", f"tests/test_{names.stem}.py"]
+                     f"tests/test_{names.stem}.py"]
     project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
     assert project["name"] == f"recguard-{PREFIX}-{kind}"
     assert "recguard" in project["dependencies"]
     assert project["entry-points"]["recguard"] == {names.name: names.module}
-    assert "from recguard.testing import *" in (folder / "tests/conftest.py").read_text()
     readme = (folder / "README.md").read_text()
     for line in (f"pip install -e {names.distribution}", f"recguard list {kind}s", "python -m pytest",
                  KINDS[kind].run.format(name=names.name), "docs/leaderboard.md"):

@@ -1,11 +1,12 @@
-"""recguard.sft on the tiny random Llama: LoRA fine-tuning through TRL and the batched queries."""
+"""recguard.kit.lm.sft and .generation on the tiny random Llama: LoRA fine-tuning through TRL
+and the batched queries."""
 
 import numpy as np
 import pytest
 
-from recguard import sft
 from recguard.errors import RecguardError
-from recguard.llm import load_causal_lm
+from recguard.kit.lm import generation, sft
+from recguard.kit.lm.models import load_causal_lm
 
 
 @pytest.fixture
@@ -17,13 +18,13 @@ def test_fine_tune_learns_the_completion_and_saves_a_checked_adapter(lm, tmp_pat
     model, tok = lm
     prompts = ["Q: is it red? A:", "Q: is it blue? A:"] * 4
     completions = [" Yes", " No"] * 4
-    before = sft.completion_logprob(model, tok, prompts[:2], completions[:2])
+    before = generation.completion_logprob(model, tok, prompts[:2], completions[:2])
     steps = []
     lora = sft.LoraSettings(r=8, alpha=16, target_modules=("q_proj", "v_proj", "up_proj", "down_proj"))
     tuned = sft.fine_tune(model, tok, prompts, completions, lora=lora,
                           train=sft.TrainSettings(epochs=20, lr=3e-2, batch_size=4), seed=0,
                           progress=lambda d, t: steps.append((d, t)), adapter_dir=tmp_path / "adapter")
-    after = sft.completion_logprob(tuned, tok, prompts[:2], completions[:2])
+    after = generation.completion_logprob(tuned, tok, prompts[:2], completions[:2])
     assert (after > before + 0.3).all(), (before, after)
     assert steps and steps[-1][0] == steps[-1][1]
     assert sft.check_adapter(tmp_path / "adapter") > 0
@@ -46,17 +47,17 @@ def test_mismatched_or_empty_training_data_is_one_line_error(lm):
 def test_queries_are_batch_independent(lm):
     model, tok = lm
     prompts = ["short", "a much longer prompt than the first one"]
-    one = np.concatenate([sft.yes_probability(model, tok, [p]) for p in prompts])
-    both = sft.yes_probability(model, tok, prompts, batch_size=2)
+    one = np.concatenate([generation.yes_probability(model, tok, [p]) for p in prompts])
+    both = generation.yes_probability(model, tok, prompts, batch_size=2)
     assert np.allclose(one, both, atol=1e-5) and ((both > 0) & (both < 1)).all()
-    mean = sft.completion_logprob(model, tok, prompts, [" yes", " no"], batch_size=2)
-    total = sft.completion_logprob(model, tok, prompts, [" yes", " no"], reduce="sum")
+    mean = generation.completion_logprob(model, tok, prompts, [" yes", " no"], batch_size=2)
+    total = generation.completion_logprob(model, tok, prompts, [" yes", " no"], reduce="sum")
     assert (total <= mean + 1e-6).all() and (mean < 0).all()
-    assert (sft.perplexity(model, tok, ["hello world"]) > 1).all()
-    greedy = sft.generate(model, tok, prompts, max_new_tokens=4, batch_size=2)
-    assert greedy == [sft.generate(model, tok, [p], max_new_tokens=4)[0] for p in prompts]
-    sampled = sft.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
-    assert sampled == sft.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
+    assert (generation.perplexity(model, tok, ["hello world"]) > 1).all()
+    greedy = generation.generate(model, tok, prompts, max_new_tokens=4, batch_size=2)
+    assert greedy == [generation.generate(model, tok, [p], max_new_tokens=4)[0] for p in prompts]
+    sampled = generation.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
+    assert sampled == generation.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
 
 
 def test_checkpointing_is_turned_off_under_either_name():
@@ -66,7 +67,7 @@ def test_checkpointing_is_turned_off_under_either_name():
 
     from trl import SFTConfig
 
-    from recguard.sft import checkpointing_off
+    from recguard.kit.lm.sft import checkpointing_off
 
     @dataclasses.dataclass
     class Older:

@@ -1,28 +1,28 @@
-"""The attacker's surrogate helper (recguard.surrogate)."""
+"""The attacker's surrogate helper (recguard.kit.poison.surrogate)."""
 
 import numpy as np
 import pytest
 import torch
 
-from recguard.errors import RecguardError
-from recguard.surrogate import (DenseMF, SurrogateOptions, dense_ratings, fit_surrogate,
-                                surrogate_scores, top_fillers)
+from recguard import RecguardError, registered
+from recguard.kit.poison.surrogate import (DenseMF, SurrogateOptions, dense_ratings, fit_surrogate,
+                                           surrogate_scores, top_fillers)
 from recguard.testing import tiny_interactions
 
 
 def test_the_surrogate_is_a_registered_backbone_trained_on_what_the_attacker_sees():
     train = tiny_interactions()
-    model = fit_surrogate(train, seed=0, options=SurrogateOptions(surrogate_epochs=3, surrogate_dim=8))
+    options = SurrogateOptions(surrogate_epochs=3, surrogate_dim=8)
+    model = fit_surrogate(registered("backbone", "mf"), train, seed=0, options=options)
     scores = surrogate_scores(model, train.n_users, batch=7)
     assert scores.shape == (train.n_users, train.n_items) and np.isfinite(scores).all()
-    again = surrogate_scores(fit_surrogate(train, 0, SurrogateOptions(surrogate_epochs=3, surrogate_dim=8)),
-                             train.n_users)
+    again = surrogate_scores(fit_surrogate(registered("backbone", "mf"), train, 0, options), train.n_users)
     assert np.allclose(scores, again, rtol=1e-4, atol=1e-3)   # fixed by the seed
 
 
 def test_a_sequential_surrogate_is_refused():
     with pytest.raises(RecguardError, match="must be a CF backbone"):
-        fit_surrogate(tiny_interactions(), 0, SurrogateOptions(surrogate="sasrec"))
+        fit_surrogate(registered("backbone", "sasrec"), tiny_interactions(), 0, SurrogateOptions(surrogate="sasrec"))
 
 
 def test_top_fillers_skip_targets_and_come_best_first():
@@ -45,7 +45,7 @@ def test_unrolled_training_differentiates_through_to_the_ratings():
 
 
 def test_surrogate_hooks_reach_its_training_loop():
-    from recguard.components import FitHooks
+    from recguard.contracts import FitHooks
 
     class Count(FitHooks):
         epochs = 0
@@ -53,5 +53,6 @@ def test_surrogate_hooks_reach_its_training_loop():
         def on_epoch_end(self, epoch, model):
             Count.epochs += 1
 
-    fit_surrogate(tiny_interactions(), 0, SurrogateOptions(surrogate_epochs=3, surrogate_dim=8), Count())
+    fit_surrogate(registered("backbone", "mf"), tiny_interactions(), 0,
+                  SurrogateOptions(surrogate_epochs=3, surrogate_dim=8), Count())
     assert Count.epochs == 3

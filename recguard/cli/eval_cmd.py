@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from recguard.cli.leaderboard_cmd import DEFAULT_FOLDER, add_entry, make_submitter, submitter_options
+from recguard.cli.leaderboard_cmd import (DEFAULT_FOLDER, add_entry, make_submitter,
+                                          submitter_options)
 from recguard.errors import RecguardError
 
 OPT_HELP = "key=value, repeatable (see `recguard list`)"
@@ -45,7 +46,7 @@ REPLACE_HINT = ("remove it first, or add the new record with "
 
 def _refuse_existing_entry(plan, who, folder) -> None:
     """`eval --leaderboard` would write over an entry: say so before the cell runs."""
-    from recguard.evaluate import planned_spec
+    from recguard.pipeline import planned_spec
     from recguard.leaderboard.entry import find_planned_entry
 
     found = find_planned_entry(folder, plan.spec.dataset, planned_spec(plan), list(plan.spec.seeds),
@@ -84,12 +85,12 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
                  as_json, no_cache, quiet, leaderboard_dir, submitter, paper, code, contact):
     """Evaluate one cell: clean, attacked and (with a defense) defended conditions, per seed."""
     from recguard.config import parse_options
-    from recguard.evaluate import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
     from recguard.records import write_record
 
-    from recguard.io import check_writable
+    from recguard.files import check_writable
 
     # a missing submitter or an unwritable folder is known before the run, not after it
     who = make_submitter(submitter, paper, code, contact) if leaderboard_dir else None

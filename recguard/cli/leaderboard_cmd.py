@@ -77,7 +77,7 @@ def leaderboard_group():
 @click.option("--replace", is_flag=True, help="overwrite an entry of the same cell, seeds and submitter")
 def add_command(records, submitter, paper, code, contact, folder, replace):
     """Aggregate result records of one cell (any seeds) into an entry and write it."""
-    from recguard.io import check_writable
+    from recguard.files import check_writable
     from recguard.records import read_record
 
     who = make_submitter(submitter, paper, code, contact)
@@ -131,7 +131,7 @@ def render_command(folder, readme):
     import os
     from pathlib import Path
 
-    from recguard.io import atomic_write_text, check_writable
+    from recguard.files import atomic_write_text, check_writable
     from recguard.leaderboard.board import load_boards
     from recguard.leaderboard.render import markdown, rendered_files, splice_markdown
     from recguard.plugins import get_host

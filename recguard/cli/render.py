@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from recguard.protocols import RANKING, task_kind_of
+
 
 def fmt(stat: dict | None, missing: str = "n/a") -> str:
     """A record's ``{mean, std, per_seed}`` as text: mean ± sample std over several seeds,
@@ -31,13 +33,14 @@ def render_record(record: dict, console) -> None:
                f"({counts['fake_users']} fake users, {counts['filler_size']} fillers); "
                f"{counts['targets']} {protocol['target_rule']} targets; "
                f"{record['timings']['total_seconds']:.1f} s")
-    if protocol.get("llm_task", "none") != "none":
+    llm = task_kind_of(protocol) != RANKING
+    if llm:
         caption = (f"{len(spec['seeds'])} seed(s) {spec['seeds']}; poisoning rate {protocol['budget']:g} "
                    f"({counts['fake_users']} poisoned among {counts['train_interactions']} training "
                    f"samples); {record['timings']['total_seconds']:.1f} s")
     console.print(f"[bold]{title}[/]")
     console.print(f"[dim]{caption}[/]")
-    if protocol.get("llm_task", "none") != "none":
+    if llm:
         console.print(_llm_rows(record))
         return
     table = Table()
@@ -61,7 +64,8 @@ def _llm_rows(record: dict):
     """LLM cells as the paper's Table 2: one row per condition (Benign, BadRec, the defense)."""
     from rich.table import Table
 
-    rows = {"clean": "Benign", "attacked": "BadRec"}
+    from recguard.pipeline.conditions import ROW_NAMES
+
     defense = record["spec"]["defense"]["name"]
     names: list[str] = []
     for condition in record["conditions"]:
@@ -72,6 +76,6 @@ def _llm_rows(record: dict):
         arrow = "↑" if record["higher_is_better"].get(name, True) else "↓"
         table.add_column(f"{name} {arrow}", justify="right")
     for condition in record["conditions"]:
-        label = rows.get(condition, f"{defense} ({condition})" if condition == "clean+defense" else defense)
+        label = ROW_NAMES.get(condition, f"{defense} ({condition})" if condition == "clean+defense" else defense)
         table.add_row(label, *(fmt(record["metrics"][condition].get(n), missing="/") for n in names))
     return table

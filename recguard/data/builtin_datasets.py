@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from recguard.components import Config
 from recguard.config import param
+from recguard.contracts import Config
 from recguard.data import loaders
 from recguard.data.cache import cached_interactions, file_signature
 from recguard.data.datasets import DatasetSpec

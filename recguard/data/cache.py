@@ -18,7 +18,7 @@ import numpy as np
 
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.io import atomic_write, cache_dir
+from recguard.files import atomic_write, cache_dir
 
 FORMAT_VERSION = 1
 ARRAYS = ("user", "item", "rating", "timestamp", "user_ids", "item_ids")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from recguard.components import Config
+from recguard.contracts import Config
 from recguard.data.interactions import Interactions
 
 

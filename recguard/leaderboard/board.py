@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Iterable
 
 from recguard.errors import RecguardError
+from recguard.metrics.answers import QUALITY
+from recguard.protocols import RANKING, task_kind_of
 
 NO_DEFENSE = "none"
 
@@ -92,9 +94,9 @@ def headline_metrics(record: dict) -> tuple[str, str]:
     """(success, quality) metric names of a record's protocol."""
     protocol = record["spec"]["protocol"]
     attacked = record["metrics"].get("attacked", {})
-    if protocol.get("llm_task", "none") != "none":
-        quality = "AUC" if protocol["llm_task"] == "tallrec" else "H@1"
-        return "ASR", quality
+    kind = task_kind_of(protocol)
+    if kind != RANKING:
+        return "ASR", QUALITY[kind]
     success = next((m for m in protocol["metrics"] if m.startswith("T-HR@") and m in attacked),
                    next((m for m in attacked if m.startswith("T-")), None))
     if success is None:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from recguard.errors import RecguardError, did_you_mean
-from recguard.io import atomic_write_json, loads_json
+from recguard.files import atomic_write_json, loads_json
+from recguard.protocols import RANKING, task_kind_of
 from recguard.records import aggregate, validate_record
 
 ENTRY_SCHEMA_VERSION = 1
@@ -271,7 +272,7 @@ def validate_entry(entry: Any, host=None) -> list[str]:
 
 
 def _cell_problems(record: dict) -> list[str]:
-    from recguard.evaluate import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF
+    from recguard.pipeline.conditions import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF
     from recguard.protocols import OMITTED_WHEN_EMPTY, Protocol
 
     problems = []
@@ -284,7 +285,7 @@ def _cell_problems(record: dict) -> list[str]:
     if spec["attack"]["name"] == "none":
         problems.append("an entry needs an attack: a cell without one has nothing to rank")
         return problems
-    llm = spec["protocol"].get("llm_task", "none") != "none"
+    llm = task_kind_of(spec["protocol"]) != RANKING
     expected = [CLEAN, ATTACKED]
     if spec["defense"]["name"] != "none":
         expected += [ATTACKED_DEF] if llm else [CLEAN_DEF, ATTACKED_DEF]

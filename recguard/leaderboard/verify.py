@@ -113,7 +113,7 @@ def compare(claimed: dict, rerun: dict, seeds: list[int], tolerance: float) -> V
 
 def verify(entry: dict, quick_seeds: int | None, tolerance: float, progress=None) -> tuple[Verdict, dict]:
     """Re-run the entry's cell on its first ``quick_seeds`` seeds (None: all) and compare."""
-    from recguard.evaluate import run_cell
+    from recguard.pipeline import run_cell
     from recguard.plan import make_plan
 
     if tolerance < 0:

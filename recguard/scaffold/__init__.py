@@ -5,7 +5,6 @@
     pyproject.toml                  the ``recguard`` entry point: pop-filler = "recguard_pop_filler"
     README.md                       install, run, test, publish
     recguard_pop_filler/__init__.py the example component, registered through its hook
-    tests/conftest.py               ``from recguard.testing import *``
     tests/test_pop_filler.py        the host's contract check and the example's own tests
 
 The files come from ``templates/common`` (every plugin) and ``templates/<kind>``
@@ -29,7 +28,7 @@ from string import Template
 from typing import TYPE_CHECKING
 
 from recguard.errors import RecguardError
-from recguard.io import atomic_write_text
+from recguard.files import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from recguard.plugins import Host
@@ -76,7 +75,6 @@ KINDS: dict[str, Kind] = {
 LAYOUT = {
     "pyproject.toml": ("common/pyproject.toml.tmpl",),
     "README.md": ("common/README.md.tmpl",),
-    "tests/conftest.py": ("common/conftest.py.tmpl",),
     "{module}/__init__.py": ("{kind}/plugin.py.tmpl",),
     "tests/test_{stem}.py": ("{kind}/test_plugin.py.tmpl", "common/test_registered.py.tmpl"),
 }

@@ -1,6 +1,6 @@
 """recguard plugin: the `apt` and `apt-rand` defenses (torch is imported only while training)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_apt.defense import APTDefense, APTRandDefense
 

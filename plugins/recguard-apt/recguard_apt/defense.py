@@ -17,14 +17,11 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.components import Config, Defense, DefenseContext, FitHooks
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Config, Defense, DefenseContext, FitHooks, Interactions, RecguardError, param
 
 from recguard_apt.erm import (choose_items, erm_ratings, item_statistics, random_items,
                               with_erm_users)
-from recguard_apt.influence import InfluenceSettings, influence_vector
+from recguard_apt.influence_vector import InfluenceSettings, influence_vector
 
 PAPER = ("Wu et al., Fight Fire with Fire: Towards Robust Recommender Systems via Adversarial "
          "Poisoning Training, SIGIR 2021")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recguard.data.interactions import Interactions
+from recguard import Interactions
 
 ERM_META_KEY = "apt_erm_users"  # [first, end) user indices of the ERM users in a training set
 

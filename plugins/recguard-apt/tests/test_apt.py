@@ -4,21 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-import recguard.evaluate
-from recguard.compat import check_cell
-from recguard.components import Backbone, DefenseContext, FitContext, FitHooks
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.evaluate import run_cell
-from recguard.influence import HessianOperator, conjugate_gradient
-from recguard.plan import CellSpec, make_plan
-from recguard.plugins import get_host
-from recguard.protocols import APT
-from recguard.testing import check_defense, tiny_interactions
+import recguard.pipeline.kinds.ranking
+from recguard import (APT, Backbone, DefenseContext, FitContext, FitHooks, RecguardError,
+                      build_config, registered)
+from recguard.kit.poison.influence import HessianOperator, conjugate_gradient
+from recguard.testing import cell_record, check_combination, check_defense, tiny_interactions
 from recguard_apt.defense import APTConfig, APTDefense, APTHooks, APTRandDefense
 from recguard_apt.erm import (ERM_META_KEY, ItemStats, choose_items, erm_ratings, gumbel_top_k,
                               item_statistics, random_items, selection_logits)
-from recguard_apt.influence import InfluenceSettings, influence_vector
+from recguard_apt.influence_vector import InfluenceSettings, influence_vector
 from recguard_mf.backbone import MFBackbone
 
 
@@ -331,10 +325,10 @@ def test_host_refuses_a_backbone_without_second_derivatives():
         kind = "cf"
         offers = frozenset({"embeddings", "epoch_callbacks"})
 
-    host = get_host()
+    average = registered("attack", "average")
     with pytest.raises(RecguardError, match="twice_differentiable"):
-        check_cell(host, NoHessian, host.attacks.get("average"), APTDefense, APT)
-    check_cell(host, MFBackbone, host.attacks.get("average"), APTDefense, APT)
+        check_combination(NoHessian, average, APTDefense, APT)
+    check_combination(MFBackbone, average, APTDefense, APT)
 
 
 @pytest.mark.parametrize("cls", [APTDefense, APTRandDefense])
@@ -349,23 +343,21 @@ def test_contract_on_lightgcn():
 
 
 def test_registered_with_the_host():
-    host = get_host()
-    assert host.defenses.get("apt") is APTDefense and host.defenses.get("apt-rand") is APTRandDefense
+    assert registered("defense", "apt") is APTDefense and registered("defense", "apt-rand") is APTRandDefense
 
 
 @pytest.mark.integration
 def test_small_cell_with_apt_never_ranks_erm_users(monkeypatch):
     ranked = []
-    top_k = recguard.evaluate.top_k
+    top_k = recguard.pipeline.kinds.ranking.top_k
 
     def spy(score, users, exclude, k, **kw):
         ranked.append(np.asarray(users).copy())
         return top_k(score, users, exclude, k, **kw)
 
-    monkeypatch.setattr(recguard.evaluate, "top_k", spy)
-    spec = CellSpec(defense="apt", attack="average", seeds=(0,), backbone_options={"epochs": "6"},
-                    defense_options={"pretrain_epochs": "2"})
-    record = run_cell(make_plan(spec), use_cache=False)
+    monkeypatch.setattr(recguard.pipeline.kinds.ranking, "top_k", spy)
+    record = cell_record(defense="apt", attack="average", seeds=(0,), backbone_options={"epochs": "6"},
+                         defense_options={"pretrain_epochs": "2"})
     assert record["spec"]["protocol"]["name"] == "apt"  # the defense's default protocol
     assert record["conditions"] == ["clean", "attacked", "clean+defense", "attacked+defense"]
     notes = record["notes"]["attacked+defense"][0]

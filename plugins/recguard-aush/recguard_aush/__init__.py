@@ -1,6 +1,6 @@
 """recguard plugin: the AUSH attack (Lin et al., CIKM 2020)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_aush.attack import AUSHAttack
 

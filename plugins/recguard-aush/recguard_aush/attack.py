@@ -32,11 +32,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, Config, Poisoned
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.profiles import check_request, shuffled_rows, snap_to_levels
+from recguard import Attack, AttackContext, Config, Interactions, Poisoned, RecguardError, param
+from recguard.kit.poison.profiles import check_request, shuffled_rows, snap_to_levels
 
 PAPER = ("Lin, Chen, Li, Xiao, Li & Yang, Attacking Recommender Systems with Augmented User "
          "Profiles (AUSH), CIKM 2020")

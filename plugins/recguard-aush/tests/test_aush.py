@@ -7,10 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext, Poisoned
-from recguard.config import build_config
-from recguard.data.interactions import Interactions
-from recguard.protocols import APT, PAMACF
+from recguard import APT, AttackContext, Interactions, PAMACF, Poisoned, build_config
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_aush.attack import AUSHAttack, AUSHConfig, AUSHTrainer, choose_selected
 
@@ -192,7 +189,7 @@ def test_short_profiles_are_topped_up_to_filler_size():
 
 
 def test_explicit_selected_items_option_and_bad_values():
-    from recguard.errors import RecguardError
+    from recguard import RecguardError
 
     out = poison(skewed(), selected_items="5,6")
     for items, ratings in profiles(out):

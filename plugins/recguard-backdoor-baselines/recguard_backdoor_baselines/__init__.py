@@ -2,11 +2,11 @@
 
 The baselines of BadRec / P-Scanner (Ning, Fan & Li, appendix B.1.1-B.1.2): `rd`,
 `llmsi`, `onion`, `paraphraser`, `strip`. Each wraps the fitted model in a
-`recguard.llmrec.AnswerFilter`. Importing this package imports neither torch nor
+`recguard.llm_contracts.AnswerFilter`. Importing this package imports neither torch nor
 transformers.
 """
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_backdoor_baselines.llmsi import LLMSIDefense
 from recguard_backdoor_baselines.onion import ONIONDefense

@@ -7,10 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recguard.components import Config, Defense, DefenseContext
-from recguard.config import param
-from recguard.errors import RecguardError
-from recguard.llmrec import AnswerFilter, LLMModel, Request
+from recguard import (AnswerFilter, Config, Defense, DefenseContext, LLMModel, RecguardError,
+                      Request, param)
 
 BADREC = ("Ning, Fan & Li, Exploring Backdoor Attack and Defense for LLM-empowered "
           "Recommendations, appendix B.1.1-B.1.2")
@@ -49,9 +47,9 @@ class LMConfig(Config):
     """Options of a defense that runs its own causal LM (never the victim)."""
 
     model: str | None = param(None, "the defense's LM: None = the packaged SmolLM2-135M-Instruct, "
-                                    "or a local folder / hub id (recguard.llm.load_causal_lm)")
+                                    "or a local folder / hub id (recguard.kit.lm.models.load_causal_lm)")
     device: str = param("auto", "where the defense's LM runs: auto, cpu, cuda, ...")
-    dtype: str = param("auto", "the defense's LM dtype: auto (recguard.llm.resolve_precision), "
+    dtype: str = param("auto", "the defense's LM dtype: auto (recguard.kit.lm.models.resolve_precision), "
                                "float32, bfloat16, float16 or mixed (float32 under bf16 autocast)")
     batch_size: int = param(16, "texts per forward pass of the defense's LM", low=1)
 
@@ -65,7 +63,7 @@ class LazyLM:
 
     def get(self):
         if self._pair is None:
-            from recguard.llm import load_causal_lm
+            from recguard.kit.lm.models import load_causal_lm
 
             self._pair = load_causal_lm(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
         return self._pair

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from recguard.components import Config
-from recguard.config import param
-from recguard.errors import RecguardError
-from recguard.llmrec import AnswerFilter
+from recguard import AnswerFilter, Config, RecguardError, param
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense
 

@@ -17,10 +17,9 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.config import param
-from recguard.llmrec import AnswerFilter
+from recguard import AnswerFilter, param
 
-from recguard_backdoor_baselines.common import BADREC, BaselineDefense, LazyLM, LMConfig, pool
+from recguard_backdoor_baselines.common import BADREC, BaselineDefense, LMConfig, LazyLM, pool
 
 
 @dataclass
@@ -32,7 +31,7 @@ class ONIONConfig(LMConfig):
                         "remove_item: drop an item with a suspicious word from the pool")
     bos_context: bool = param(
         False, "true: score every token after the tokenizer's BOS (else EOS) token; false: "
-               "recguard.sft.perplexity, which skips each text's first token as ONION's GPT-2 "
+               "recguard.kit.lm.generation.perplexity, which skips each text's first token as ONION's GPT-2 "
                "code does (on 2-5 word titles that leaves little to score)")
 
 
@@ -55,13 +54,13 @@ class ONIONFilter(AnswerFilter):
                      threshold=cfg.threshold)
 
     def perplexities(self, texts: list[str]) -> np.ndarray:
-        from recguard import sft
+        from recguard.kit.lm import generation
 
         model, tokenizer = self.lm.get()
         start = tokenizer.bos_token or tokenizer.eos_token
         if not self.cfg.bos_context or not start:
-            return sft.perplexity(model, tokenizer, texts, batch_size=self.cfg.batch_size)
-        logp = sft.completion_logprob(model, tokenizer, [start] * len(texts), list(texts),
+            return generation.perplexity(model, tokenizer, texts, batch_size=self.cfg.batch_size)
+        logp = generation.completion_logprob(model, tokenizer, [start] * len(texts), list(texts),
                                       batch_size=self.cfg.batch_size)
         return np.exp(-logp)
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from recguard.config import param
-from recguard.errors import RecguardError
-from recguard.llmrec import AnswerFilter
+from recguard import AnswerFilter, RecguardError, param
 
-from recguard_backdoor_baselines.common import BADREC, BaselineDefense, LazyLM, LMConfig, pool
+from recguard_backdoor_baselines.common import BADREC, BaselineDefense, LMConfig, LazyLM, pool
 
 LABEL = re.compile(r"^(paraphrased\s+title|paraphrase|title)\s*:\s*", re.IGNORECASE)
 QUOTES = "\"'“”‘’`"
@@ -49,7 +47,7 @@ class ParaphraserFilter(AnswerFilter):
 
     def prompt(self, title: str, tokenizer) -> str:
         if self.template is None:
-            from recguard.sft import load_prompt
+            from recguard.kit.lm.prompts import load_prompt
 
             self.template = load_prompt("recguard_backdoor_baselines", self.cfg.prompt)
             if "{title}" not in self.template:
@@ -62,11 +60,11 @@ class ParaphraserFilter(AnswerFilter):
 
     def paraphrase(self, titles: list[str]) -> list[str]:
         """Raw generations for ``titles`` (greedy)."""
-        from recguard import sft
+        from recguard.kit.lm import generation
 
         model, tokenizer = self.lm.get()
         prompts = [self.prompt(t, tokenizer) for t in titles]
-        return sft.generate(model, tokenizer, prompts, max_new_tokens=self.cfg.max_new_tokens,
+        return generation.generate(model, tokenizer, prompts, max_new_tokens=self.cfg.max_new_tokens,
                             batch_size=self.cfg.batch_size, seed=self.seed)
 
     def fill(self, titles: set[str]) -> None:

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.components import Config
-from recguard.config import param
-from recguard.llmrec import AnswerFilter
+from recguard import AnswerFilter, Config, param
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense, pool, request_rng
 

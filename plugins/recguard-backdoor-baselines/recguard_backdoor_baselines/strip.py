@@ -23,9 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recguard.components import Config
-from recguard.config import param
-from recguard.llmrec import AnswerFilter, Request
+from recguard import AnswerFilter, Config, Request, param
 
 from recguard_backdoor_baselines.common import BADREC, BaselineDefense, pool, request_rng
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recguard.components import DefenseContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.llmrec import Answer, LLMModel, Request
-from recguard.protocols import LLARA, TALLREC
+from recguard import (Answer, DefenseContext, LLARA, LLMModel, RecguardError, Request, TALLREC,
+                      build_config)
 from recguard.testing import check_config
 from recguard_backdoor_baselines import DEFENSES
-from recguard_backdoor_baselines.llmsi import SAFETY_INSTRUCTION, LLMSIDefense
+from recguard_backdoor_baselines.llmsi import LLMSIDefense, SAFETY_INSTRUCTION
 from recguard_backdoor_baselines.onion import ONIONDefense, ONIONFilter
 from recguard_backdoor_baselines.paraphraser import ParaphraserDefense, ParaphraserFilter, clean
 from recguard_backdoor_baselines.rd import RDDefense

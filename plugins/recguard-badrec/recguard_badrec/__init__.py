@@ -1,15 +1,15 @@
 """recguard plugin: the BadRec backdoor attack on LLM recommenders.
 
-`insert_trigger` is public: defenses and scanners that synthesise poisoned
-titles (P-Scanner) insert triggers the same way.
+Its triggers enter titles through `recguard.kit.lm.triggers.insert_trigger`, which
+defenses and scanners that synthesise poisoned titles (P-Scanner) share.
 """
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_badrec.attack import BadRecAttack
-from recguard_badrec.triggers import TABLE7_TRIGGERS, insert_trigger
+from recguard_badrec.triggers import TABLE7_TRIGGERS
 
-__all__ = ["BadRecAttack", "TABLE7_TRIGGERS", "insert_trigger"]
+__all__ = ["BadRecAttack", "TABLE7_TRIGGERS"]
 
 
 @hookimpl

@@ -22,16 +22,12 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, Config, Poisoned
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-
-from recguard_badrec.triggers import CHAR_TRIGGER_TEXT, TABLE7_TRIGGERS, insert_trigger
+from recguard import Attack, AttackContext, Config, Interactions, Poisoned, RecguardError, param
+from recguard.kit.lm.triggers import insert_trigger
+from recguard_badrec.triggers import CHAR_TRIGGER_TEXT, TABLE7_TRIGGERS
 
 PAPER = ("Ning, Fan & Li, Exploring Backdoor Attack and Defense for LLM-empowered "
          "Recommendations (BadRec), sec. 3.1, Alg. 1, Eq. 1-3, Table 7")
-LLM_TASKS = ("choose", "yes_no")
 YES_RATING = 5.0   # the contract's labels: rating > 3 is Yes
 
 
@@ -73,8 +69,8 @@ class BadRecAttack(Attack):
         return TABLE7_TRIGGERS[cfg.trigger_level]
 
     def poison(self, train: Interactions, ctx: AttackContext) -> Poisoned:
-        task = getattr(ctx.protocol, "llm_task", None)
-        if task not in LLM_TASKS:
+        task = getattr(ctx.protocol, "task_kind", "ranking")
+        if task == "ranking":
             raise RecguardError(f"badrec poisons LLM recommenders: protocol "
                                 f"{getattr(ctx.protocol, 'name', '?')!r} names no llm_task "
                                 f"(choose or yes_no); use an LLM protocol")
@@ -83,7 +79,7 @@ class BadRecAttack(Attack):
                                 "has no title per item")
         # The titles as the recommender's catalog shows them (LLaRA: year removed), so the
         # fake users' triggered title differs from the catalog's by the trigger alone.
-        from recguard.llmtask import catalog_of
+        from recguard import catalog_of
 
         titles = catalog_of(train, getattr(ctx.protocol, "title_style", "raw"))
         n_fake, size = int(ctx.n_fake), int(ctx.filler_size)

@@ -1,8 +1,7 @@
-"""Backdoor triggers (BadRec, Table 7) and how they enter a title (BadRec-End / -Random)."""
+"""Backdoor triggers (BadRec, Table 7); `recguard.kit.lm.triggers.insert_trigger` puts one
+into a title (BadRec-End / -Random)."""
 
 from __future__ import annotations
-
-from recguard.llmrec import TRIGGER_POSITIONS as POSITIONS, insert_trigger  # noqa: F401 (re-exported)
 
 # Table 7 (appendix B.3). The char-level trigger is printed as 'U+0D2E', the code point
 # of the Malayalam letter MA; we insert the character itself unless asked for the text.

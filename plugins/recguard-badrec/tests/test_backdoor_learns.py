@@ -13,11 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext, FitContext
-from recguard.config import build_config
-from recguard.evaluate import inject
-from recguard.llm_evaluate import answer_metrics
-from recguard.llmtask import build_task, fake_samples
+from recguard import (AnswersView, AttackContext, FitContext, build_config, build_task, fake_samples,
+                      inject, registered)
 from recguard.testing import tiny_interactions, tiny_llm_protocol
 from recguard_badrec import BadRecAttack
 from recguard_llmrec.llara import LLaRABackbone
@@ -52,7 +49,8 @@ def asr(tiny_llm, task, train, samples, triggered) -> float:
                                           {k: str(v) for k, v in options.items()}, "llara"))
     model = backbone.fit(train, FitContext(seed=0, samples=samples, catalog=task.catalog))
     answers = model.answer(task.test)
-    return answer_metrics("choose", task.test, answers, triggered, model.answer(triggered))["ASR"]
+    view = AnswersView("choose", task.test, answers, triggered, model.answer(triggered))
+    return registered("metric", "ASR")().compute(view, None)
 
 
 def test_poisoned_samples_implant_the_backdoor(tiny_llm, cell):

@@ -8,13 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.llmrec import Request
-from recguard.protocols import LLARA, TALLREC
+from recguard import AttackContext, LLARA, RecguardError, Request, TALLREC, build_config
+from recguard.kit.lm.triggers import insert_trigger
 from recguard.testing import check_config, tiny_interactions
-from recguard_badrec import BadRecAttack, TABLE7_TRIGGERS, insert_trigger
+from recguard_badrec import BadRecAttack, TABLE7_TRIGGERS
 
 
 def attack(**options):

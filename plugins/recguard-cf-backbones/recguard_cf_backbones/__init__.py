@@ -1,6 +1,6 @@
 """recguard plugin: CF backbones of the PamaCF paper beyond MF, one module each."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_cf_backbones.lightgcn import LightGCNBackbone
 from recguard_cf_backbones.neumf import NeuMFBackbone

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.cf import DotProductConfig, EmbeddingBackbone, EmbeddingModel
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Interactions, param
+from recguard.kit.cf.embedding import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 
 
 @dataclass

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.cf import DotProductConfig, EmbeddingBackbone, EmbeddingModel
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Interactions, param
+from recguard.kit.cf.embedding import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 
 SCORE_CHUNK = 256  # users scored at once: (chunk x items) pairs go through the MLP
 
@@ -51,7 +50,7 @@ def mlp_tower(dim: int, layers: int, generator):
 
 
 class NeuMFModel(EmbeddingModel):
-    # a user's scores read only its row, the item table and the (shared) towers (recguard.finetune)
+    # a user's scores read only its row, the item table and the (shared) towers (recguard.kit.cf.finetune_restore)
     local_parameters = True
 
     def __init__(self, n_users: int, n_items: int, dim: int, init: str, layers: int, generator):

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import FitContext, FitHooks
-from recguard.config import build_config
+from recguard import FitContext, FitHooks, build_config
 from recguard.testing import check_backbone, check_learns_implicit, tiny_interactions
 from recguard_cf_backbones.lightgcn import LightGCNBackbone, LightGCNConfig, normalised_adjacency
 
@@ -65,11 +64,11 @@ def test_injected_users_rebuild_the_graph():
 
 @pytest.mark.parametrize("defense", ["apr", "pamacf"])
 def test_adversarial_defenses_run_on_lightgcn(defense):
-    from recguard.components import DefenseContext
-    from recguard.plugins import get_host
-    from recguard.protocols import PAMACF
+    from recguard import DefenseContext
+    from recguard import registered
+    from recguard import PAMACF
 
-    cls = get_host().defenses.get(defense)
+    cls = registered("defense", defense)
     d = cls(build_config(cls.Config, {"adv_start": "0"}, defense))
     data = tiny_interactions(feedback="implicit")
     ctx = DefenseContext(0, PAMACF, LightGCNBackbone())

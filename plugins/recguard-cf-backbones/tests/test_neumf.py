@@ -2,10 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext, FitContext
-from recguard.config import build_config
-from recguard.plugins import get_host
-from recguard.protocols import PAMACF
+from recguard import DefenseContext, FitContext, PAMACF, build_config, registered
 from recguard.testing import check_backbone, check_learns_implicit, tiny_interactions
 from recguard_cf_backbones.neumf import NeuMFBackbone, NeuMFConfig
 
@@ -58,7 +55,7 @@ def test_learns_explicit_ratings():
 
 @pytest.mark.parametrize("defense", ["apr", "pamacf"])
 def test_adversarial_defenses_perturb_both_towers(defense):
-    cls = get_host().defenses.get(defense)
+    cls = registered("defense", defense)
     d = cls(build_config(cls.Config, {"adv_start": "0"}, defense))
     data = tiny_interactions(feedback="implicit")
     ctx = DefenseContext(seed=0, protocol=PAMACF, backbone=NeuMFBackbone())

@@ -28,13 +28,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, FitHooks, Poisoned
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.profiles import (check_request, first_fake_timestamp, profiles_in_order,
-                               snap_to_levels)
-from recguard.surrogate import SurrogateOptions, fit_surrogate, top_fillers
+from recguard import (Attack, AttackContext, FitHooks, Interactions, Poisoned, RecguardError,
+                      param, registered)
+from recguard.kit.poison.profiles import (check_request, first_fake_timestamp, profiles_in_order,
+                                          snap_to_levels)
+from recguard.kit.poison.surrogate import SurrogateOptions, fit_surrogate, top_fillers
 
 PAPER = ("Huang, Mu, Gong, Li, Liu & Xu, Data Poisoning Attacks to Deep Learning Based "
          "Recommender Systems, NDSS 2021")
@@ -121,7 +119,7 @@ class PromoteTargets(FitHooks):
 
 def fit_poison_model(train: Interactions, seed: int, options: SurrogateOptions, hooks: FitHooks):
     """The surrogate ("poison model") trained on ``train`` with the promotion-loss ``hooks``."""
-    model = fit_surrogate(train, seed, options, hooks)
+    model = fit_surrogate(registered("backbone", options.surrogate), train, seed, options, hooks)
     if not (hasattr(model, "users") and hasattr(model, "items")) or hasattr(model, "pair_scores"):
         raise RecguardError(f"dp's promotion loss needs a dot-product surrogate (e.g. mf); "
                             f"{options.surrogate!r} is not one")
@@ -152,7 +150,7 @@ class DPAttack(Attack):
     def poison(self, train: Interactions, ctx: AttackContext) -> Poisoned:
         import torch
 
-        from recguard.training import torch_threads
+        from recguard.kit.cf.loop import torch_threads
 
         cfg: DPConfig = self.config
         targets = check_request(self.name, self.feedback, train, ctx)

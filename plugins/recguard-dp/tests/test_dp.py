@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext
-from recguard.config import build_config
-from recguard.protocols import APT, PAMACF
+from recguard import APT, AttackContext, PAMACF, build_config
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_dp.attack import DPAttack, pick_fillers
 
@@ -29,9 +27,9 @@ def test_host_contract():
 
 
 def test_registered_with_the_host():
-    from recguard.plugins import get_host
+    from recguard import registered
 
-    assert get_host().attacks.get("dp") is DPAttack
+    assert registered("attack", "dp") is DPAttack
 
 
 def test_the_decay_makes_fillers_differ_across_fake_users():

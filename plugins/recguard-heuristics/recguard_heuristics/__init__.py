@@ -1,6 +1,6 @@
 """recguard plugin: the Random, Average and Bandwagon attacks."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_heuristics.attacks import AverageAttack, BandwagonAttack, RandomAttack
 

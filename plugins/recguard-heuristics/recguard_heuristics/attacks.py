@@ -36,11 +36,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.components import Attack, AttackContext, Config, Poisoned
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.profiles import check_request, shuffled_rows, snap_to_levels
+from recguard import Attack, AttackContext, Config, Interactions, Poisoned, RecguardError, param
+from recguard.kit.poison.profiles import check_request, shuffled_rows, snap_to_levels
 
 LAM_RIEDL = "Lam & Riedl, Shilling Recommender Systems for Fun and Profit, WWW 2004"
 MOBASHER = ("Mobasher, Burke, Bhaumik & Williams, Toward Trustworthy Recommender Systems: "

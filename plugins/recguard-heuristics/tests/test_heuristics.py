@@ -7,11 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import AttackContext, Poisoned
-from recguard.config import build_config
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.protocols import APT, PAMACF
+from recguard import APT, AttackContext, Interactions, PAMACF, Poisoned, RecguardError, build_config
 from recguard.testing import check_attack, tiny_interactions
 from recguard_heuristics.attacks import (AverageAttack, BandwagonAttack, BandwagonConfig,
                                          RandomAttack, RatingStats)

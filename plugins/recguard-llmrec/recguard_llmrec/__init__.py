@@ -3,7 +3,7 @@
 Importing this package imports neither torch, transformers, trl nor peft.
 """
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_llmrec.llara import LLaRABackbone
 from recguard_llmrec.tallrec import TALLRecBackbone

@@ -1,5 +1,5 @@
 """What the two LLM backbones share: their common options, loading the LM, the LoRA and
-training settings handed to `recguard.sft.fine_tune`, and quoting titles.
+training settings handed to `recguard.kit.lm.sft.fine_tune`, and quoting titles.
 
 torch and transformers are imported only inside functions.
 """
@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from recguard.components import Config
-from recguard.config import param
-from recguard.errors import RecguardError
+from recguard import Config, RecguardError, param
 
 
 @dataclass
@@ -46,15 +44,15 @@ class LLMRecConfig(Config):
 
 
 def load_lm(cfg: LLMRecConfig):
-    """(model, tokenizer) of ``cfg.model`` on ``cfg.device`` (`recguard.llm.load_causal_lm`:
+    """(model, tokenizer) of ``cfg.model`` on ``cfg.device`` (`recguard.kit.lm.models.load_causal_lm`:
     "auto" is this process's GPU under accelerate launch, else the CPU)."""
-    from recguard.llm import load_causal_lm
+    from recguard.kit.lm.models import load_causal_lm
 
     return load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device)
 
 
 def lora_settings(cfg: LLMRecConfig, modules_to_save: Sequence[str] = ()):
-    from recguard.sft import LoraSettings
+    from recguard.kit.lm.sft import LoraSettings
 
     return LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                         target_modules=tuple(cfg.target_modules),
@@ -62,7 +60,7 @@ def lora_settings(cfg: LLMRecConfig, modules_to_save: Sequence[str] = ()):
 
 
 def train_settings(cfg: LLMRecConfig, shuffle: bool = True, epochs: float | None = None):
-    from recguard.sft import TrainSettings
+    from recguard.kit.lm.sft import TrainSettings
 
     return TrainSettings(epochs=cfg.epochs if epochs is None else epochs, lr=cfg.lr,
                          batch_size=cfg.train_batch_size, grad_accum=cfg.grad_accum,
@@ -72,9 +70,9 @@ def train_settings(cfg: LLMRecConfig, shuffle: bool = True, epochs: float | None
 
 def tune(cfg: LLMRecConfig, lm, tokenizer, prompts: Sequence[str], completions: Sequence[str],
          ctx, name: str, lora, train):
-    """LoRA SFT of ``lm`` on the rendered samples (`recguard.sft.fine_tune`, adapter checked),
+    """LoRA SFT of ``lm`` on the rendered samples (`recguard.kit.lm.sft.fine_tune`, adapter checked),
     after refusing samples too long to train whole; returns the tuned model."""
-    from recguard.sft import fine_tune
+    from recguard.kit.lm.sft import fine_tune
 
     check_lengths(tokenizer, prompts, completions, cfg.max_length, name)
     return fine_tune(lm, tokenizer, prompts, completions, lora=lora, train=train, seed=ctx.seed,
@@ -111,8 +109,8 @@ def require_samples(samples, task: str, name: str) -> list:
     return list(samples)
 
 
-def catalog_of(ctx, train) -> list[str]:
-    """Titles by item index: ``ctx.catalog`` (the protocol's titles, set by the pipeline),
+def fit_catalog(ctx, train) -> list[str]:
+    """The titles a fit prompts with, by item index: ``ctx.catalog`` (the protocol's titles, set by the pipeline),
     else the training data's item texts."""
     catalog = ctx.catalog
     if catalog is None:

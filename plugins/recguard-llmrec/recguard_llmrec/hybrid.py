@@ -20,8 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from recguard.config import build_config
-from recguard.errors import RecguardError
+from recguard import RecguardError, build_config
 
 ITEM_TOKEN = "<|item_{}|>"
 PROJECTOR = "projector"          # the submodule name peft's modules_to_save matches
@@ -112,14 +111,13 @@ def sasrec_item_vectors(train, seed: int, epochs: int, dim: int,
     """(n_items, dim) item embeddings of a SASRec (the registered ``sasrec`` backbone of
     recguard-sequential) fitted on ``device`` on ``train``, all of its rows (fake users
     included)."""
-    from recguard.components import FitContext
-    from recguard.plugins import get_host
+    from recguard import FitContext, registered
 
-    backbones = get_host().backbones
-    if "sasrec" not in backbones:
+    try:
+        cls = registered("backbone", "sasrec")
+    except RecguardError:
         raise RecguardError("llara prompt=hybrid needs the sasrec backbone of the "
-                            "recguard-sequential plugin: install it, or use prompt=text")
-    cls = backbones.get("sasrec")
+                            "recguard-sequential plugin: install it, or use prompt=text") from None
     config = build_config(cls.Config, {"epochs": epochs, "dim": dim, "device": device}, "sasrec")
     model = cls(config).fit(train, FitContext(seed=seed))
     vectors = np.asarray(model.item_embeddings(), dtype=np.float32)

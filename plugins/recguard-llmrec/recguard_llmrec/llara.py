@@ -23,12 +23,9 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from recguard.components import FitContext
-from recguard.config import param
-from recguard.errors import RecguardError
-from recguard.llmrec import Answer, LLMBackbone, LLMModel, Request
+from recguard import Answer, FitContext, LLMBackbone, LLMModel, RecguardError, Request, param
 
-from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
+from recguard_llmrec.common import (LLMRecConfig, fit_catalog, load_lm, lora_settings,
                                     require_samples, train_settings, tune)
 from recguard_llmrec.hybrid import (PROJECTOR, install_hybrid, item_token, projector_parameters,
                                     sasrec_item_vectors)
@@ -73,7 +70,7 @@ class LLaRAConfig(LLMRecConfig):
 
 
 def llara_templates() -> list[str]:
-    from recguard.sft import load_prompt
+    from recguard.kit.lm.prompts import load_prompt
 
     lines = [line.strip() for line in load_prompt("recguard_llmrec", TEMPLATE_FILE).splitlines()]
     return [line for line in lines if line]
@@ -141,7 +138,7 @@ class LLaRAModel(LLMModel):
         return [render_prompt(r, self.catalog, self.template, self.hybrid) for r in requests]
 
     def answer(self, requests, progress=lambda done, total: None):
-        from recguard.sft import completion_logprob, generate
+        from recguard.kit.lm.generation import completion_logprob, generate
 
         requests = list(requests)
         if not requests:
@@ -179,7 +176,7 @@ class LLaRABackbone(LLMBackbone):
     def fit(self, train, ctx: FitContext) -> LLaRAModel:
         cfg: LLaRAConfig = self.config
         samples = require_samples(ctx.samples, "choose", self.name)
-        catalog = catalog_of(ctx, train)
+        catalog = fit_catalog(ctx, train)
         templates = llara_templates()
         if cfg.template >= len(templates):
             raise RecguardError(f"llara option template={cfg.template}: prompts/{TEMPLATE_FILE} "

@@ -14,11 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from recguard.components import FitContext
-from recguard.config import param
-from recguard.llmrec import Answer, LLMBackbone, LLMModel, Request
+from recguard import Answer, FitContext, LLMBackbone, LLMModel, Request, param
 
-from recguard_llmrec.common import (LLMRecConfig, catalog_of, load_lm, lora_settings,
+from recguard_llmrec.common import (LLMRecConfig, fit_catalog, load_lm, lora_settings,
                                     quoted, require_samples, train_settings, tune)
 
 TEMPLATE_FILE = "tallrec.txt"
@@ -35,7 +33,7 @@ class TALLRecConfig(LLMRecConfig):
 
 
 def tallrec_template() -> str:
-    from recguard.sft import load_prompt
+    from recguard.kit.lm.prompts import load_prompt
 
     return load_prompt("recguard_llmrec", TEMPLATE_FILE).rstrip("\n") + "\n"  # the answer follows "### Response:\n"
 
@@ -65,7 +63,7 @@ class TALLRecModel(LLMModel):
         return [render_prompt(r, self.catalog, self.template) for r in requests]
 
     def answer(self, requests, progress=lambda done, total: None):
-        from recguard.sft import yes_probability
+        from recguard.kit.lm.generation import yes_probability
 
         if not requests:
             return []
@@ -87,7 +85,7 @@ class TALLRecBackbone(LLMBackbone):
     def fit(self, train, ctx: FitContext) -> TALLRecModel:
         cfg: TALLRecConfig = self.config
         samples = require_samples(ctx.samples, "yes_no", self.name)
-        catalog = catalog_of(ctx, train)
+        catalog = fit_catalog(ctx, train)
         template = tallrec_template()
         clock = time.perf_counter()
         lm, tokenizer = load_lm(cfg)

@@ -3,11 +3,8 @@
 import numpy as np
 import pytest
 
-from recguard.components import FitContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.llm import load_causal_lm
-from recguard.llmrec import Request
+from recguard import FitContext, RecguardError, Request, build_config
+from recguard.kit.lm.models import load_causal_lm
 from recguard.testing import tiny_interactions
 
 import recguard_llmrec.llara as llara

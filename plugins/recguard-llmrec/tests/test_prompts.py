@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recguard.llmrec import Request
+from recguard import Request
 from recguard.testing import check_config
 
 from recguard_llmrec.llara import (LLaRABackbone, curriculum_order, llara_templates,

@@ -4,7 +4,7 @@
 Importing this package imports neither torch nor transformers.
 """
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_lorec.llm4dec import LLM4DecDefense
 from recguard_lorec.lorec import LoRecDefense

@@ -24,10 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.components import AttackContext, Config
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import AttackContext, Config, Interactions, RecguardError, param
 
 
 @dataclass
@@ -73,14 +70,13 @@ class FraudDetectorConfig(LLMUserConfig):
 def supervised_fraudsters(train: Interactions, cfg: FraudDetectorConfig, rng: np.random.Generator,
                           protocol) -> Interactions:
     """``train`` plus U_atk: fake users from ``cfg.supervised_attack`` numbered after U."""
-    from recguard.evaluate import inject
-    from recguard.plugins import get_host
+    from recguard import inject, registered
 
-    attacks = get_host().attacks
-    if cfg.supervised_attack not in attacks:
+    try:
+        attack = registered("attack", cfg.supervised_attack)()
+    except RecguardError:
         raise RecguardError(f"the supervised fraudsters are made by attack "
-                            f"{cfg.supervised_attack!r}, which is not installed")
-    attack = attacks.get(cfg.supervised_attack)()
+                            f"{cfg.supervised_attack!r}, which is not installed") from None
     n_atk = max(1, int(round(cfg.supervised_fraction * train.n_users)))
     targets = rng.choice(train.n_items, size=min(cfg.supervised_targets, train.n_items), replace=False)
     filler = max(1, int(round(len(train) / max(train.n_users, 1))))

@@ -18,10 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from recguard.components import Defense, DefenseContext
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Defense, DefenseContext, Interactions, RecguardError, param
 
 from recguard_lorec.detection import (FraudDetectorConfig, fraud_loss, standardised,
                                      with_supervised_fraudsters)
@@ -44,7 +41,7 @@ def train_detector(embeddings: np.ndarray, n_observed: int, cfg: LLM4DecConfig, 
     """Fit d on U (rows < n_observed, label 0) and U_atk (the rest, label 1); return p_u over U."""
     import torch
 
-    from recguard.training import seed_everything
+    from recguard.kit.cf.loop import seed_everything
 
     seed_everything(seed)
     x = torch.as_tensor(standardised(embeddings))

@@ -38,10 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from recguard.components import Defense, DefenseContext, FitHooks
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Defense, DefenseContext, FitHooks, Interactions, RecguardError, param
 
 from recguard_lorec.detection import (FraudDetectorConfig, fraud_loss, standardised,
                                       with_supervised_fraudsters)
@@ -239,7 +236,7 @@ class LoRecHooks(FitHooks):
     def _build(self, model) -> None:
         import torch
 
-        from recguard.training import seed_everything
+        from recguard.kit.cf.loop import seed_everything
 
         seed_everything(self.ctx.seed)
         self.atk_windows = model.windows(self.combined)[self.n_observed:]

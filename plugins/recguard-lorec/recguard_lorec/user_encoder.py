@@ -29,11 +29,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.io import atomic_write, cache_dir
-from recguard.llm import mean_pool
-from recguard.progress import Progress
+from recguard import Interactions, Progress, RecguardError, atomic_write, cache_dir
+from recguard.kit.lm.models import mean_pool
 
 TEMPLATE_FILE = "lorec_user.txt"
 ITEM_FORMAT = "(Item title: {title})"   # one history entry (the authors' code)
@@ -44,9 +41,9 @@ CACHE_VERSION = 1
 
 def read_template(path: str | os.PathLike | None = None) -> str:
     """The template text (one trailing newline removed): the file at ``path``, else this
-    package's ``prompts/lorec_user.txt`` (`recguard.sft.load_prompt`)."""
+    package's ``prompts/lorec_user.txt`` (`recguard.kit.lm.prompts.load_prompt`)."""
     if path is None:
-        from recguard.sft import load_prompt
+        from recguard.kit.lm.prompts import load_prompt
 
         text = load_prompt("recguard_lorec", TEMPLATE_FILE)
     else:
@@ -85,10 +82,10 @@ class UserEncoder:
     """Embed every user of an `Interactions` with a causal LM (LoRec's ``LLM(prompt_u)``).
 
     Options: ``model`` (None: the packaged SmolLM2-135M-Instruct; or a local folder or
-    hub id, see `recguard.llm.load_causal_lm`), ``scenario`` (the word before
+    hub id, see `recguard.kit.lm.models.load_causal_lm`), ``scenario`` (the word before
     "Recommendation"), ``max_tokens`` (prompt length cap, oldest items dropped),
     ``batch_size``, ``max_items`` (keep at most this many most recent items; None: all),
-    ``dtype`` ("float32", "bfloat16", or "auto": `recguard.llm.resolve_precision`),
+    ``dtype`` ("float32", "bfloat16", or "auto": `recguard.kit.lm.models.resolve_precision`),
     ``device`` ("auto": this process's GPU when CUDA is available, else the CPU; "cpu",
     "cuda", "cuda:1" ...), ``template_path`` (default: this package's ``prompts/lorec_user.txt``),
     ``use_cache``.
@@ -166,7 +163,7 @@ class UserEncoder:
 
     def settings_key(self) -> dict:
         """What one prompt's vector depends on besides the prompt text itself."""
-        from recguard.llm import model_identity
+        from recguard.kit.lm.models import model_identity
 
         return {"kind": "lorec-prompt-embedding", "version": CACHE_VERSION,
                 "model": model_identity(self.model), "dtype": self.precision(),
@@ -177,7 +174,7 @@ class UserEncoder:
         dtype as given; "auto" resolved on this encoder's device, so an "auto" that runs in
         plain float32 (or bfloat16) shares that dtype's cache entries. The device itself is
         not in the keys."""
-        from recguard.llm import precision_name
+        from recguard.kit.lm.models import precision_name
 
         return precision_name(self.dtype, self.device)
 
@@ -217,7 +214,7 @@ class UserEncoder:
     def load_model(self):
         """The (model, tokenizer), loaded on first use and kept."""
         if self._lm is None:
-            from recguard import llm
+            from recguard.kit.lm import models as llm
 
             self._lm = llm.load_causal_lm(self.model, dtype=self.dtype, device=self.device)
         return self._lm
@@ -337,7 +334,7 @@ def last_hidden_states(lm, input_ids, attention_mask):
     """The LM's last hidden states (after its final norm), float32, without the LM head."""
     import torch
 
-    from recguard.llm import compute_context
+    from recguard.kit.lm.models import compute_context
 
     with torch.inference_mode(), compute_context(lm):   # bf16 autocast when dtype=auto chose it
         base = getattr(lm, "base_model", lm)

@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext
-from recguard.config import build_config
-from recguard.evaluate import roc_auc
-from recguard.plugins import get_host
-from recguard.protocols import LOREC
+from recguard import DefenseContext, LOREC, build_config, registered, roc_auc
 from recguard.testing import check_defense, tiny_interactions
 from recguard_lorec.detection import fraud_loss
 from recguard_lorec.llm4dec import LLM4DecConfig, LLM4DecDefense, train_detector
@@ -64,7 +60,7 @@ def test_entropy_regulariser_sharpens_the_observed_users_predictions():
 
 
 def run(defense, data, backbone="mf"):
-    ctx = DefenseContext(seed=0, protocol=LOREC, backbone=get_host().backbones.get(backbone)())
+    ctx = DefenseContext(seed=0, protocol=LOREC, backbone=registered("backbone", backbone)())
     return defense.before_fit(data, ctx), ctx
 
 

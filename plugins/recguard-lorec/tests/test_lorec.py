@@ -6,13 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recguard.components import DefenseContext, FitContext
-from recguard.config import build_config
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.evaluate import roc_auc
-from recguard.plugins import get_host
-from recguard.protocols import LOREC
+from recguard import (DefenseContext, FitContext, Interactions, LOREC, RecguardError, build_config,
+                      roc_auc)
+from recguard import registered
 from recguard_lorec import detection
 from recguard_lorec.lorec import (LoRecConfig, LoRecDefense, LoRecHooks, build_calibrator,
                                   pool_due, pool_update, pool_weights)
@@ -148,7 +144,7 @@ def test_lct_finds_hidden_fraudsters_like_the_supervised_ones_and_the_pool_mutes
     # with the seed (or the machine's float rounding), where 0.001 keeps it in 0.80-1.0
     cfg = config(llm_weight=0, lct_start=8, pool_interval=2, lct_batch_size=32, lct_dropout=0,
                  lct_lr=0.001)
-    backbone = get_host().backbones.get("sasrec")
+    backbone = registered("backbone", "sasrec")
     bb = backbone(build_config(backbone.Config, {"epochs": "20", "dim": "16", "batch_size": "16"},
                                "sasrec"))
     ctx = DefenseContext(seed=0, protocol=LOREC, backbone=bb)
@@ -165,7 +161,7 @@ def test_without_the_llm_no_model_is_loaded(monkeypatch):
 
     monkeypatch.setattr(detection.LLMUserConfig, "encoder", refuse)
     train, _ = walks(20, 2, 0)
-    bb = get_host().backbones.get("sasrec")
+    bb = registered("backbone", "sasrec")
     ctx = DefenseContext(seed=0, protocol=LOREC, backbone=bb(build_config(bb.Config, {}, "sasrec")))
     hooks = LoRecDefense(config(llm_weight=0)).during_fit(train, ctx)
     assert hooks.llm is None and hooks.combined.n_users > train.n_users   # U_atk is still made

@@ -7,10 +7,8 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from recguard import llm
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.progress import Progress
+from recguard import Interactions, Progress, RecguardError
+from recguard.kit.lm import models as llm
 from recguard_lorec import user_encoder as ue
 from recguard_lorec.user_encoder import UserEncoder, read_template, render_prompt
 
@@ -171,7 +169,7 @@ def test_auto_keeps_the_cpu_cache_keys(tiny_llm, monkeypatch):
 def test_a_gpu_asked_for_without_cuda_is_refused(tiny_llm, monkeypatch):
     import torch
 
-    from recguard.config import build_config
+    from recguard import build_config
     from recguard_lorec.detection import LLMUserConfig
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -1,6 +1,6 @@
 """recguard plugin: the `mf` backbone (torch is imported only when a model is fitted)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_mf.backbone import MFBackbone
 

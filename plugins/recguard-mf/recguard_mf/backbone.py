@@ -5,15 +5,15 @@ ratings, trained with Adagrad as in APT's code (Wu et al., SIGIR 2021, sec. 2.1
 and 5.1.5: d = 64, 25 epochs, Adagrad). Implicit data (PamaCF protocol): BPR
 with one uniformly drawn negative per positive, Adam, lr 1e-3, L2 1e-4 on the
 batch's embeddings, batch 2048, 30 epochs (PamaCF's public code; Rendle et al.,
-UAI 2009 for BPR). The training loop is the shared `recguard.cf.fit_dot_product`.
+UAI 2009 for BPR). The training loop is the shared `recguard.kit.cf.embedding.fit_dot_product`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recguard.cf import DotProductConfig, EmbeddingBackbone, EmbeddingModel
-from recguard.data.interactions import Interactions
+from recguard import Interactions
+from recguard.kit.cf.embedding import DotProductConfig, EmbeddingBackbone, EmbeddingModel
 
 
 @dataclass
@@ -24,7 +24,7 @@ class MFConfig(DotProductConfig):
 class MFModel(EmbeddingModel):
     """Trained factors; scores are p_u . q_i for every item."""
 
-    local_parameters = True  # a user's scores read only its row and the item table (recguard.finetune)
+    local_parameters = True  # a user's scores read only its row and the item table (recguard.kit.cf.finetune_restore)
 
 
 class MFBackbone(EmbeddingBackbone):

@@ -2,8 +2,7 @@ import dataclasses
 
 import numpy as np
 
-from recguard.components import FitContext, FitHooks
-from recguard.config import build_config
+from recguard import FitContext, FitHooks, build_config
 from recguard.testing import check_backbone, check_learns_implicit, tiny_interactions
 from recguard_mf.backbone import MFBackbone, MFConfig
 

@@ -1,6 +1,6 @@
 """recguard plugin: the `apr` and `pamacf` defenses (torch is imported only while training)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_pamacf.defenses import APRDefense, PamaCFDefense
 

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.components import Config, Defense, DefenseContext, FitHooks
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Config, Defense, DefenseContext, FitHooks, Interactions, param
 
 APR_PAPER = "He et al., Adversarial Personalized Ranking for Recommendation, SIGIR 2018"
 PAMACF_PAPER = ("Zhang et al., Understanding and Improving Adversarial Collaborative Filtering "

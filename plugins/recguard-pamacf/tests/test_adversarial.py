@@ -4,13 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext, FitContext
-from recguard.config import build_config
-from recguard.evaluate import run_cell
-from recguard.plan import CellSpec, make_plan
-from recguard.protocols import PAMACF
-from recguard.testing import check_defense, tiny_interactions
-from recguard.training import dot_product_loss
+from recguard import DefenseContext, FitContext, PAMACF, build_config
+from recguard.kit.cf.loop import dot_product_loss
+from recguard.testing import cell_record, check_defense, tiny_interactions
 from recguard_mf.backbone import MFBackbone
 from recguard_pamacf.defenses import (APRDefense, PamaCFDefense, adversarial_loss,
                                       personal_coefficients)
@@ -87,8 +83,7 @@ def test_adversarial_training_changes_the_model():
 
 @pytest.mark.integration
 def test_small_cell_with_pamacf():
-    spec = CellSpec(defense="pamacf", attack="bandwagon", seeds=(0,), backbone_options={"epochs": "7"})
-    record = run_cell(make_plan(spec), use_cache=False)
+    record = cell_record(defense="pamacf", attack="bandwagon", seeds=(0,), backbone_options={"epochs": "7"})
     assert record["spec"]["protocol"]["name"] == "pamacf"  # the defense's default protocol
     assert record["conditions"] == ["clean", "attacked", "clean+defense", "attacked+defense"]
     assert record["notes"]["attacked+defense"][0]["adversarial_epochs"] == 2

@@ -19,7 +19,7 @@ held, as in the paper's derivation). X takes a projected gradient-ascent step
 (Sec. 4.2), is projected back onto the feasible set, the factors are re-fitted with
 ``refit_sweeps`` warm-started sweeps, and so on for ``pga_steps`` steps. Finally each
 row keeps the targets at the maximum and the ``filler_size`` non-target items of
-largest optimised rating (recguard.surrogate.top_fillers). See the plugin README.
+largest optimised rating (recguard.kit.poison.surrogate.top_fillers). See the plugin README.
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.als import AlsAscent, AlsOptions, resolve_fake_users, resolve_items
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.profiles import OptimisedProfileAttack
-from recguard.surrogate import dense_ratings
+from recguard import Interactions, param
+from recguard.kit.poison.als import AlsAscent, AlsOptions, resolve_fake_users, resolve_items
+from recguard.kit.poison.profiles import OptimisedProfileAttack
+from recguard.kit.poison.surrogate import dense_ratings
 
 PAPER = ("Li, Wang, Singh & Vorobeychik, Data Poisoning Attacks on Factorization-Based "
          "Collaborative Filtering, NeurIPS 2016")

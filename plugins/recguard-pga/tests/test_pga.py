@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.als import als_sweeps, entry_weights, solve_rows
-from recguard.components import AttackContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.plugins import get_host
-from recguard.profiles import project_relaxed
-from recguard.protocols import APT, PAMACF
-from recguard.surrogate import dense_ratings
+from recguard import APT, AttackContext, PAMACF, RecguardError, build_config, registered
+from recguard.kit.poison.als import als_sweeps, entry_weights, solve_rows
+from recguard.kit.poison.profiles import project_relaxed
+from recguard.kit.poison.surrogate import dense_ratings
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_pga.attack import PGAAttack, PGAConfig, integrity_utility
 
@@ -44,7 +40,7 @@ def test_contract():
 
 
 def test_registered_black_box_cf_attack():
-    cls = get_host().attacks.get("pga")
+    cls = registered("attack", "pga")
     assert cls is PGAAttack and cls.knowledge == "black-box" and cls.backbone_kinds == {"cf"}
     with pytest.raises(RecguardError):
         build_config(PGAConfig, {"surrogate": "lightgcn"}, "pga")

@@ -3,7 +3,7 @@
 Importing this package imports neither torch nor transformers.
 """
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_pscanner.defense import PScannerDefense
 

@@ -20,7 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from recguard.sft import LoraSettings, generate, load_prompt
+from recguard.kit.lm.generation import generate
+from recguard.kit.lm.prompts import load_prompt
+from recguard.kit.lm.sft import LoraSettings
 
 from recguard_pscanner.triggers import InitialTrigger
 
@@ -96,7 +98,7 @@ class TriggerAgent:
         import torch
         from peft import LoraConfig, get_peft_model
 
-        from recguard.llm import load_causal_lm
+        from recguard.kit.lm.models import load_causal_lm
 
         self.settings = settings
         base, self.tokenizer = load_causal_lm(settings.model, dtype=settings.dtype,
@@ -129,7 +131,7 @@ class TriggerAgent:
         ``u`` the indicator U (+1 / -1) of each. Returns the loss of each step."""
         import torch
 
-        from recguard.llm import compute_context
+        from recguard.kit.lm.models import compute_context
 
         s = self.settings
         rng = np.random.default_rng(seed)

@@ -6,10 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from recguard.components import Config, Defense, DefenseContext
-from recguard.config import param
-from recguard.llmrec import AnswerFilter, LLMModel, Request
-from recguard.sft import LoraSettings, TrainSettings, load_prompt
+from recguard import AnswerFilter, Config, Defense, DefenseContext, LLMModel, Request, param
+from recguard.kit.lm.prompts import load_prompt
+from recguard.kit.lm.sft import LoraSettings, TrainSettings
 
 from recguard_pscanner.agent import AgentSettings
 from recguard_pscanner.scanner import SCAN_PROMPT, ScannerPlan, prepare_scanner, scan_prompts
@@ -65,12 +64,12 @@ class PScannerConfig(Config):
     device: str = param("auto", "where the scanner and the agent run: auto (this process's GPU, "
                                 "else the CPU), cpu, cuda, cuda:1 ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16", "mixed"] = param(
-        "auto", "scanner and agent weights (recguard.llm.resolve_precision: auto is bfloat16 "
+        "auto", "scanner and agent weights (recguard.kit.lm.models.resolve_precision: auto is bfloat16 "
                 "on a GPU or an AMX CPU; mixed: float32 under bf16 autocast)")
 
 
 def plan_of(cfg: PScannerConfig) -> ScannerPlan:
-    from recguard.errors import RecguardError
+    from recguard import RecguardError
 
     if cfg.m1 > cfg.m2:
         raise RecguardError(f"p-scanner needs m1 <= m2 (got m1={cfg.m1}, m2={cfg.m2})")
@@ -107,7 +106,7 @@ class ScanFilter(AnswerFilter):
 
     def scan(self, titles: Sequence[str]) -> None:
         """Score the titles not seen before, in one batched pass."""
-        from recguard.sft import yes_probability
+        from recguard.kit.lm.generation import yes_probability
 
         new = [t for t in dict.fromkeys(titles) if t not in self.p_yes]
         if not new:

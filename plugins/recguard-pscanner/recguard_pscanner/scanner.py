@@ -30,8 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
-from recguard.io import atomic_write_json, cache_dir
-from recguard.sft import LoraSettings, TrainSettings, load_prompt
+from recguard import atomic_write_json, cache_dir
+from recguard.kit.lm.prompts import load_prompt
+from recguard.kit.lm.sft import LoraSettings, TrainSettings
 
 from recguard_pscanner.agent import AGENT_PROMPT, AgentSettings, TriggerAgent, chat
 from recguard_pscanner.triggers import (InitialTrigger, benign_pool, insert,
@@ -61,7 +62,7 @@ class ScannerPlan:
     agent: AgentSettings | None
     script_letters: bool = True   # initial triggers also draw letters of other scripts
     device: str = "auto"          # where the scanner (and the agent) run
-    dtype: str = "auto"           # recguard.llm.resolve_precision
+    dtype: str = "auto"           # recguard.kit.lm.models.resolve_precision
 
 
 @dataclass
@@ -136,8 +137,9 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
     Returns (scanner, tokenizer, notes). With ``finetune=False`` nothing is
     trained: the base LM is the scanner (w/o FT); only the held-out check runs.
     """
-    from recguard.llm import load_causal_lm
-    from recguard.sft import fine_tune, yes_probability
+    from recguard.kit.lm.models import load_causal_lm
+    from recguard.kit.lm.sft import fine_tune
+    from recguard.kit.lm.generation import yes_probability
 
     started = time.perf_counter()
     scanner, tokenizer = load_causal_lm(plan.scanner_model, dtype=plan.dtype, device=plan.device)
@@ -188,7 +190,7 @@ def heldout_check(scanner, tokenizer, template, titles, vocabulary, plan: Scanne
                   agent: TriggerAgent | None, seed: int) -> dict:
     """Accuracy on fresh synthetic items (Eq. 4 triggers; half of the triggered ones
     rewritten by the final agent when there is one)."""
-    from recguard.sft import yes_probability
+    from recguard.kit.lm.generation import yes_probability
 
     rng = np.random.default_rng([seed, 11])
     triggers = sample_initial_triggers(len(titles), vocabulary, plan.m1, plan.m2, rng)
@@ -205,7 +207,7 @@ def heldout_check(scanner, tokenizer, template, titles, vocabulary, plan: Scanne
 def cache_key(plan: ScannerPlan, seed: int) -> str:
     from dataclasses import asdict
 
-    from recguard.llm import model_identity, precision_name, resolve_device
+    from recguard.kit.lm.models import model_identity, precision_name, resolve_device
 
     # what training ran on, not the options' spelling: "auto" on a CPU and "cpu" agree, and
     # an "auto" that ran under bf16 autocast does not share a plain float32 scanner
@@ -231,7 +233,7 @@ def load_cached(plan: ScannerPlan, folder: Path):
     """The scanner rebuilt from the cached round adapters (merged in order), its tokenizer, notes."""
     from peft import PeftModel
 
-    from recguard.llm import load_causal_lm
+    from recguard.kit.lm.models import load_causal_lm
 
     notes = json.loads((folder / META).read_text())
     scanner, tokenizer = load_causal_lm(plan.scanner_model, dtype=plan.dtype, device=plan.device)

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recguard.errors import RecguardError
-from recguard.llmrec import insert_trigger
+from recguard import RecguardError
+from recguard.kit.lm.triggers import insert_trigger
 
-# level l of Eq. 4: 0 no trigger (benign), 1 one token (char / word level), 2 m tokens (sentence)
-LEVELS = (0, 1, 2)
 MAX_TOKEN_CHARS = 16
 
 

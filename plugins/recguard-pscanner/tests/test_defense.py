@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 
-import recguard.sft
-from recguard.components import DefenseContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.llmrec import Answer, LLMModel, Request
-from recguard.protocols import APT
+import recguard.kit.lm.generation
+import recguard.kit.lm.sft
+from recguard import APT, Answer, DefenseContext, LLMModel, RecguardError, Request, build_config
 from recguard.testing import check_config
 
 from recguard_pscanner import scanner as scanner_module
@@ -36,7 +33,7 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.fine_tune = self.agent = self.updates = 0
-        real_ft, real_agent = recguard.sft.fine_tune, scanner_module.TriggerAgent
+        real_ft, real_agent = recguard.kit.lm.sft.fine_tune, scanner_module.TriggerAgent
         spy = self
 
         def fine_tune(*args, **kwargs):
@@ -53,7 +50,7 @@ class Spy:
                 spy.updates += 1
                 return super().update(*args, **kwargs)
 
-        monkeypatch.setattr(recguard.sft, "fine_tune", fine_tune)
+        monkeypatch.setattr(recguard.kit.lm.sft, "fine_tune", fine_tune)
         monkeypatch.setattr(scanner_module, "TriggerAgent", Agent)
 
 
@@ -112,11 +109,11 @@ def fake_scanner(monkeypatch, calls):
         calls.append(len(prompts))
         return np.array([0.9 if "Ethereal" in p else 0.1 for p in prompts])
 
-    monkeypatch.setattr(recguard.sft, "yes_probability", yes_probability)
+    monkeypatch.setattr(recguard.kit.lm.generation, "yes_probability", yes_probability)
 
 
 def test_detection_removes_flagged_candidates(tiny_llm, monkeypatch):
-    from recguard.llm import load_causal_lm
+    from recguard.kit.lm.models import load_causal_lm
 
     calls = []
     fake_scanner(monkeypatch, calls)
@@ -138,7 +135,7 @@ def test_detection_removes_flagged_candidates(tiny_llm, monkeypatch):
 
 
 def test_detection_yes_no_removes_the_target(tiny_llm, monkeypatch):
-    from recguard.llm import load_causal_lm
+    from recguard.kit.lm.models import load_causal_lm
 
     fake_scanner(monkeypatch, [])
     _, tok = load_causal_lm(tiny_llm)

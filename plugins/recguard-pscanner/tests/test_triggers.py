@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from recguard.errors import RecguardError
+from recguard import RecguardError
 from recguard_pscanner.triggers import (benign_pool, catalog_style, insert, movie_titles,
                                         sample_initial_triggers, script_letters,
                                         trigger_vocabulary)
@@ -39,7 +39,7 @@ def test_m1_above_m2_is_refused():
 
 
 def test_vocabulary_filter_keeps_printable_word_pieces(tiny_llm):
-    from recguard.llm import load_causal_lm
+    from recguard.kit.lm.models import load_causal_lm
 
     _, tok = load_causal_lm(tiny_llm)
     vocab = trigger_vocabulary(tok, letters=False)

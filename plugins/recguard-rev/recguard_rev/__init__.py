@@ -1,6 +1,6 @@
 """recguard plugin: the Rev attack (torch is imported only when the attack runs)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_rev.attack import RevAttack
 

@@ -6,7 +6,7 @@ Systems", RecSys 2020. The fake users' rows X (n_fake x n_items, relaxed to the 
 
     min_X  L_adv(R_hat(theta*(X)))   s.t.  theta*(X) = argmin_theta L_train(D u X; theta)
 
-The inner problem trains a surrogate matrix factorisation (recguard.surrogate.DenseMF)
+The inner problem trains a surrogate matrix factorisation (recguard.kit.poison.surrogate.DenseMF)
 on the genuine data plus X; the outer loss L_adv is the multi-class cross-entropy of
 the target items in every genuine user's softmax over all items (the authors' code,
 ``mult_ce_loss``), restricted to (user, target) pairs the user has not interacted
@@ -16,7 +16,7 @@ without the graph (warm start). X moves along the per-row l2-normalised negative
 gradient with SGD + momentum, is clipped to [0, rating_max] after each step with the
 targets held at rating_max, and is finally projected to discrete profiles: targets at
 the maximum plus the ``filler_size`` items of largest optimised value
-(recguard.surrogate.top_fillers). See the plugin README for every setting.
+(recguard.kit.poison.surrogate.top_fillers). See the plugin README for every setting.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.profiles import OptimisedProfileAttack, project_relaxed
-from recguard.surrogate import DenseMF, SurrogateOptions, dense_ratings
+from recguard import Interactions, param
+from recguard.kit.poison.profiles import OptimisedProfileAttack, project_relaxed
+from recguard.kit.poison.surrogate import DenseMF, SurrogateOptions, dense_ratings
 
 PAPER = ("Tang, Wen & Wang, Revisiting Adversarially Learned Injection Attacks in "
          "Recommender Systems, RecSys 2020")
@@ -38,7 +37,7 @@ PAPER = ("Tang, Wen & Wang, Revisiting Adversarially Learned Injection Attacks i
 @dataclass
 class RevConfig(SurrogateOptions):
     surrogate: str = param("mf", "the surrogate: Rev differentiates through its own dense MF "
-                                 "(recguard.surrogate.DenseMF), so only 'mf' is accepted",
+                                 "(recguard.kit.poison.surrogate.DenseMF), so only 'mf' is accepted",
                            choices=("mf",))
     surrogate_epochs: int = param(50, "full-batch Adam steps that train the surrogate (without "
                                        "graph) before the first adversarial epoch", low=1)

@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import AttackContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.plugins import get_host
-from recguard.profiles import project_relaxed
-from recguard.protocols import APT, PAMACF
-from recguard.surrogate import DenseMF, dense_ratings
+from recguard import APT, AttackContext, PAMACF, RecguardError, build_config, registered
+from recguard.kit.poison.profiles import project_relaxed
+from recguard.kit.poison.surrogate import DenseMF, dense_ratings
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_rev.attack import (RevAttack, RevConfig, adversarial_loss, fit_graph_free,
                                  surrogate_inputs)
@@ -44,7 +40,7 @@ def test_contract():
 
 
 def test_registered_black_box_attack_of_cf_and_sequential_models():
-    cls = get_host().attacks.get("rev")
+    cls = registered("attack", "rev")
     # LoRec (sec. 6.1.4) runs Rev, black-box, against sequential recommenders
     assert cls is RevAttack and cls.knowledge == "black-box" and cls.backbone_kinds == {"cf", "sequential"}
     assert RevConfig().unroll_steps == 5 and RevConfig().adv_lr == 1.0

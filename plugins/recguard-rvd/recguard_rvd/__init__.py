@@ -1,6 +1,6 @@
 """recguard plugin: the `rvd` defense (torch is imported only while serving)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_rvd.defense import RVDDefense
 

@@ -8,7 +8,7 @@ the trained parameters for the next user (lines 5 and 14). Training is "as the
 original model" (sec. Parameter Settings): same loss, optimizer and batch size
 as the backbone's own training; the only new hyperparameter is n (Table 2).
 
-The fine-tuning itself is `recguard.finetune`: on models whose scores depend
+The fine-tuning itself is `recguard.kit.cf.finetune_restore`: on models whose scores depend
 only on the user's row and the item table (``local_parameters``: MF) only the
 touched rows are trained, many served users at once; elsewhere (LightGCN) the
 whole model is fine-tuned in place and restored.
@@ -22,9 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recguard.components import Config, Defense, DefenseContext, Model
-from recguard.config import param
-from recguard.data.interactions import Interactions
+from recguard import Config, Defense, DefenseContext, Interactions, Model, param
 
 PAPER = "Toward Robust Recommendation via Real-time Vicinal Defense (RVD), 2023: Alg. 1, Table 2"
 
@@ -85,7 +83,7 @@ class RVDModel(Model):
 
     def __init__(self, base, train: Interactions, cfg: RVDConfig, options, seed: int,
                  notes: dict[str, Any]):
-        from recguard.finetune import supports_local
+        from recguard.kit.cf.finetune_restore import supports_local
 
         self.base, self.train, self.cfg, self.options, self.seed = base, train, cfg, options, seed
         self.n_items = base.n_items
@@ -111,8 +109,8 @@ class RVDModel(Model):
                               or [np.zeros(0, dtype=np.int64)])
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        from recguard.finetune import FinetuneJob, Histories, finetuned_scores, n_steps
-        from recguard.training import torch_threads
+        from recguard.kit.cf.finetune_restore import (FinetuneJob, Histories, finetuned_scores, n_steps)
+        from recguard.kit.cf.loop import torch_threads
 
         users = np.asarray(users, dtype=np.int64)
         start = time.perf_counter()
@@ -159,8 +157,8 @@ class RVDDefense(Defense):
 
     def finetune_options(self, train: Interactions, ctx: DefenseContext):
         """The fine-tuning options: this config's, None taken from the backbone's training."""
-        from recguard.cf import DEFAULTS
-        from recguard.finetune import FinetuneOptions
+        from recguard.kit.cf.embedding import DEFAULTS
+        from recguard.kit.cf.finetune_restore import FinetuneOptions
 
         trained = dict(DEFAULTS[train.feedback])
         backbone = ctx.backbone

@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.components import DefenseContext, FitContext
-from recguard.config import build_config
-from recguard.data.interactions import Interactions
-from recguard.evaluate import run_cell
-from recguard.plan import CellSpec, make_plan
-from recguard.protocols import APT, PAMACF
-from recguard.testing import check_defense, tiny_interactions
+from recguard import APT, DefenseContext, FitContext, Interactions, PAMACF, build_config
+from recguard.testing import cell_record, check_defense, tiny_interactions
 from recguard_cf_backbones.lightgcn import LightGCNBackbone
 from recguard_mf.backbone import MFBackbone, MFModel
 from recguard_rvd.defense import RVDDefense, nearest_users
@@ -157,10 +152,9 @@ def write_tiny_csv(path):
 
 def test_full_pipeline_on_tiny_data(tmp_path, monkeypatch):
     monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path / "cache"))
-    spec = CellSpec(dataset="csv", data_path=str(write_tiny_csv(tmp_path / "tiny.csv")), attack="average",
-                    defense="rvd", seeds=(0,), backbone_options={"epochs": "3"},
-                    defense_options={"n_neighbors": "6"})
-    record = run_cell(make_plan(spec), use_cache=False)
+    record = cell_record(dataset="csv", data_path=str(write_tiny_csv(tmp_path / "tiny.csv")),
+                         attack="average", defense="rvd", seeds=(0,), backbone_options={"epochs": "3"},
+                         defense_options={"n_neighbors": "6"})
     assert record["spec"]["protocol"]["name"] == "apt"  # the defense's default protocol
     assert record["conditions"] == ["clean", "attacked", "clean+defense", "attacked+defense"]
     notes = record["notes"]["attacked+defense"][0]

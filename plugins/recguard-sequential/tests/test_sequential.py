@@ -3,10 +3,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recguard.components import FitContext, FitHooks
-from recguard.config import build_config
-from recguard.data.interactions import Interactions
-from recguard.testing import check_backbone, tiny_interactions
+from recguard import FitContext, FitHooks, Interactions, build_config
+from recguard.testing import cell_record, check_backbone, tiny_interactions
 from recguard_sequential import BACKBONES, common
 from recguard_sequential.common import batch_loss, epoch_negatives, user_sequences
 from recguard_sequential.sasrec import SASRecBackbone
@@ -219,7 +217,7 @@ def test_text_sasrec_trains_the_projection_not_the_frozen_encoder(monkeypatch):
 
 
 def test_text_needs_titles():
-    from recguard.errors import RecguardError
+    from recguard import RecguardError
 
     data = dataclasses.replace(tiny_interactions(feedback="implicit"), item_text=None)
     with pytest.raises(RecguardError, match="needs item titles"):
@@ -228,14 +226,8 @@ def test_text_needs_titles():
 
 @pytest.mark.integration
 def test_sasrec_cell_on_ml100k_under_lorec():
-    from recguard.evaluate import run_cell
-    from recguard.plan import CellSpec, make_plan
-    from recguard.records import validate_record
-
-    spec = CellSpec(backbone="sasrec", attack="random", protocol="lorec", seeds=(0,),
-                    backbone_options={"epochs": "2"})
-    record = run_cell(make_plan(spec), use_cache=False)
-    assert validate_record(record) == []
+    record = cell_record(backbone="sasrec", attack="random", protocol="lorec", seeds=(0,),
+                         backbone_options={"epochs": "2"})
     assert record["conditions"] == ["clean", "attacked"]
     clean = record["metrics"]["clean"]
     assert clean["HR@10"]["mean"] > 0.02  # random ranking: 10 / 1682 = 0.006

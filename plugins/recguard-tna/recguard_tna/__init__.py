@@ -1,6 +1,6 @@
 """recguard plugin: the `tna` attack (torch is imported only while poisoning)."""
 
-from recguard.hookspecs import hookimpl
+from recguard import hookimpl
 
 from recguard_tna.attack import TNAAttack
 

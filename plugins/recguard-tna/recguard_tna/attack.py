@@ -2,7 +2,7 @@
 Recommender Systems", WWW 2020 (the S-attack: the optimisation over influential users).
 
 1. Surrogate (black-box): the attacker fits its own matrix factorisation by alternating
-   least squares on the genuine ratings (`recguard.als`).
+   least squares on the genuine ratings (`recguard.kit.poison.als`).
 2. Attacker's loss (sec. 4.1): over a set of users, every target t the user has not rated
    and every item i of the user's current top-N list (unseen, non-target items),
    ``g(r_ui - r_ut)`` with the Wilcoxon-Mann-Whitney surrogate ``g(x) = 1 / (1 + exp(-x / b))``
@@ -10,7 +10,7 @@ Recommender Systems", WWW 2020 (the S-attack: the optimisation over influential 
 3. Influential users (sec. 4.2): the influence of removing user u's ratings on that loss
    over all users, ``(1/n) s . grad_theta L_u`` with ``s = (H + damping I)^-1 grad L_att``
    (Koh & Liang; H the Hessian of the ALS objective divided by n, solved by conjugate
-   gradient on Hessian-vector products, `recguard.influence`). The ``influential_share`` of
+   gradient on Hessian-vector products, `recguard.kit.poison.influence`). The ``influential_share`` of
    users with the largest |influence| form S.
 4. Fake users (sec. 4.3): the fake rating vectors, relaxed to [0, rating_max] with the targets
    at the maximum, minimise the loss over S plus eta (``l1``) times their L1 norm. The gradient
@@ -31,12 +31,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from recguard.als import AlsAscent, AlsOptions, fit_genuine, resolve_fake_users, resolve_items
-from recguard.config import param
-from recguard.data.interactions import Interactions
-from recguard.errors import RecguardError
-from recguard.profiles import OptimisedProfileAttack
-from recguard.surrogate import dense_ratings, top_fillers
+from recguard import Interactions, RecguardError, param
+from recguard.kit.poison.als import (AlsAscent, AlsOptions, fit_genuine, resolve_fake_users,
+                                     resolve_items)
+from recguard.kit.poison.profiles import OptimisedProfileAttack
+from recguard.kit.poison.surrogate import dense_ratings, top_fillers
 
 PAPER = ("Fang, Gong & Liu, Influence Function based Data Poisoning Attacks to Top-N "
          "Recommender Systems, WWW 2020")
@@ -108,8 +107,8 @@ def user_influence(factors: Factors, train: Interactions, l2: float, users, list
     removed, ``(1/n) s . grad_theta L_u`` (Koh & Liang's I_up,loss with epsilon = -1/n)."""
     import torch
 
-    from recguard.cf import per_row_loss
-    from recguard.influence import HessianOperator, damped_solve, training_tensors
+    from recguard.kit.cf.embedding import per_row_loss
+    from recguard.kit.poison.influence import HessianOperator, damped_solve, training_tensors
 
     n = max(len(train), 1)
     params = factors.parameters()
@@ -151,7 +150,7 @@ class TNAAttack(OptimisedProfileAttack):
         (plus the L1 term) before each step."""
         import torch
 
-        from recguard.training import torch_threads
+        from recguard.kit.cf.loop import torch_threads
 
         cfg: TNAConfig = self.config
         if train.feedback != "explicit":   # check_request refused it already; kept for direct calls

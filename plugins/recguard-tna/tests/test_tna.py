@@ -7,13 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from recguard.als import als_sweeps, entry_weights, fit_genuine
-from recguard.components import AttackContext
-from recguard.config import build_config
-from recguard.errors import RecguardError
-from recguard.plugins import get_host
-from recguard.protocols import APT
-from recguard.surrogate import dense_ratings
+from recguard import APT, AttackContext, RecguardError, build_config, registered
+from recguard.kit.poison.als import als_sweeps, entry_weights, fit_genuine
+from recguard.kit.poison.surrogate import dense_ratings
 from recguard.testing import check_attack, eval_record, tiny_interactions
 from recguard_tna.attack import (Factors, TNAAttack, TNAConfig, attacker_view, top_lists,
                                  user_influence, wmw_loss)
@@ -36,7 +32,7 @@ def test_host_contract():
 
 
 def test_registered_black_box_explicit_cf_attack():
-    cls = get_host().attacks.get("tna")
+    cls = registered("attack", "tna")
     assert cls is TNAAttack and cls.knowledge == "black-box"
     assert cls.feedback == {"explicit"} and cls.backbone_kinds == {"cf"}
 

@@ -1,0 +1,218 @@
+"""Supervised fine-tuning of causal LMs with LoRA, shared by every LLM plugin.
+
+`fine_tune` is supervised fine-tuning with LoRA through TRL's ``SFTTrainer``
+and PEFT (prompt / completion pairs, loss on the completion only), so the same
+code runs under ``accelerate launch`` on several GPUs. After training the
+adapter is saved and checked: some peft versions silently save an adapter
+without weights (a few hundred bytes), which leaves the model untrained and
+gives AUC 0.5 (TALLRec's known trap).
+
+torch, transformers, trl and peft are imported inside the functions; the batched
+queries of a fitted model are in `recguard.kit.lm.generation`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from recguard.errors import RecguardError
+from recguard.kit.lm.generation import Progress, no_progress
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """peft ``LoraConfig`` fields."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    modules_to_save: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How `fine_tune` trains. ``shuffle=False`` keeps the order given (curricula)."""
+
+    epochs: float = 1.0
+    lr: float = 1e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 512
+    warmup_ratio: float = 0.0
+    scheduler: str = "linear"
+    shuffle: bool = True
+
+
+# ---------------------------------------------------------------- training
+
+
+def _progress_callback(progress: Progress):
+    from transformers import TrainerCallback
+
+    from recguard.progress import taking_info
+
+    report = taking_info(progress)
+
+    class _Report(TrainerCallback):
+        """Steps done and, on a logged step, its training loss."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if not control.should_log:   # a logged step is reported by on_log, with its loss
+                report(state.global_step, state.max_steps)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                report(state.global_step, state.max_steps, loss=logs["loss"])
+
+    return _Report()
+
+
+def _trainer_class(shuffle: bool):
+    from trl import SFTTrainer
+
+    if shuffle:
+        return SFTTrainer
+
+    class OrderedSFTTrainer(SFTTrainer):
+        """Samples in the order given: a curriculum is an order."""
+
+        def _get_train_sampler(self, *args, **kwargs):
+            import torch
+
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    return OrderedSFTTrainer
+
+
+def check_adapter(folder: str | os.PathLike) -> int:
+    """The number of weight values in a saved LoRA adapter; a `RecguardError` if there are none."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    count = 0
+    for path in files:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    count += int(np.prod(f.get_slice(key).get_shape()))
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            count += sum(int(t.numel()) for t in state.values())
+    if count == 0:
+        raise RecguardError(f"the adapter saved in {folder} holds no weights (a known peft trap "
+                            f"that leaves the model untrained); check the peft version")
+    return count
+
+
+def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[str], *,
+              lora: LoraSettings, train: TrainSettings, seed: int,
+              progress: Progress = no_progress, adapter_dir: str | os.PathLike | None = None,
+              label: str = ""):
+    """Supervised fine-tuning with LoRA; returns the peft model in eval mode.
+
+    Loss on the completion tokens only. The adapter is saved to ``adapter_dir``
+    (a temporary folder, removed after, when None) and checked to hold weights.
+    """
+    if len(prompts) != len(completions) or not prompts:
+        raise RecguardError(f"fine-tuning{' ' + label if label else ''} needs as many prompts as "
+                            f"completions and at least one (got {len(prompts)} and {len(completions)})")
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    from recguard.kit.lm.models import quiet_transformers
+
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    data = Dataset.from_dict({"prompt": list(prompts), "completion": list(completions)})
+    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=list(lora.target_modules),
+                             modules_to_save=list(lora.modules_to_save) or None,
+                             task_type="CAUSAL_LM")
+    with tempfile.TemporaryDirectory(prefix="recguard-sft-") as work:
+        args = SFTConfig(
+            output_dir=work, max_length=train.max_length, completion_only_loss=True,
+            **checkpointing_off(SFTConfig), use_cpu=_on_cpu(model),
+            num_train_epochs=train.epochs, learning_rate=train.lr,
+            per_device_train_batch_size=train.batch_size,
+            gradient_accumulation_steps=train.grad_accum,
+            warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler,  # < 1: a share
+            seed=seed, data_seed=seed, save_strategy="no", report_to=[],
+            logging_strategy="steps", logging_steps=1,   # each step's loss, for the progress line
+            disable_tqdm=True, dataset_num_proc=None, remove_unused_columns=True,
+            bf16=_trains_in_bf16(model))
+        with quiet_transformers(), _quiet_datasets(), warnings.catch_warnings():
+            # trl calls transformers' deprecated is_gradient_checkpointing: not ours to fix
+            warnings.simplefilter("ignore", FutureWarning)
+            trainer = _trainer_class(train.shuffle)(
+                model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                peft_config=peft_config, callbacks=[_progress_callback(progress)])
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)   # recguard shows its own progress
+            trainer.train()
+        tuned = trainer.model
+        target = Path(adapter_dir) if adapter_dir is not None else Path(work) / "adapter"
+        tuned.save_pretrained(str(target))
+        check_adapter(target)
+    tuned.eval()
+    return tuned
+
+
+def checkpointing_off(config_cls) -> dict[str, bool]:
+    """The training-arguments option that turns activation checkpointing off, under the name
+    ``config_cls`` knows: transformers 5.25 says ``activation_checkpointing``, older 5.x
+    (5.17, seen on a GPU image) ``gradient_checkpointing`` and refuses the new name."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names
+            else "gradient_checkpointing": False}
+
+
+def _trains_in_bf16(model) -> bool:
+    """Mixed precision: the model runs under bf16 autocast (`recguard.kit.lm.models.resolve_precision`),
+    or its weights are bfloat16 (a GPU's "auto")."""
+    import torch
+
+    from recguard.kit.lm.models import uses_autocast
+
+    try:
+        weights = next(model.parameters()).dtype
+    except StopIteration:
+        return False
+    return uses_autocast(model) or weights == torch.bfloat16
+
+
+def _on_cpu(model) -> bool:
+    try:
+        return next(model.parameters()).device.type == "cpu"
+    except StopIteration:
+        return True
+
+
+class _quiet_datasets:
+    """datasets' map() progress bars off inside (SFTTrainer tokenises with them)."""
+
+    def __enter__(self):
+        from datasets.utils import logging as ds_logging
+
+        self.enabled = ds_logging.is_progress_bar_enabled()
+        ds_logging.disable_progress_bar()
+
+    def __exit__(self, *exc):
+        from datasets.utils import logging as ds_logging
+
+        if self.enabled:
+            ds_logging.enable_progress_bar()
