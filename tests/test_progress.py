@@ -1,6 +1,7 @@
 """Progress: plain log lines when stderr is not a terminal, bars when it is, loss passed along."""
 
 import io
+import json
 import re
 import sys
 from types import SimpleNamespace
@@ -113,15 +114,19 @@ def test_fine_tuning_callback_reports_steps_and_the_logged_loss(callback):
     assert seen == [(1, 2, 0.75 if callback == "new" else None), (2, 2, None)]
 
 
-def test_eval_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys):
+@pytest.mark.parametrize("json_out", [False, True], ids=["table", "json"])
+def test_eval_writes_progress_lines_when_stderr_is_not_a_terminal(json_out, tmp_path, capsys):
     data = tiny_interactions(n_users=60, n_items=50, per_user=10)
     ratings = tmp_path / "ratings.csv"
     ratings.write_text("user,item,rating,timestamp\n" + "".join(
         f"{u},{i},{int(r)},{t}\n" for u, i, r, t in zip(data.user, data.item, data.rating, data.timestamp)))
-    code, _, err = run_main(["eval", "--dataset", "csv", "--data-path", str(ratings), "--backbone", "mf",
+    code, out, err = run_main(["eval", "--dataset", "csv", "--data-path", str(ratings), "--backbone", "mf",
                              "--attack", "random", "--seeds", "0", "--backbone-opt", "epochs=2", "--no-cache",
-                             "--output", str(tmp_path / "out")], capsys)
+                             "--output", str(tmp_path / "out"), *(["--json"] if json_out else [])],
+                            capsys)
     assert code == 0, err
+    if json_out:   # the record alone on stdout, the progress still on stderr
+        assert json.loads(out)["spec"]["attack"]["name"] == "random"
     lines = [STAMP.sub("", line) for line in err.splitlines() if STAMP.match(line)]
     assert lines[0] == "mf · random · none on ratings (apt): 2 fits"
     for condition in ("clean", "attacked"):

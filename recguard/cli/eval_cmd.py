@@ -74,7 +74,7 @@ def _refuse_existing_entry(plan, who, folder) -> None:
 @click.option("--seeds", default=None, help="e.g. 0,1,2 or 0-4; default 0,1,2 (0 for LLM backbones)")
 @click.option("--output", default="results", show_default=True, type=click.Path(file_okay=False),
               help="folder for the JSON record")
-@click.option("--json", "as_json", is_flag=True, help="print the record as JSON on stdout")
+@click.option("--json", "as_json", is_flag=True, help="print the record as JSON on stdout (progress stays on stderr; -q for none)")
 @click.option("--no-cache", is_flag=True, help="refit the undefended conditions")
 @click.option("--quiet", "-q", is_flag=True, help="no progress on stderr")
 @click.option("--leaderboard", "leaderboard_dir", is_flag=False, flag_value=DEFAULT_FOLDER, default=None,
@@ -113,7 +113,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     plan = make_plan(spec)
     if who:
         _refuse_existing_entry(plan, who, leaderboard_dir)
-    progress = progress_for(quiet or as_json)
+    progress = progress_for(quiet)   # --json: the record on stdout, progress still on stderr
     record = run_cell(plan, progress, use_cache=not no_cache)
     path = write_record(record, output)
     entry_path = add_entry([record], who, leaderboard_dir, how_to_replace=REPLACE_HINT) if who else None

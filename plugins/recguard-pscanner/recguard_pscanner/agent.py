@@ -15,6 +15,7 @@ gradient-norm clipping at 1. See `signed_lm_loss`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -105,9 +106,12 @@ class TriggerAgent:
                                               device=settings.device)
         lora = settings.lora
         torch.manual_seed(seed)
-        self.model = get_peft_model(base, LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated is_gradient_checkpointing: not ours to fix
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = get_peft_model(base, LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
         self.model.eval()
         self.template = load_prompt("recguard_pscanner", AGENT_PROMPT)
         self.optimizer = torch.optim.AdamW(
