@@ -15,7 +15,6 @@ gradient-norm clipping at 1. See `signed_lm_loss`.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from recguard.kit.lm.generation import generate
 from recguard.kit.lm.prompts import load_prompt
-from recguard.kit.lm.sft import LoraSettings
+from recguard.kit.lm.sft import LoraSettings, with_lora
 
 from recguard_pscanner.triggers import InitialTrigger
 
@@ -97,21 +96,14 @@ class TriggerAgent:
 
     def __init__(self, settings: AgentSettings, seed: int):
         import torch
-        from peft import LoraConfig, get_peft_model
 
         from recguard.kit.lm.models import load_causal_lm
 
         self.settings = settings
         base, self.tokenizer = load_causal_lm(settings.model, dtype=settings.dtype,
                                               device=settings.device)
-        lora = settings.lora
         torch.manual_seed(seed)
-        with warnings.catch_warnings():
-            # peft reads transformers' deprecated is_gradient_checkpointing: not ours to fix
-            warnings.simplefilter("ignore", FutureWarning)
-            self.model = get_peft_model(base, LoraConfig(
-                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+        self.model = with_lora(base, settings.lora)
         self.model.eval()
         self.template = load_prompt("recguard_pscanner", AGENT_PROMPT)
         self.optimizer = torch.optim.AdamW(

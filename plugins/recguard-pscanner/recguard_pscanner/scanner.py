@@ -231,14 +231,13 @@ def scanner_dir(plan: ScannerPlan, seed: int) -> Path:
 
 def load_cached(plan: ScannerPlan, folder: Path):
     """The scanner rebuilt from the cached round adapters (merged in order), its tokenizer, notes."""
-    from peft import PeftModel
-
     from recguard.kit.lm.models import load_causal_lm
+    from recguard.kit.lm.sft import load_lora
 
     notes = json.loads((folder / META).read_text())
     scanner, tokenizer = load_causal_lm(plan.scanner_model, dtype=plan.dtype, device=plan.device)
     for t in range(notes["trained_rounds"]):
-        scanner = PeftModel.from_pretrained(scanner, str(folder / f"round{t}")).merge_and_unload()
+        scanner = load_lora(scanner, folder / f"round{t}").merge_and_unload()
     scanner.eval()
     return scanner, tokenizer, notes
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -52,6 +53,40 @@ class TrainSettings:
 
 
 # ---------------------------------------------------------------- training
+
+
+def lora_config(lora: LoraSettings):
+    """peft's ``LoraConfig`` for a causal LM from ``lora``."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules),
+                      modules_to_save=list(lora.modules_to_save) or None, task_type="CAUSAL_LM")
+
+
+@contextmanager
+def _no_checkpointing_deprecation():
+    """trl and peft read transformers' deprecated ``is_gradient_checkpointing``: not ours to
+    fix, and not the user's to see."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def with_lora(model, lora: LoraSettings):
+    """``model`` with a fresh trainable LoRA adapter, for a plugin's own training loop."""
+    from peft import get_peft_model
+
+    with _no_checkpointing_deprecation():
+        return get_peft_model(model, lora_config(lora))
+
+
+def load_lora(model, folder: str | os.PathLike):
+    """``model`` with the LoRA adapter saved in ``folder`` (peft's ``save_pretrained``)."""
+    from peft import PeftModel
+
+    with _no_checkpointing_deprecation():
+        return PeftModel.from_pretrained(model, str(folder))
 
 
 def _progress_callback(progress: Progress):
@@ -128,7 +163,6 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
         raise RecguardError(f"fine-tuning{' ' + label if label else ''} needs as many prompts as "
                             f"completions and at least one (got {len(prompts)} and {len(completions)})")
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import SFTConfig
 
     from recguard.kit.lm.models import quiet_transformers
@@ -136,10 +170,7 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     data = Dataset.from_dict({"prompt": list(prompts), "completion": list(completions)})
-    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                             target_modules=list(lora.target_modules),
-                             modules_to_save=list(lora.modules_to_save) or None,
-                             task_type="CAUSAL_LM")
+    peft_config = lora_config(lora)
     with tempfile.TemporaryDirectory(prefix="recguard-sft-") as work:
         args = SFTConfig(
             output_dir=work, max_length=train.max_length, completion_only_loss=True,
@@ -152,9 +183,7 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
             logging_strategy="steps", logging_steps=1,   # each step's loss, for the progress line
             disable_tqdm=True, dataset_num_proc=None, remove_unused_columns=True,
             bf16=_trains_in_bf16(model))
-        with quiet_transformers(), _quiet_datasets(), warnings.catch_warnings():
-            # trl calls transformers' deprecated is_gradient_checkpointing: not ours to fix
-            warnings.simplefilter("ignore", FutureWarning)
+        with quiet_transformers(), _quiet_datasets(), _no_checkpointing_deprecation():
             trainer = _trainer_class(train.shuffle)(
                 model=model, args=args, train_dataset=data, processing_class=tokenizer,
                 peft_config=peft_config, callbacks=[_progress_callback(progress)])
