@@ -39,7 +39,7 @@ from recguard_pscanner.triggers import (InitialTrigger, benign_pool, insert,
                                         sample_initial_triggers, trigger_vocabulary)
 
 SCAN_PROMPT = "pscanner_scan.txt"
-CACHE_VERSION = 2   # 2: chat prompts with an empty system turn
+CACHE_VERSION = 3   # 2: chat prompts with an empty system turn; 3: shared-prefix scoring (bf16 sums differ)
 META = "meta.json"
 
 
