@@ -20,6 +20,9 @@ from recguard_badrec import BadRecAttack
 from recguard_llmrec.llara import LLaRABackbone
 
 N_GENUINE, N_POISONED, N_TEST = 16, 16, 24
+# 16 epochs implanted with 2 torch threads (ASR 0.88) but not with one (0.54: the sums'
+# order changes the fit); 24 implant with either (0.92; the clean model's ASR stays 0)
+EPOCHS = 24
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def cell():
 
 
 def asr(tiny_llm, task, train, samples, triggered) -> float:
-    options = {"model": tiny_llm, "prompt": "text", "answer": "likelihood", "epochs": 16,
+    options = {"model": tiny_llm, "prompt": "text", "answer": "likelihood", "epochs": EPOCHS,
                "lr": 1e-2, "lora_r": 16, "warmup_ratio": 0, "scheduler": "constant",
                "lora_dropout": 0, "template": 0, "dtype": "float32"}
     backbone = LLaRABackbone(build_config(LLaRABackbone.Config,
