@@ -1,8 +1,10 @@
 """Batched queries of a causal LM, without gradient, shared by every LLM plugin.
 
 Prompts are batched with left padding: `yes_probability` (P(Yes) from the Yes / No
-logits, TALLRec's score), `completion_logprob` (log-likelihood of a completion:
-ranking candidates), `perplexity` (ONION), `generate` (greedy or sampled decoding).
+logits, TALLRec's and P-Scanner's score; the head its prompts share is run once and
+the tails after it are right-padded), `completion_logprob` (log-likelihood of a
+completion: ranking candidates), `perplexity` (ONION), `generate` (greedy or sampled
+decoding).
 
 torch is imported inside the functions.
 """
