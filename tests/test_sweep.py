@@ -47,6 +47,7 @@ class InProcess:
     seen); ``stop_after``: raise KeyboardInterrupt once that many cells have finished."""
 
     slots = 1
+    description = "this test's process"
 
     def __init__(self, stop_after=None):
         self.stop_after = stop_after

@@ -121,8 +121,9 @@ def _run(cells, paths, output, executor_name, jobs, address, quiet):
     from recguard.sweep.run import run_sweep
 
     executor = make_executor(executor_name, jobs, address)
+    progress = sweep_progress_for(quiet)
     try:
-        return run_sweep(cells, output, executor, sweep_progress_for(quiet), paths)
+        return run_sweep(cells, output, executor, progress, paths)
     except KeyboardInterrupt:
         done = sum(p.exists() for p in paths)
         click.echo(f"interrupted: {done} of {len(cells)} cells have their record in {output}; "

@@ -15,6 +15,9 @@ class SweepProgress:
     def start(self, total: int, skipped: int) -> None:
         self.total, self.done, self.failed, self.running = total, skipped, 0, 0
 
+    def note(self, text: str) -> None:
+        """A line about the sweep itself (where it runs)."""
+
     def started(self, label: str) -> None:
         self.running += 1
 
@@ -44,6 +47,9 @@ class LogSweepProgress(SweepProgress):
     def start(self, total: int, skipped: int) -> None:
         super().start(total, skipped)
         self._say(f"sweep: {total} cells, {skipped} already done, {total - skipped} to run")
+
+    def note(self, text: str) -> None:
+        self._say(text)
 
     def finished(self, label: str, seconds: float) -> None:
         super().finished(label, seconds)
@@ -80,6 +86,9 @@ class RichSweepProgress(SweepProgress):
         self.task = self.bars.add_task("cells", total=total)
         self._refresh()
 
+    def note(self, text: str) -> None:
+        self.bars.console.print(text, markup=False, highlight=False)
+
     def started(self, label: str) -> None:
         super().started(label)
         self._refresh()
@@ -90,8 +99,9 @@ class RichSweepProgress(SweepProgress):
 
     def failed_once(self, label: str, error: str, retrying: bool) -> None:
         super().failed_once(label, error, retrying)
-        self.bars.console.print(f"[red]{label}: {'failed, retrying' if retrying else 'failed'}: "
-                                f"{error}[/]", markup=True, highlight=False)
+        what = "failed, retrying once" if retrying else "failed"
+        self.bars.console.print(f"{label}: {what}: {error}", style="red", markup=False,
+                                highlight=False)
         self._refresh()
 
     def close(self) -> None:

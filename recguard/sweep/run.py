@@ -55,6 +55,7 @@ def run_sweep(cells: list[Cell], output: str | Path, executor, progress: SweepPr
     in_flight = 0
     try:
         executor.start()
+        progress.note(f"running on {executor.description}")
         while queue or in_flight:
             while queue and in_flight < executor.slots:
                 i = queue.popleft()
