@@ -61,6 +61,8 @@ def _leaderboard(records: list[dict], who, folders: tuple[str, ...]) -> list[Pat
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="folder of the records [default: results/sweeps/<spec name>]")
 @click.option("--dry-run", is_flag=True, help="list the cells, how many are done, and an estimate")
+@click.option("--group", "groups", multiple=True, metavar="NAME",
+              help="run only this group of the spec (repeatable)")
 @click.option("--skip-incompatible", is_flag=True, help="skip impossible cells (else refuse the spec)")
 @click.option("--table", "table_only", is_flag=True, help="only print the summary table of the records")
 @click.option("--format", "fmt", type=FORMATS, default="md", show_default=True, help="summary table format")
@@ -68,7 +70,7 @@ def _leaderboard(records: list[dict], who, folders: tuple[str, ...]) -> list[Pat
 @click.option("--leaderboard", "leaderboard_dirs", multiple=True, metavar="DIR",
               help="also add each cell's seeds as an entry in DIR (repeatable)")
 @submitter_options
-def sweep_command(spec, executor, jobs, address, output, dry_run, skip_incompatible, table_only, fmt,
+def sweep_command(spec, executor, jobs, address, output, dry_run, groups, skip_incompatible, table_only, fmt,
                   quiet, leaderboard_dirs, submitter, paper, code, contact):
     """Run a grid of cells from a TOML spec; finished cells are skipped, so a re-run resumes."""
     from recguard.files import check_writable
@@ -76,7 +78,7 @@ def sweep_command(spec, executor, jobs, address, output, dry_run, skip_incompati
     from recguard.sweep.run import cell_paths
 
     who = make_submitter(submitter, paper, code, contact) if leaderboard_dirs else None
-    sweep, cells, refused = load_sweep(spec, skip_incompatible)
+    sweep, cells, refused = load_sweep(spec, skip_incompatible, groups)
     for cell in refused:
         click.echo(f"skipped (impossible): {sweep.path}:{cell}", err=True)
     output = Path(output or Path("results") / "sweeps" / Path(spec).stem)

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recguard.errors import RecguardError
+from recguard.errors import RecguardError, unknown
 from recguard.sweep.grid import Cell, Refused, expand
 from recguard.sweep.spec import SweepSpec, read_spec
 
 
-def load_sweep(path: str | Path, skip_incompatible: bool = False
+def load_sweep(path: str | Path, skip_incompatible: bool = False, groups: tuple[str, ...] = ()
                ) -> tuple[SweepSpec, list[Cell], list[Refused]]:
-    """Read, expand and check a spec. Impossible cells are refused with their line unless
-    ``skip_incompatible`` (then they are returned, to be reported)."""
+    """Read, expand and check a spec (only ``groups`` of it, when named). Impossible cells
+    are refused with their line unless ``skip_incompatible`` (then they are returned, to be
+    reported)."""
     spec = read_spec(path)
+    if groups:
+        names = [g.name for g in spec.groups]
+        for name in groups:
+            if name not in names:
+                raise unknown(f"group in {spec.path}", name, names)
+        spec.groups = [g for g in spec.groups if g.name in groups]
     cells, refused = expand(spec)
     if refused and not skip_incompatible:
         first = refused[0]
