@@ -94,7 +94,7 @@ def main() -> None:
 
     eval_out, eval_cache = work / "eval", work / "cache-eval"
     first_cell = dry.stdout.splitlines()[0]
-    label = first_cell.split("]", 1)[1].split("  ")[1]   # "mf · apt · average 0.01 · none · seed 0"
+    label = first_cell.split("]", 1)[1].split("  ")[0].strip()   # "mf · apt · average 0.01 · none · seed 0"
     backbone, protocol, attack_budget, defense, seed = [p.strip() for p in label.split("·")]
     attack, budget = attack_budget.split()
     wall, _ = recguard(["eval", "--backbone", backbone, "--protocol", protocol, "--attack", attack,

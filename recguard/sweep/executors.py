@@ -105,7 +105,8 @@ class RayExecutor:
             if self.address is None and self.jobs:
                 options["num_cpus"] = self.jobs
             try:
-                ray.init(address=self.address, **options)
+                # "local": a new instance, even where a cluster is already running here
+                ray.init(address=self.address or "local", **options)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise RecguardError(f"cannot reach the Ray cluster at {self.address or 'a new local one'}: "
                                     f"{one_line(exc)}") from None
