@@ -146,3 +146,30 @@ def test_missing_or_empty_spec(tmp_path):
         load_sweep(tmp_path)
     with pytest.raises(RecguardError, match="no cell to run"):
         load_sweep(write(tmp_path, 'protocol = "apt"\nseeds = 0\nexclude = [{attack = "average"}]\n'))
+
+
+def test_named_options_go_to_the_component_not_to_a_protocol_of_the_same_name(tmp_path):
+    spec = read_spec(write(tmp_path, """
+protocol = "lorec"
+backbone = "sasrec"
+defense = ["none", "lorec"]
+seeds = 0
+[options.lorec]
+llm_dtype = "bfloat16"
+"""))
+    cells, _ = expand(spec)
+    assert [c.plan.spec.defense_options for c in cells] == [{}, {"llm_dtype": "bfloat16"}]
+    assert all(c.plan.spec.protocol_options == {} for c in cells)
+
+
+BENCHMARK_SPECS = {"cf_defenses": 330, "heuristic_attacks": 30, "sequential_defenses": 36,
+                   "llm_backdoor": 25, "optimisation_attacks": 21}
+
+
+@pytest.mark.parametrize("name, cells", sorted(BENCHMARK_SPECS.items()))
+def test_the_benchmark_grids_load_with_the_cells_of_their_scripts(name, cells):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sweeps" / f"{name}.toml"
+    _, found, refused = load_sweep(path)
+    assert (len(found), refused) == (cells, [])

@@ -13,6 +13,8 @@ from recguard.plan import CellSpec, Plan, make_plan
 from recguard.plugins import Host, get_host
 from recguard.sweep.spec import ROLES, Group, SweepSpec
 
+COMPONENTS = ("backbone", "attack", "defense")   # what `options.NAME` may name
+
 
 @dataclass
 class Cell:
@@ -70,7 +72,7 @@ def grid_points(group: Group) -> Iterator[tuple[dict[str, Any], CellSpec]]:
     for values in itertools.product(*axes.values()):
         point = dict(zip(axes, values))
         per_role = {role: dict(group.role_options.get(role, {})) for role in ROLES}
-        for role in ROLES:
+        for role in COMPONENTS:   # not the protocol: `lorec` names a protocol and a defense
             if point.get(role) in group.named_options:
                 per_role[role].update(group.named_options[point[role]])
         flat = {(role, key): vals for role in ROLES for key, vals in per_role[role].items()}
