@@ -152,12 +152,14 @@ def test_named_options_go_to_the_component_not_to_a_protocol_of_the_same_name(tm
     spec = read_spec(write(tmp_path, """
 protocol = "lorec"
 backbone = "sasrec"
+attack = "random"
 defense = ["none", "lorec"]
 seeds = 0
 [options.lorec]
 llm_dtype = "bfloat16"
 """))
-    cells, _ = expand(spec)
+    cells, refused = expand(spec)
+    assert refused == []
     assert [c.plan.spec.defense_options for c in cells] == [{}, {"llm_dtype": "bfloat16"}]
     assert all(c.plan.spec.protocol_options == {} for c in cells)
 
