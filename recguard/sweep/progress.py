@@ -4,7 +4,6 @@ terminal, one line per finished cell in a log."""
 from __future__ import annotations
 
 import sys
-import time
 from datetime import datetime
 from typing import TextIO
 
@@ -64,17 +63,16 @@ class LogSweepProgress(SweepProgress):
 class RichSweepProgress(SweepProgress):
     """One bar over the cells; its text counts the running and failed ones."""
 
-    def __init__(self):
+    def __init__(self, console=None):
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                              console=self.console)
         self.task = None
-        self.began = time.monotonic()
 
     def _refresh(self) -> None:
         self.bars.update(self.task, completed=self.done,
