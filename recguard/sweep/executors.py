@@ -11,7 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Hashable
 
 from recguard.errors import RecguardError
-from recguard.sweep.worker import Outcome, attempt, limit_threads, one_line
+from recguard.sweep.worker import Outcome, attempt, limit_threads, one_line, thread_cap
 
 RAY_INSTALL = 'pip install "recguard[ray]"'
 
@@ -25,7 +25,7 @@ def _init_local_worker(threads: int) -> None:
 
 class LocalExecutor:
     """``jobs`` worker processes (started fresh, not forked: the parent may hold torch's
-    threads), each with ``cores // jobs`` torch threads."""
+    threads), each with ``cores // jobs`` torch threads (or fewer, as OMP_NUM_THREADS says)."""
 
     name = "local"
 
@@ -34,9 +34,9 @@ class LocalExecutor:
             raise RecguardError(f"--jobs {jobs}: give at least 1")
         self.jobs = jobs
         self.slots = jobs
-        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.threads = thread_cap(max(1, (os.cpu_count() or 1) // jobs))
         self._pool: ProcessPoolExecutor | None = None
-        self._running: dict[Future, Hashable] = {}
+        self._running: dict[Future, tuple[Hashable, ProcessPoolExecutor]] = {}
         self.description = f"local, {jobs} process(es) x {self.threads} thread(s)"
 
     def start(self) -> None:
@@ -49,20 +49,21 @@ class LocalExecutor:
                                    initializer=_init_local_worker, initargs=(self.threads,))
 
     def submit(self, task: Hashable, spec: dict[str, Any], llm: bool) -> None:
-        if self._pool is None:
-            self._pool = self._new_pool()
-        self._running[self._pool.submit(attempt, spec)] = task
+        self.start()
+        self._running[self._pool.submit(attempt, spec)] = (task, self._pool)
 
     def next_done(self) -> tuple[Hashable, Outcome]:
         done, _ = wait(list(self._running), return_when=FIRST_COMPLETED)
         future = next(iter(done))
-        task = self._running.pop(future)
+        task, pool = self._running.pop(future)
         try:
             return task, future.result()
         except BrokenProcessPool:
-            # a worker died (killed, out of memory): every cell in the pool is lost with it;
+            # a worker died (killed, out of memory): every cell in its pool is lost with it;
             # a fresh pool takes the next submissions
-            self._pool = None
+            if pool is self._pool:
+                self._pool = None
+                pool.shutdown(wait=False)
             return task, Outcome(None, "the worker process died (killed or out of memory)", 0.0)
         except Exception as exc:
             return task, Outcome(None, one_line(exc), 0.0)

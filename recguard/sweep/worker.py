@@ -48,11 +48,17 @@ def attempt(spec: dict[str, Any]) -> Outcome:
     return Outcome(record, None, time.perf_counter() - start)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_cap(threads: int) -> int:
+    """``threads``, or the lower cap ``OMP_NUM_THREADS`` already sets."""
+    current = os.environ.get(THREAD_VARIABLES[0], "")
+    return min(threads, int(current)) if current.isdigit() and int(current) > 0 else threads
+
+
 def limit_threads(threads: int) -> None:
     """Cap torch's (and BLAS's) threads in this worker: N cells at once share the cores.
-    Set before torch is imported, which reads these at start-up; a lower cap already in
-    the environment is kept."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        current = os.environ.get(name, "")
-        if not (current.isdigit() and 0 < int(current) <= threads):
-            os.environ[name] = str(threads)
+    Set before torch is imported, which reads these at start-up."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
