@@ -14,13 +14,17 @@ from recguard.errors import RecguardError
 FORMATS = click.Choice(["md", "csv"])
 
 
-def _render(records: list[dict], fmt: str, headline: str | None, rows=None, columns=None) -> str:
-    from recguard.sweep.table import summary_tables, to_csv, to_markdown
+def _render(records: list[dict], fmt: str, headline: str | None, rows=None, columns=None,
+            full: bool = False) -> str:
+    from recguard.sweep.table import summary_tables, to_csv, to_markdown, to_markdown_full
 
     if not records:
         raise RecguardError("no records to tabulate")
     tables = summary_tables(records, headline)
-    return (to_csv if fmt == "csv" else to_markdown)(tables, rows, columns)
+    text = (to_csv if fmt == "csv" else to_markdown)(tables, rows, columns)
+    if full and fmt == "md":
+        text += "\n" + to_markdown_full(tables, rows, columns)
+    return text
 
 
 def _spec_order(cells) -> tuple[list[str], list[tuple[str, float]]]:
@@ -65,13 +69,15 @@ def _leaderboard(records: list[dict], who, folders: tuple[str, ...]) -> list[Pat
               help="run only this group of the spec (repeatable)")
 @click.option("--skip-incompatible", is_flag=True, help="skip impossible cells (else refuse the spec)")
 @click.option("--table", "table_only", is_flag=True, help="only print the summary table of the records")
+@click.option("--full", is_flag=True, help="with the summary table, every metric per attack, budget "
+                                           "and defense (Markdown)")
 @click.option("--format", "fmt", type=FORMATS, default="md", show_default=True, help="summary table format")
 @click.option("--quiet", "-q", is_flag=True, help="no progress on stderr")
 @click.option("--leaderboard", "leaderboard_dirs", multiple=True, metavar="DIR",
               help="also add each cell's seeds as an entry in DIR (repeatable)")
 @submitter_options
-def sweep_command(spec, executor, jobs, address, output, dry_run, groups, skip_incompatible, table_only, fmt,
-                  quiet, leaderboard_dirs, submitter, paper, code, contact):
+def sweep_command(spec, executor, jobs, address, output, dry_run, groups, skip_incompatible, table_only, full,
+                  fmt, quiet, leaderboard_dirs, submitter, paper, code, contact):
     """Run a grid of cells from a TOML spec; finished cells are skipped, so a re-run resumes."""
     from recguard.files import check_writable
     from recguard.sweep import load_sweep
@@ -91,7 +97,7 @@ def sweep_command(spec, executor, jobs, address, output, dry_run, groups, skip_i
         return
     if table_only:
         records = [_read(p) for p in paths if p.exists()]
-        click.echo(_render(records, fmt, headline, rows, columns), nl=False)
+        click.echo(_render(records, fmt, headline, rows, columns, full), nl=False)
         return
     check_writable(output, "--output")
     for folder in leaderboard_dirs:
@@ -138,9 +144,10 @@ def _run(cells, paths, output, executor_name, jobs, address, quiet):
 @click.option("--metric", default=None, help="the headline metric under attack [default: the first "
                                              "target metric (T-*), or ASR]")
 @click.option("--format", "fmt", type=FORMATS, default="md", show_default=True)
+@click.option("--full", is_flag=True, help="also every metric per attack, budget and defense (Markdown)")
 @click.option("--output", "out", default=None, type=click.Path(dir_okay=False),
               help="write the table to this file (default: stdout)")
-def table_command(records, metric, fmt, out):
+def table_command(records, metric, fmt, full, out):
     """The summary table of result records (files, or folders of them): rows are defenses,
     columns attack x budget, mean ± std over seeds."""
     from recguard.files import atomic_write_text
@@ -154,7 +161,7 @@ def table_command(records, metric, fmt, out):
             paths += found
         else:
             paths.append(given)
-    text = _render([_read(p) for p in paths], fmt, metric)
+    text = _render([_read(p) for p in paths], fmt, metric, full=full)
     if out:
         atomic_write_text(out, text)
     else:

@@ -14,6 +14,10 @@ from recguard.pipeline.record import planned_spec
 from recguard.plan import Plan
 from recguard.sweep.grid import Cell
 
+# recguard's own code a result does not depend on: what drives cells, not what runs them
+# (an edit to the CLI or the sweep leaves every finished cell finished)
+HOST_DRIVERS = ("cli", "sweep", "leaderboard", "scaffold", "testing.py", "__main__.py")
+
 
 class Addresser:
     """Computes cells' keys, loading each dataset once for its fingerprint and hashing each
@@ -32,7 +36,8 @@ class Addresser:
 
     def code(self, package: str) -> str:
         if package not in self._code:
-            self._code[package] = package_fingerprint(package)
+            leave_out = HOST_DRIVERS if package == "recguard" else ()
+            self._code[package] = package_fingerprint(package, leave_out)
         return self._code[package]
 
     def parts(self, cell: Cell) -> dict:
@@ -47,7 +52,7 @@ class Addresser:
             "seed": cell.seed,
             "versions": {role: plan.provenance[role]["version"]
                          for role in ("dataset", "backbone", "attack", "defense", "protocol")},
-            # the host's source too: the pipeline's loop is part of every result
+            # the host's source too (its core, pipeline and kit): the loop is part of every result
             "code": {package: self.code(package) for package in sorted(packages | {"recguard"})},
         }
 

@@ -28,6 +28,7 @@ class Table:
     backbone: str
     accuracy: str | None = None
     headline: str | None = None
+    metrics: list = field(default_factory=list)   # the clean condition's, in record order
     # (row, attack, budget, attacked) -> metric -> seed -> value
     values: dict = field(default_factory=dict)
     seeds: set = field(default_factory=set)
@@ -85,6 +86,7 @@ def summary_tables(records: list[dict], headline: str | None = None) -> list[Tab
         table = tables.setdefault(key, Table(*key))
         if table.headline is None:
             table.accuracy, table.headline = _default_metrics(record, headline)
+            table.metrics = list(record["metrics"].get("clean", {}))
         attack, budget = spec["attack"]["name"], float(spec["protocol"]["budget"])
         for condition in record["conditions"]:
             if condition not in ROWS:
@@ -122,6 +124,29 @@ def to_markdown(tables: list[Table], rows: list[str] | None = None,
             cells = [fmt(table.accuracy_stat(row))]
             cells += [fmt(table.stat(row, a, b, True, table.headline), missing="–") for a, b in cols]
             lines.append("| " + " | ".join([row] + cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def to_markdown_full(tables: list[Table], rows: list[str] | None = None,
+                     columns: list[tuple[str, float]] | None = None) -> str:
+    """Every metric, a line per attack, budget and defense: the accuracy metrics without the
+    attack, the target metrics (T-*) under it."""
+    out = []
+    for table in tables:
+        accuracy = [m for m in table.metrics if not m.startswith("T-")]
+        targets = [m for m in table.metrics if m.startswith("T-")]
+        lines = [f"#### {table.backbone}, protocol `{table.protocol}`: every metric (accuracy without "
+                 f"attack, target metrics under attack)", "",
+                 "| attack | budget | defense | " + " | ".join(accuracy + targets) + " |",
+                 "|---" * (3 + len(accuracy) + len(targets)) + "|"]
+        for attack, budget in table.columns(columns):
+            for row in table.rows(rows):
+                if (row, attack, budget, True) not in table.values:
+                    continue
+                cells = [fmt(table.stat(row, attack, budget, False, m)) for m in accuracy]
+                cells += [fmt(table.stat(row, attack, budget, True, m)) for m in targets]
+                lines.append("| " + " | ".join([attack, f"{budget:g}", row] + cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
 
