@@ -223,6 +223,11 @@ def test_sweep_and_table_commands(tmp_path):
     assert csv_out.output.count("T-NDCG@50") == 4
     bad = runner.invoke(cli, ["table", str(spec)])
     assert bad.exit_code != 0
+    board = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "-q", "--leaderboard",
+                                str(tmp_path / "board"), "--submitter", "t", "--paper", "none",
+                                "--code", "https://example.com/code"])
+    assert board.exit_code == 0, board.output
+    assert len(list((tmp_path / "board").glob("*.json"))) == 4    # one entry per grid point
 
 
 def test_the_table_merges_seeds_across_records():
