@@ -74,7 +74,8 @@ def sigint_part(work: Path, spec: Path, stop_after: int) -> None:
     process.send_signal(signal.SIGINT)
     _, err = process.communicate()
     before = records(out)
-    print(f"stopped: exit {process.returncode}; {err.strip().splitlines()[-1]}")
+    said = [line for line in err.splitlines() if line.startswith("interrupted:")]
+    print(f"stopped: exit {process.returncode}; {said[0] if said else err.strip()[-300:]}")
     print(f"{len(before)} whole records, no temporary file")
     resume(spec, out, cache, before, "--jobs", "2")
 
