@@ -57,10 +57,10 @@ def spec_from_dict(data: dict[str, Any]) -> CellSpec:
     return CellSpec(**{**data, "seeds": tuple(data["seeds"]) if data.get("seeds") else None})
 
 
-def _product(options: dict[str, list[str]]) -> Iterator[dict[str, str]]:
-    keys = list(options)
-    for values in itertools.product(*(options[k] for k in keys)):
-        yield dict(zip(keys, values))
+def _product(lists: dict[Any, list[Any]]) -> Iterator[dict[Any, Any]]:
+    """Every choice of one value per key."""
+    for values in itertools.product(*lists.values()):
+        yield dict(zip(lists, values))
 
 
 def grid_points(group: Group) -> Iterator[tuple[dict[str, Any], CellSpec]]:
@@ -69,17 +69,15 @@ def grid_points(group: Group) -> Iterator[tuple[dict[str, Any], CellSpec]]:
     axes = {axis: group.axes.get(axis, [None]) for axis in
             ("dataset", "data_path", "backbone", "protocol", "attack", "budget", "defense")}
     seeds = tuple(group.axes["seeds"]) if "seeds" in group.axes else None
-    for values in itertools.product(*axes.values()):
-        point = dict(zip(axes, values))
+    for point in _product(axes):
         per_role = {role: dict(group.role_options.get(role, {})) for role in ROLES}
         for role in COMPONENTS:   # not the protocol: `lorec` names a protocol and a defense
             if point.get(role) in group.named_options:
                 per_role[role].update(group.named_options[point[role]])
-        flat = {(role, key): vals for role in ROLES for key, vals in per_role[role].items()}
-        for chosen in _product({f"{r}\x1f{k}": v for (r, k), v in flat.items()}):
+        flat = {(role, key): values for role in ROLES for key, values in per_role[role].items()}
+        for chosen in _product(flat):
             options: dict[str, dict[str, str]] = {role: {} for role in ROLES}
-            for joined, value in chosen.items():
-                role, key = joined.split("\x1f")
+            for (role, key), value in chosen.items():
                 options[role][key] = value
             if point["budget"] is not None:
                 options["protocol"]["budget"] = repr(point["budget"])
