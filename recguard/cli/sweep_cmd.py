@@ -39,7 +39,7 @@ def _dry_run(cells, paths, slots: int) -> None:
 
     done = sum(p.exists() for p in paths)
     for cell, path in zip(cells, paths):
-        click.echo(f"{'done ' if path.exists() else 'to run'}  [{cell.group}] {cell.label}  {path.name}")
+        click.echo(f"{'done  ' if path.exists() else 'to run'}  [{cell.group}] {cell.label}  {path.name}")
     seconds = estimate_seconds(cells, paths, slots)
     estimate = (f"about {seconds / 60:.1f} min with {slots} at once (from the finished cells' times)"
                 if seconds is not None else "no estimate yet (no cell has finished)")
