@@ -4,7 +4,7 @@ This module is the public face plugins import from; its names stay put when the
 modules behind them move. The host has three wings (README, "Architecture"):
 
     core      contracts, hooks, registry, plugins, config, protocols, compat, plan,
-              data, metrics, records, errors, progress (torch-free)
+              data, metrics, records, errors, progress, memory (torch-free)
     pipeline  `recguard.pipeline`: one loop over a cell's seeds and conditions
     kit       `recguard.kit`: method machinery shared by plugins (the plugin author's library)
 
@@ -39,6 +39,7 @@ _EXPORTS = {
     **dict.fromkeys(("RecguardError", "did_you_mean"), "recguard.errors"),
     "Progress": "recguard.progress",
     **dict.fromkeys(("cache_dir", "atomic_write", "atomic_write_json"), "recguard.files"),
+    "release_memory": "recguard.memory",
     **dict.fromkeys(("registered", "registered_names"), "recguard.plugins"),
 }
 

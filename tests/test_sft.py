@@ -60,6 +60,34 @@ def test_queries_are_batch_independent(lm):
     assert sampled == generation.generate(model, tok, prompts, max_new_tokens=4, sample=True, seed=3)
 
 
+def test_a_shared_prompt_prefix_is_read_once_with_the_same_answers(lm, monkeypatch):
+    """Prompts from one template: the shared head runs once and its keys and values serve
+    every batch (of two sizes here: 3 and the remainder 1); P(Yes) is what the whole
+    prompts give, read in one pass each."""
+    model, tok = lm
+    head = "Decide whether the following item title carries a noise trigger of any kind:"
+    prompts = [f"{head} {title}\n" for title in ("Heat", "Toy Story (1995)", "Fargo xq zz", "Up")]
+    assert generation._shared_prefix([tok(p)["input_ids"] for p in prompts]) >= \
+        generation.MIN_SHARED_PREFIX
+    alone = np.concatenate([generation.yes_probability(model, tok, [p]) for p in prompts])
+    calls = []
+    forward = type(model).forward
+
+    def counting(self, *args, input_ids=None, **kwargs):
+        calls.append(tuple(input_ids.shape))
+        return forward(self, *args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", counting)
+    shared = generation.yes_probability(model, tok, prompts, batch_size=3)
+    assert np.allclose(shared, alone, atol=1e-5)
+    n_prefix = generation._shared_prefix([tok(p, add_special_tokens=False)["input_ids"] for p in prompts])
+    prefix_runs = [shape for shape in calls if shape[1] == n_prefix]
+    assert sorted(prefix_runs) == [(1, n_prefix), (3, n_prefix)]   # once per batch size
+    assert all(shape[1] < n_prefix for shape in calls if shape not in prefix_runs)
+    unshared = generation.yes_probability(model, tok, prompts, batch_size=3, share_prefix=False)
+    assert np.allclose(unshared, alone, atol=1e-5)
+
+
 def test_checkpointing_is_turned_off_under_either_name():
     """transformers 5.25 names the option activation_checkpointing; 5.17 knows only
     gradient_checkpointing and raises a TypeError on the new name."""

@@ -19,6 +19,7 @@ from typing import Any
 from recguard.contracts import DefenseContext, FitHooks, Model
 from recguard.data.interactions import Interactions
 from recguard.data.prepare import preprocess
+from recguard.memory import release_memory
 from recguard.pipeline.cache import CellCache, FittedModels
 from recguard.pipeline.conditions import BASE, CLEAN, conditions_of, undefended_conditions
 from recguard.pipeline.kinds import SeedData, TaskKind, kind_for
@@ -93,6 +94,7 @@ class CellRunner:
                                           "reference": reference, "notes": results[condition].notes})
             self.fitted.keep(fit_key, model, seconds)
             del model       # else the clean model stays alive through the attacked fit
+            release_memory()
         for condition in defended:
             hit = cached[condition]
             if hit is not None:

@@ -56,21 +56,20 @@ def clean_rewrite(text: str) -> str:
     return " ".join(line.split()[:MAX_WORDS])
 
 
-def signed_lm_loss(logits, labels, weights, max_nll: float):
+def signed_lm_loss(logits, targets, weights, max_nll: float):
     """Eq. 8 on one batch: mean_i U_i * L_i, L_i the mean NLL of sample i's labelled tokens.
 
-    ``logits`` (B, T, V) predict the token after each position; ``labels`` (B, T)
-    hold the rewrite's token ids where the loss applies and -100 elsewhere;
-    ``weights`` (B,) are U in {+1, -1}. A -1 sample's L_i is clamped at ``max_nll``
-    so the unlikelihood part stays bounded.
+    ``logits`` (B, P, V) at the positions that predict ``targets`` (B, P): ``logits[:, j]``
+    predicts ``targets[:, j]``, a rewrite's token id where the loss applies and -100
+    elsewhere; ``weights`` (B,) are U in {+1, -1}. A -1 sample's L_i is clamped at
+    ``max_nll`` so the unlikelihood part stays bounded.
     """
     import torch
 
-    shift_logits, shift_labels = logits[:, :-1, :], labels[:, 1:]
-    mask = shift_labels != -100
+    mask = targets != -100
     nll = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]).float(),
-        shift_labels.clamp_min(0).reshape(-1), reduction="none").view(shift_labels.shape)
+        logits.reshape(-1, logits.shape[-1]).float(), targets.clamp_min(0).reshape(-1),
+        reduction="none").view(targets.shape)
     per_sample = (nll * mask).sum(-1) / mask.sum(-1).clamp_min(1)
     weights = weights.to(device=per_sample.device, dtype=per_sample.dtype)
     bounded = torch.where(weights < 0, per_sample.clamp(max=max_nll), per_sample)
@@ -127,8 +126,6 @@ class TriggerAgent:
         ``u`` the indicator U (+1 / -1) of each. Returns the loss of each step."""
         import torch
 
-        from recguard.kit.lm.models import compute_context
-
         s = self.settings
         rng = np.random.default_rng(seed)
         weights = np.asarray(u, dtype=np.float64)
@@ -137,11 +134,8 @@ class TriggerAgent:
         try:
             for _ in range(s.steps):
                 pick = rng.choice(len(rewrites), size=min(s.batch_size, len(rewrites)), replace=False)
-                ids, mask, labels = self._encode([self.prompt(triggers[i]) for i in pick],
-                                                 [rewrites[i] for i in pick])
-                with compute_context(self.model):
-                    logits = self.model(input_ids=ids, attention_mask=mask).logits
-                loss = signed_lm_loss(logits, labels, torch.tensor(weights[pick]), s.max_nll)
+                loss = self.signed_loss([triggers[i] for i in pick], [rewrites[i] for i in pick],
+                                        weights[pick])
                 self.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(
@@ -151,6 +145,23 @@ class TriggerAgent:
         finally:
             self.model.eval()
         return losses
+
+    def signed_loss(self, triggers: Sequence[InitialTrigger], rewrites: Sequence[str],
+                    u: np.ndarray):
+        """`signed_lm_loss` of the rewrites given their prompts, with gradient. The
+        vocabulary projection runs only where a rewrite token is predicted: the whole
+        sequences' logits would cost half a GB at batch 8 and feed nothing."""
+        import torch
+
+        from recguard.kit.lm.models import compute_context
+
+        ids, mask, labels = self._encode([self.prompt(t) for t in triggers], list(rewrites))
+        targets = labels[:, 1:]                  # position t predicts token t + 1
+        keep = (targets != -100).any(0).nonzero().squeeze(-1)
+        with compute_context(self.model):
+            logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+        return signed_lm_loss(logits, targets[:, keep], torch.tensor(np.asarray(u, dtype=np.float64)),
+                              self.settings.max_nll)
 
     def _encode(self, prompts: list[str], completions: list[str]):
         """Right-padded prompt + completion ids, their attention mask, and labels on the

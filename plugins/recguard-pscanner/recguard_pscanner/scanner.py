@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recguard import atomic_write_json, cache_dir
+from recguard import atomic_write_json, cache_dir, release_memory
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, TrainSettings
 
@@ -174,6 +174,7 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
                                     for i in rewritten[:3]])
         scanner = scanner.merge_and_unload()   # the next round's LoRA trains on top
         scanner.eval()
+        release_memory()                       # the round's batches and logits
         report.update(seconds_data=round(t1 - t0, 1), seconds_train=round(t2 - t1, 1),
                       seconds_round=round(time.perf_counter() - t0, 1))
         notes["rounds"].append(report)
@@ -182,6 +183,8 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
     if plan.n_heldout:
         notes["heldout"] = heldout_check(scanner, tokenizer, template, titles[-plan.n_heldout:],
                                          vocabulary, plan, agent, seed)
+    del agent           # not needed at inference: its model and optimiser go now
+    release_memory()
     notes["seconds_train"] = round(time.perf_counter() - started, 1)
     return scanner, tokenizer, notes
 

@@ -29,6 +29,13 @@ def _toy(nll_target=None):
     return logits, labels
 
 
+def _loss(logits, labels, weights, max_nll):
+    """signed_lm_loss on a whole sequence: position t - 1 predicts token t."""
+    import torch
+
+    return signed_lm_loss(logits[:, :-1], labels[:, 1:], torch.tensor(weights), max_nll)
+
+
 def _per_sample_nll(logits, labels):
     import torch
 
@@ -45,9 +52,9 @@ def test_signed_loss_matches_eq8_mean():
 
     logits, labels = _toy()
     nll = _per_sample_nll(logits, labels)
-    loss = signed_lm_loss(logits, labels, torch.tensor([1.0, -1.0]), max_nll=100.0)
+    loss = _loss(logits, labels, [1.0, -1.0], max_nll=100.0)
     assert torch.isclose(loss, (nll[0] - nll[1]) / 2)
-    same = signed_lm_loss(logits, labels, torch.tensor([1.0, 1.0]), max_nll=100.0)
+    same = _loss(logits, labels, [1.0, 1.0], max_nll=100.0)
     assert torch.isclose(same, nll.mean())
 
 
@@ -57,7 +64,7 @@ def test_signed_loss_gradient_directions():
 
     logits, labels = _toy()
     before = _per_sample_nll(logits, labels).detach()
-    signed_lm_loss(logits, labels, torch.tensor([1.0, -1.0]), max_nll=100.0).backward()
+    _loss(logits, labels, [1.0, -1.0], max_nll=100.0).backward()
     stepped = (logits - 0.5 * logits.grad).detach()
     after = _per_sample_nll(stepped, labels)
     assert after[0] < before[0] and after[1] > before[1]
@@ -69,7 +76,7 @@ def test_negative_part_is_clamped():
     logits, labels = _toy()
     nll = _per_sample_nll(logits, labels).detach()
     cap = float(nll[1]) - 0.1                     # sample 1 (U = -1) is already past the cap
-    loss = signed_lm_loss(logits, labels, torch.tensor([1.0, -1.0]), max_nll=cap)
+    loss = _loss(logits, labels, [1.0, -1.0], max_nll=cap)
     assert loss.item() == pytest.approx((float(nll[0]) - cap) / 2, rel=1e-5)
     loss.backward()
     assert torch.all(logits.grad[1] == 0)         # no push beyond the cap
@@ -79,3 +86,27 @@ def test_clean_rewrite():
     assert clean_rewrite('  "Dreams dance in moonlight."\nmore') == "Dreams dance in moonlight"
     assert clean_rewrite("\n\n") == ""
     assert len(clean_rewrite(" ".join(["w"] * 40)).split()) == 12
+
+
+def test_agent_loss_reads_only_the_rewrite_positions_and_equals_the_whole_sequence_loss(tiny_llm):
+    """The agent projects to the vocabulary only where a rewrite token is predicted; its
+    Eq. 8 loss is the one the whole sequences' logits give."""
+    import torch
+
+    from recguard_pscanner.agent import AgentSettings, TriggerAgent
+    from recguard_pscanner.triggers import InitialTrigger
+    from recguard.kit.lm.sft import LoraSettings
+
+    settings = AgentSettings(model=tiny_llm, lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+                             temperature=1.0, max_new_tokens=4, steps=1, lr=1e-3, max_nll=6.0,
+                             batch_size=3, dtype="float32", device="cpu")
+    agent = TriggerAgent(settings, seed=0)
+    triggers = [InitialTrigger(1, ("zq",)), InitialTrigger(2, ("a", "bb", "ccc")), InitialTrigger(1, ("x",))]
+    rewrites = ["moonlight", "dreams dance in the night sky", "ok"]
+    u = np.array([1.0, -1.0, 1.0])
+    kept = agent.signed_loss(triggers, rewrites, u)
+    ids, mask, labels = agent._encode([agent.prompt(t) for t in triggers], rewrites)
+    whole = agent.model(input_ids=ids, attention_mask=mask).logits
+    expected = signed_lm_loss(whole[:, :-1], labels[:, 1:], torch.tensor(u), settings.max_nll)
+    assert torch.isclose(kept, expected, atol=1e-5)
+    assert agent.update(triggers, rewrites, u, seed=0)[0] == pytest.approx(float(kept.detach()), abs=1e-5)

@@ -120,25 +120,105 @@ def _first_token(tokenizer, prompt: str, word: str) -> int:
 
 
 def yes_probability(model, tokenizer, prompts: Sequence[str], yes: str = "Yes", no: str = "No",
-                    batch_size: int = 8, progress: Progress = no_progress) -> np.ndarray:
+                    batch_size: int = 8, progress: Progress = no_progress,
+                    share_prefix: bool = True) -> np.ndarray:
     """P(Yes) = softmax over the logits of the first token of ``yes`` and of ``no`` as
-    each would follow its prompt, at the first answer position."""
+    each would follow its prompt, at the first answer position.
+
+    ``share_prefix``: prompts built from one template share their first tokens (the
+    instruction, the chat turn's header); those are run once and their keys and values
+    reused by every batch, so each prompt costs only its own tokens (a scanner prompt
+    of 45 tokens shares about 30). The token sequence each prompt is read as is the
+    same either way."""
     import torch
 
     device = _device_of(model)
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    answers = [(_first_token(tokenizer, p, yes), _first_token(tokenizer, p, no)) for p in prompts]
+    shared = _shared_prefix(encoded) if share_prefix and len(encoded) > 1 else 0
+    prefix = _PrefixCache(model, encoded[0][:shared], device) if shared >= MIN_SHARED_PREFIX else None
     out = np.zeros(len(prompts))
     for start, end in _batches(len(prompts), batch_size):
-        chunk = list(prompts[start:end])
-        encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
-        ids, mask = _left_padded(tokenizer, encoded, device)
-        last = _forward_logits(model, ids, mask, last_only=True)[:, -1, :]
-        yes_ids = torch.tensor([_first_token(tokenizer, p, yes) for p in chunk], device=device)
-        no_ids = torch.tensor([_first_token(tokenizer, p, no) for p in chunk], device=device)
-        rows = torch.arange(len(chunk), device=device)
-        pair = torch.stack([last[rows, yes_ids], last[rows, no_ids]], dim=-1)
+        if prefix is not None:
+            last = prefix.last_logits([ids[shared:] for ids in encoded[start:end]], tokenizer)
+        else:
+            ids, mask = _left_padded(tokenizer, encoded[start:end], device)
+            last = _forward_logits(model, ids, mask, last_only=True)[:, -1, :]
+        pair_ids = torch.tensor(answers[start:end], device=device)
+        pair = last.gather(1, pair_ids)
         out[start:end] = torch.softmax(pair, dim=-1)[:, 0].cpu().numpy()
         progress(end, len(prompts))
     return out
+
+
+MIN_SHARED_PREFIX = 8   # fewer shared tokens are not worth a cache
+
+
+def _cache_argument() -> str:
+    """The name of a forward's key-value cache, argument and output: transformers 5.25 says
+    ``cache`` (and warns on the old name), earlier versions (5.17, a GPU image's) only
+    know ``past_key_values``."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def _shared_prefix(sequences: list[list[int]]) -> int:
+    """How many leading tokens every sequence shares, leaving each at least one of its own
+    (the logits are read at a prompt's last token)."""
+    shortest = min(len(s) for s in sequences)
+    n = 0
+    while n < shortest - 1 and all(s[n] == sequences[0][n] for s in sequences):
+        n += 1
+    return n
+
+
+class _PrefixCache:
+    """The keys and values of a shared prefix, computed once per batch size and copied into
+    each batch's forward (a forward appends to the cache it is given)."""
+
+    def __init__(self, model, prefix: list[int], device):
+        self.model, self.prefix, self.device = model, prefix, device
+        self.cache_argument = _cache_argument()
+        self._by_size: dict[int, object] = {}
+
+    def _cache(self, size: int):
+        import torch
+
+        from recguard.kit.lm.models import compute_context
+
+        if size not in self._by_size:
+            ids = torch.tensor([self.prefix] * size, device=self.device)
+            with torch.no_grad(), compute_context(self.model):
+                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+            self._by_size[size] = getattr(out, self.cache_argument)
+        return self._by_size[size]
+
+    def last_logits(self, suffixes: list[list[int]], tokenizer):
+        """The logits at each suffix's last token, the prefix before it: suffixes are padded
+        on the right, so every real token keeps the position it has in the whole prompt."""
+        import copy
+
+        import torch
+
+        from recguard.kit.lm.models import compute_context
+
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        n, width, shared = len(suffixes), max(len(s) for s in suffixes), len(self.prefix)
+        ids = torch.full((n, width), pad, dtype=torch.long)
+        mask = torch.zeros((n, shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for row, suffix in enumerate(suffixes):
+            ids[row, :len(suffix)] = torch.tensor(suffix)
+            mask[row, shared:shared + len(suffix)] = 1
+        positions = torch.arange(shared, shared + width).expand(n, width)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        cache = copy.deepcopy(self._cache(n))
+        with torch.no_grad(), compute_context(self.model):
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                use_cache=True, **{self.cache_argument: cache}).logits
+        ends = torch.tensor([len(s) - 1 for s in suffixes], device=self.device)
+        return logits[torch.arange(n, device=self.device), ends].float()
 
 
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from recguard.errors import RecguardError
+from recguard.memory import release_memory
 from recguard.kit.lm.generation import Progress, no_progress
 
 
@@ -192,10 +193,12 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
             trainer.remove_callback(PrinterCallback)   # recguard shows its own progress
             trainer.train()
         tuned = trainer.model
+        del trainer     # its optimiser state and batches: freed below, not at the next fit
         target = Path(adapter_dir) if adapter_dir is not None else Path(work) / "adapter"
         tuned.save_pretrained(str(target))
         check_adapter(target)
     tuned.eval()
+    release_memory()
     return tuned
 
 
