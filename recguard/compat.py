@@ -13,6 +13,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from recguard.protocols import Protocol
 
 
+class IncompatibleCell(RecguardError):
+    """The components and protocol exist and are configured, but cannot run together (a sweep
+    may skip such a cell; a misspelt name or a bad option is another error)."""
+
+
 def _backbone_problem(backbone: type["Backbone"], user: type, role: str) -> str | None:
     """Why ``user`` (an attack or defense class) cannot run on ``backbone``, or None."""
     if backbone.kind not in user.backbone_kinds:
@@ -31,22 +36,22 @@ def _working(names: list[str]) -> str:
 
 def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
                defense: type["Defense"], protocol: "Protocol") -> None:
-    """Raise a one-line `RecguardError` if the cell cannot run."""
+    """Raise a one-line `IncompatibleCell` (a `RecguardError`) if the cell cannot run."""
     is_llm_protocol = protocol.task_kind != RANKING
     if (backbone.kind == "llm") != is_llm_protocol:
         ok = [p.name for p in host.protocols.iter_objects()
               if (p.task_kind != RANKING) == (backbone.kind == "llm")]
-        raise RecguardError(f"backbone {backbone.name!r} ({backbone.kind}) cannot run under protocol "
+        raise IncompatibleCell(f"backbone {backbone.name!r} ({backbone.kind}) cannot run under protocol "
                             f"{protocol.name!r} ({'an LLM' if is_llm_protocol else 'a ranking'} protocol); "
                             f"protocols that work: {_working(ok)}")
     if backbone.kind == "llm" and getattr(backbone, "task", protocol.task_kind) != protocol.task_kind:
         ok = [p.name for p in host.protocols.iter_objects() if p.task_kind == backbone.task]
-        raise RecguardError(f"backbone {backbone.name!r} answers {backbone.task} requests but protocol "
+        raise IncompatibleCell(f"backbone {backbone.name!r} answers {backbone.task} requests but protocol "
                             f"{protocol.name!r} asks {protocol.task_kind}; protocols that work: {_working(ok)}")
     feedback = protocol.feedback
     if feedback not in backbone.feedback:
         ok = [p.name for p in host.protocols.iter_objects() if p.feedback in backbone.feedback]
-        raise RecguardError(f"backbone {backbone.name!r} trains on {'/'.join(sorted(backbone.feedback))} "
+        raise IncompatibleCell(f"backbone {backbone.name!r} trains on {'/'.join(sorted(backbone.feedback))} "
                             f"feedback but protocol {protocol.name!r} is {feedback}; protocols that "
                             f"work: {_working(ok)}")
     for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
@@ -56,12 +61,12 @@ def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
                          if _backbone_problem(b, user, role) is None]
             others = [c.name for c in registry.iter_objects()
                       if _backbone_problem(backbone, c, role) is None]
-            raise RecguardError(f"{problem}; backbones that work with {role} {user.name!r}: "
+            raise IncompatibleCell(f"{problem}; backbones that work with {role} {user.name!r}: "
                                 f"{_working(backbones)}; {role}s that work with backbone "
                                 f"{backbone.name!r}: {_working(others)}")
     for user, role, registry in ((attack, "attack", host.attacks), (defense, "defense", host.defenses)):
         if feedback not in user.feedback:
             ok = [c.name for c in registry.iter_objects() if feedback in c.feedback]
-            raise RecguardError(f"{role} {user.name!r} needs {'/'.join(sorted(user.feedback))} "
+            raise IncompatibleCell(f"{role} {user.name!r} needs {'/'.join(sorted(user.feedback))} "
                                 f"feedback but protocol {protocol.name!r} is {feedback}; {role}s that "
                                 f"work with it: {_working(ok)}")

@@ -60,6 +60,17 @@ def aggregate(values: list[float]) -> dict[str, Any]:
     return {"mean": _num(mean), "std": _num(std), "per_seed": [_num(v) for v in values]}
 
 
+def fmt(stat: dict | None, missing: str = "n/a") -> str:
+    """A record's ``{mean, std, per_seed}`` as text: mean ± sample std over several seeds,
+    the mean alone for one; ``missing`` when there is no value (records, benchmark
+    and sweep tables)."""
+    if not stat or stat["mean"] is None:
+        return missing
+    if len(stat["per_seed"]) > 1:
+        return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+    return f"{stat['mean']:.4f}"
+
+
 def _num(value: float | None) -> float | None:
     """JSON has no NaN: an undefined value is stored as null."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -104,11 +115,14 @@ def record_filename(record: dict) -> str:
     return "_".join(p.replace("/", "-") for p in parts) + ".json"
 
 
-def write_record(record: dict, output_dir: str | os.PathLike) -> Path:
+def write_record(record: dict, output_dir: str | os.PathLike, filename: str | None = None) -> Path:
+    """Validate and write ``record`` atomically into ``output_dir``, as ``filename`` (a sweep's
+    content address) or by default under its names and run id."""
     problems = validate_record(record)
     if problems:  # refuse to write a record that would not validate (e.g. a NaN in a config)
         raise RecguardError("refusing to write an invalid record: " + "; ".join(problems[:3]))
-    return atomic_write_json(Path(output_dir) / record_filename(record), record, allow_nan=False)
+    return atomic_write_json(Path(output_dir) / (filename or record_filename(record)), record,
+                             allow_nan=False)
 
 
 def read_record(path: str | os.PathLike) -> dict:

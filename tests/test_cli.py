@@ -86,7 +86,7 @@ def _imports_after(args):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["plugins"]])
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["plugins"], ["sweep", "--help"], ["table", "--help"]])
 def test_help_and_list_do_not_import_torch(args):
     assert _imports_after(args).strip().endswith("NO-TORCH")
 

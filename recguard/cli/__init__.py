@@ -30,17 +30,21 @@ def cli(debug):
     recguard eval --attack bandwagon    another attack (recguard list attacks)
     recguard list                       every registered component
     recguard show RECORD.json           a result record as tables
+    recguard sweep SPEC.toml            a grid of cells (docs/sweeps.md); a re-run resumes
+    recguard table DIR                  the summary table of the records in DIR
     recguard leaderboard show           the ranked leaderboard (docs/leaderboard.md)
     """
 
 
 def _add_commands() -> None:
-    from recguard.cli import eval_cmd, leaderboard_cmd, list_cmd, plugin_cmd, show_cmd
+    from recguard.cli import eval_cmd, leaderboard_cmd, list_cmd, plugin_cmd, show_cmd, sweep_cmd
 
     cli.add_command(eval_cmd.eval_command)
     cli.add_command(list_cmd.list_command)
     cli.add_command(list_cmd.plugins_command)
     cli.add_command(show_cmd.show_command)
+    cli.add_command(sweep_cmd.sweep_command)
+    cli.add_command(sweep_cmd.table_command)
     cli.add_command(plugin_cmd.plugin_group)
     cli.add_command(leaderboard_cmd.leaderboard_group)
     _add_plugin_commands()

@@ -3,17 +3,7 @@
 from __future__ import annotations
 
 from recguard.protocols import RANKING, task_kind_of
-
-
-def fmt(stat: dict | None, missing: str = "n/a") -> str:
-    """A record's ``{mean, std, per_seed}`` as text: mean ± sample std over several seeds,
-    the mean alone for one; ``missing`` when there is no value (also used by the
-    benchmark tables)."""
-    if not stat or stat["mean"] is None:
-        return missing
-    if len(stat["per_seed"]) > 1:
-        return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
-    return f"{stat['mean']:.4f}"
+from recguard.records import fmt  # the benchmarks import it from here too
 
 
 def render_record(record: dict, console) -> None:

@@ -24,10 +24,12 @@ from recguard.plan import Plan
 ATTACK_ONLY_PROTOCOL_FIELDS = ("budget", "filler_size")
 
 
-def package_fingerprint(package: str) -> str:
-    """A hash of the source files of an imported package (or single-module plugin)."""
+def package_fingerprint(package: str, leave_out: tuple[str, ...] = ()) -> str:
+    """A hash of the source files of an imported package (or single-module plugin), but
+    those under ``leave_out`` (paths relative to the package: ``cli``, ``testing.py``)."""
     module = sys.modules[package]
-    files = sorted(Path(p) for root in getattr(module, "__path__", []) for p in Path(root).rglob("*.py"))
+    files = sorted(Path(p) for root in getattr(module, "__path__", []) for p in Path(root).rglob("*.py")
+                   if Path(p).relative_to(root).parts[0] not in leave_out)
     if not files and getattr(module, "__file__", None):
         files = [Path(module.__file__)]
     digest = hashlib.sha256()

@@ -1,0 +1,152 @@
+"""A spec's groups expanded into cells of one seed each, every cell checked by `make_plan`
+(the same names, options and compatibility checks as `recguard eval`) before anything runs."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+from recguard.compat import IncompatibleCell
+from recguard.errors import RecguardError
+from recguard.plan import CellSpec, Plan, make_plan
+from recguard.plugins import Host, get_host
+from recguard.sweep.spec import ROLES, Group, SweepSpec
+
+COMPONENTS = ("backbone", "attack", "defense")   # what `options.NAME` may name
+
+
+@dataclass
+class Cell:
+    """One seed of one grid point, planned. ``line``: its group's line in the spec."""
+
+    group: str
+    line: int
+    plan: Plan
+
+    @property
+    def seed(self) -> int:
+        return self.plan.spec.seeds[0]
+
+    @property
+    def label(self) -> str:
+        plan = self.plan
+        return (f"{plan.backbone.name} · {plan.protocol.name} · {plan.attack.name} "
+                f"{plan.protocol.budget:g} · {plan.defense.name} · seed {self.seed}")
+
+    def to_spec(self) -> dict[str, Any]:
+        """The cell as plain data (names and option strings): what a worker plans it from."""
+        spec = self.plan.spec
+        return {**spec.__dict__, "seeds": list(spec.seeds)}
+
+
+@dataclass
+class Refused:
+    """A grid point the compatibility check refuses, with where it comes from."""
+
+    group: str
+    line: int
+    label: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line} [{self.group}] {self.label}: {self.reason}"
+
+
+def spec_from_dict(data: dict[str, Any]) -> CellSpec:
+    return CellSpec(**{**data, "seeds": tuple(data["seeds"]) if data.get("seeds") else None})
+
+
+def _product(lists: dict[Any, list[Any]]) -> Iterator[dict[Any, Any]]:
+    """Every choice of one value per key."""
+    for values in itertools.product(*lists.values()):
+        yield dict(zip(lists, values))
+
+
+def grid_points(group: Group) -> Iterator[tuple[dict[str, Any], CellSpec]]:
+    """(coordinates, spec) of every grid point, seeds not yet split; options that name a
+    component apply to the points that use it, and a list of option values is an axis."""
+    axes = {axis: group.axes.get(axis, [None]) for axis in
+            ("dataset", "data_path", "backbone", "protocol", "attack", "budget", "defense")}
+    seeds = tuple(group.axes["seeds"]) if "seeds" in group.axes else None
+    for point in _product(axes):
+        per_role = {role: dict(group.role_options.get(role, {})) for role in ROLES}
+        for role in COMPONENTS:   # not the protocol: `lorec` names a protocol and a defense
+            if point.get(role) in group.named_options:
+                per_role[role].update(group.named_options[point[role]])
+        flat = {(role, key): values for role in ROLES for key, values in per_role[role].items()}
+        for chosen in _product(flat):
+            options: dict[str, dict[str, str]] = {role: {} for role in ROLES}
+            for (role, key), value in chosen.items():
+                options[role][key] = value
+            if point["budget"] is not None:
+                options["protocol"]["budget"] = repr(point["budget"])
+            spec = CellSpec(
+                dataset=point["dataset"] or CellSpec.dataset, data_path=point["data_path"],
+                dataset_options=options["dataset"], backbone=point["backbone"],
+                backbone_options=options["backbone"], attack=point["attack"] or CellSpec.attack,
+                attack_options=options["attack"], defense=point["defense"] or CellSpec.defense,
+                defense_options=options["defense"], protocol=point["protocol"],
+                protocol_options=options["protocol"], seeds=seeds)
+            yield point, spec
+
+
+def _matches(rule: dict[str, list[Any]], coords: dict[str, Any]) -> bool:
+    return all(key in coords and coords[key] is not None and coords[key] in values
+               for key, values in rule.items())
+
+
+def _excluded(group: Group, coords: dict[str, Any]) -> bool:
+    return any(_matches(rule, coords) for rule in group.excludes)
+
+
+def resolved_coords(plan: Plan, seed: int) -> dict[str, Any]:
+    spec = plan.spec
+    return {"dataset": spec.dataset, "data_path": spec.data_path, "backbone": plan.backbone.name,
+            "protocol": plan.protocol.name, "attack": plan.attack.name, "defense": plan.defense.name,
+            "budget": float(plan.protocol.budget), "seed": seed}
+
+
+def _check_names(spec: SweepSpec, group: Group, host: Host) -> None:
+    """An unknown name is an error in the file (with its line), never a skipped cell."""
+    registries = {"dataset": host.datasets, "backbone": host.backbones, "attack": host.attacks,
+                  "defense": host.defenses, "protocol": host.protocols}
+    for role, registry in registries.items():
+        for name in group.axes.get(role, []):
+            try:
+                registry.entry(name)
+            except RecguardError as exc:
+                raise RecguardError(f"{spec.path}:{group.lines.get(role, group.line)}: {exc}") from None
+
+
+def expand(spec: SweepSpec, host: Host | None = None) -> tuple[list[Cell], list[Refused]]:
+    """Every cell of the spec, in spec order, and the grid points refused as impossible. A
+    misspelt name, a bad option or value is a `RecguardError` naming the file and line."""
+    host = host or get_host()
+    cells: list[Cell] = []
+    refused: list[Refused] = []
+    seen: set[str] = set()
+    for group in spec.groups:
+        _check_names(spec, group, host)
+        for point, cell_spec in grid_points(group):
+            if _excluded(group, point):
+                continue
+            label = " · ".join(f"{v:g}" if isinstance(v, float) else str(v)
+                               for v in point.values() if v is not None)
+            try:
+                plan = make_plan(cell_spec, host)
+            except IncompatibleCell as exc:
+                refused.append(Refused(group.name, group.line, label, str(exc)))
+                continue
+            except RecguardError as exc:
+                raise RecguardError(f"{spec.path}:{group.line}: [{group.name}] {label}: {exc}") from None
+            for seed in plan.spec.seeds:
+                if _excluded(group, resolved_coords(plan, seed)):
+                    continue
+                one = replace(plan, spec=replace(plan.spec, seeds=(seed,)))
+                cell = Cell(group.name, group.line, one)
+                identity = repr(sorted(cell.to_spec().items()))
+                if identity not in seen:    # two groups may share cells: run each once
+                    seen.add(identity)
+                    cells.append(cell)
+    return cells, refused

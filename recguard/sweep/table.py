@@ -1,0 +1,177 @@
+"""Summary tables from records alone: per dataset, protocol and backbone, rows are defenses
+and columns attack x budget, each the headline metric under attack (mean ± std over
+seeds), after a first column of the accuracy without attack.
+
+Records of one seed each (a sweep's) and of several (`recguard eval --seeds 0,1,2`) mix:
+values are gathered per seed, a later record's seed replacing an earlier one's. The
+undefended conditions every record carries give the ``none`` row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from recguard.records import aggregate, fmt
+
+# condition -> (row: the defense or "none", whether the attack is in it)
+ROWS = {"clean": ("none", False), "attacked": ("none", True),
+        "clean+defense": (None, False), "attacked+defense": (None, True)}
+NO_DEFENSE = "none"
+
+
+@dataclass
+class Table:
+    dataset: str
+    protocol: str
+    backbone: str
+    accuracy: str | None = None
+    headline: str | None = None
+    metrics: list = field(default_factory=list)   # the clean condition's, in record order
+    # (row, attack, budget, attacked) -> metric -> seed -> value
+    values: dict = field(default_factory=dict)
+    seeds: set = field(default_factory=set)
+
+    def stat(self, row: str, attack: str, budget: float, attacked: bool, metric: str) -> dict | None:
+        per_seed = self.values.get((row, attack, budget, attacked), {}).get(metric)
+        if not per_seed:
+            return None
+        return aggregate([per_seed[s] for s in sorted(per_seed)])
+
+    def accuracy_stat(self, row: str) -> dict | None:
+        """The row's accuracy without attack: the same in every column (the clean fits do not
+        see the attack), so the first column that has it."""
+        for attack, budget in self.columns():
+            stat = self.stat(row, attack, budget, False, self.accuracy)
+            if stat:
+                return stat
+        return None
+
+    def columns(self, order: list[tuple[str, float]] | None = None) -> list[tuple[str, float]]:
+        found = sorted({(a, b) for (_, a, b, _) in self.values})
+        return _ordered(found, order)
+
+    def rows(self, order: list[str] | None = None) -> list[str]:
+        found = sorted({r for (r, _, _, _) in self.values}, key=lambda r: (r != NO_DEFENSE, r))
+        return _ordered(found, order)
+
+
+def _ordered(found: list, order: list | None) -> list:
+    """``found`` in ``order``'s order, what ``order`` lacks after it."""
+    if not order:
+        return found
+    rank = {item: i for i, item in enumerate(order)}
+    return sorted(found, key=lambda item: (rank.get(item, len(rank)), found.index(item)))
+
+
+def _default_metrics(record: dict, headline: str | None) -> tuple[str | None, str | None]:
+    """(accuracy, headline): the first clean metric that does not measure the targets or
+    the backdoor, and ``headline`` or the first target metric (T-*) or ASR under attack."""
+    clean = list(record["metrics"].get("clean", {}))
+    accuracy = next((m for m in clean if not m.startswith("T-") and m != "ASR"), None)
+    if headline is None:
+        attacked = list(record["metrics"].get("attacked", {}))
+        headline = next((m for m in attacked if m.startswith("T-") or m == "ASR"),
+                        attacked[0] if attacked else None)
+    return accuracy, headline
+
+
+def summary_tables(records: list[dict], headline: str | None = None) -> list[Table]:
+    """One `Table` per (dataset, protocol, backbone), in the order first met."""
+    tables: dict[tuple[str, str, str], Table] = {}
+    for record in sorted(records, key=lambda r: r["created_at"]):
+        spec = record["spec"]
+        key = (spec["dataset"]["name"], spec["protocol"]["name"], spec["backbone"]["name"])
+        table = tables.setdefault(key, Table(*key))
+        if table.headline is None:
+            table.accuracy, table.headline = _default_metrics(record, headline)
+            table.metrics = list(record["metrics"].get("clean", {}))
+        attack, budget = spec["attack"]["name"], float(spec["protocol"]["budget"])
+        for condition in record["conditions"]:
+            if condition not in ROWS:
+                continue
+            row, attacked = ROWS[condition]
+            cell = table.values.setdefault((row or spec["defense"]["name"], attack, budget, attacked), {})
+            for metric, stat in record["metrics"][condition].items():
+                for seed, value in zip(spec["seeds"], stat["per_seed"]):
+                    cell.setdefault(metric, {})[seed] = value
+                    table.seeds.add(seed)
+    return list(tables.values())
+
+
+def _title(table: Table, several_datasets: bool) -> str:
+    where = f" on {table.dataset}" if several_datasets else ""
+    seeds = ",".join(map(str, sorted(table.seeds)))
+    return (f"#### {table.backbone}{where}, protocol `{table.protocol}`, seeds {seeds}: "
+            f"{table.accuracy} without attack, {table.headline} under attack")
+
+
+def _column_name(attack: str, budget: float) -> str:
+    return f"{attack} {budget:g}"
+
+
+def to_markdown(tables: list[Table], rows: list[str] | None = None,
+                columns: list[tuple[str, float]] | None = None) -> str:
+    several = len({t.dataset for t in tables}) > 1
+    out = []
+    for table in tables:
+        cols = table.columns(columns)
+        lines = [_title(table, several), "",
+                 "| defense | " + " | ".join([str(table.accuracy)] + [_column_name(*c) for c in cols]) + " |",
+                 "|---" * (2 + len(cols)) + "|"]
+        for row in table.rows(rows):
+            cells = [fmt(table.accuracy_stat(row))]
+            cells += [fmt(table.stat(row, a, b, True, table.headline), missing="–") for a, b in cols]
+            lines.append("| " + " | ".join([row] + cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def to_markdown_full(tables: list[Table], rows: list[str] | None = None,
+                     columns: list[tuple[str, float]] | None = None) -> str:
+    """Every metric, a line per attack, budget and defense: the accuracy metrics without the
+    attack, the target metrics (T-*) under it."""
+    out = []
+    for table in tables:
+        accuracy = [m for m in table.metrics if not m.startswith("T-")]
+        targets = [m for m in table.metrics if m.startswith("T-")]
+        lines = [f"#### {table.backbone}, protocol `{table.protocol}`: every metric (accuracy without "
+                 f"attack, target metrics under attack)", "",
+                 "| attack | budget | defense | " + " | ".join(accuracy + targets) + " |",
+                 "|---" * (3 + len(accuracy) + len(targets)) + "|"]
+        for attack, budget in table.columns(columns):
+            for row in table.rows(rows):
+                if (row, attack, budget, True) not in table.values:
+                    continue
+                cells = [fmt(table.stat(row, attack, budget, False, m)) for m in accuracy]
+                cells += [fmt(table.stat(row, attack, budget, True, m)) for m in targets]
+                lines.append("| " + " | ".join([attack, f"{budget:g}", row] + cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+CSV_FIELDS = ("dataset", "protocol", "backbone", "defense", "attack", "budget", "condition", "metric",
+              "mean", "std", "seeds")
+
+
+def to_csv(tables: list[Table], rows: list[str] | None = None,
+           columns: list[tuple[str, float]] | None = None) -> str:
+    """One line per table cell: the accuracy without attack (attack and budget empty), then
+    the headline metric under each attack and budget."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for table in tables:
+        for row in table.rows(rows):
+            accuracy = table.accuracy_stat(row)
+            if accuracy:
+                writer.writerow([table.dataset, table.protocol, table.backbone, row, "", "", "without attack",
+                                 table.accuracy, accuracy["mean"], accuracy["std"], len(accuracy["per_seed"])])
+            for attack, budget in table.columns(columns):
+                stat = table.stat(row, attack, budget, True, table.headline)
+                if stat:
+                    writer.writerow([table.dataset, table.protocol, table.backbone, row, attack,
+                                     f"{budget:g}", "under attack", table.headline, stat["mean"],
+                                     stat["std"], len(stat["per_seed"])])
+    return buffer.getvalue()

@@ -1,0 +1,278 @@
+"""Sweeps on real data (tiny MF cells on ML-100K): content addresses, the local executor,
+resume after an interruption, failure isolation and the retry, `recguard sweep` and
+`recguard table`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from recguard.contracts import Defense
+from recguard.hookspecs import hookimpl
+from recguard.records import read_record
+from recguard.sweep import load_sweep
+from recguard.sweep.address import Addresser
+from recguard.sweep.executors import LocalExecutor
+from recguard.sweep.run import run_sweep
+from recguard.sweep.table import summary_tables, to_csv, to_markdown
+from recguard.sweep.worker import attempt
+
+pytestmark = pytest.mark.integration
+
+TINY = """
+protocol = "apt"
+attack = ["average", "bandwagon"]
+defense = ["none", "apr"]
+budget = 0.03
+seeds = [0]
+backbone_options = {epochs = 2}
+[options.apr]
+adv_start = 0
+"""
+
+
+def spec_file(tmp_path, text=TINY, name="tiny.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+class InProcess:
+    """An executor that runs each cell here, now (so a plugin registered by the test is
+    seen); ``stop_after``: raise KeyboardInterrupt once that many cells have finished."""
+
+    slots = 1
+    description = "this test's process"
+
+    def __init__(self, stop_after=None):
+        self.stop_after = stop_after
+        self.queue, self.ran, self.closed = [], [], None
+
+    def start(self):
+        pass
+
+    def submit(self, task, spec, llm):
+        self.queue.append((task, spec))
+
+    def next_done(self):
+        if self.stop_after is not None and len(self.ran) >= self.stop_after:
+            raise KeyboardInterrupt
+        task, spec = self.queue.pop(0)
+        self.ran.append(task)
+        return task, attempt(spec)
+
+    def close(self, cancel=False):
+        self.closed = "cancelled" if cancel else "done"
+
+
+def test_same_spec_same_keys_and_an_option_change_touches_only_its_cells(tmp_path):
+    _, cells, _ = load_sweep(spec_file(tmp_path))
+    keys = [Addresser().key(c) for c in cells]
+    assert keys == [Addresser().key(c) for c in load_sweep(spec_file(tmp_path))[1]]
+    assert len(set(keys)) == len(cells) == 4
+    changed = TINY.replace("adv_start = 0", "adv_start = 1")
+    _, again, _ = load_sweep(spec_file(tmp_path, changed, "changed.toml"))
+    new = [Addresser().key(c) for c in again]
+    same = [c.plan.defense.name == "none" for c in cells]
+    assert [k == n for k, n in zip(keys, new)] == same   # only the apr cells get new keys
+
+
+def test_a_plugin_version_or_its_code_changes_the_key(tmp_path, monkeypatch):
+    _, cells, _ = load_sweep(spec_file(tmp_path))
+    cell = cells[1]   # average x apr
+    addresser = Addresser()
+    before = addresser.key(cell)
+    cell.plan.provenance["defense"] = dict(cell.plan.provenance["defense"], version="9.9")
+    assert addresser.key(cell) != before
+    addresser._code["recguard_pamacf"] = "edited"
+    assert Addresser().key(cell) != addresser.key(cell)
+
+
+def test_a_sweep_writes_eval_records_at_their_addresses_and_a_rerun_does_nothing(tmp_path):
+    _, cells, _ = load_sweep(spec_file(tmp_path))
+    out = tmp_path / "out"
+    result = run_sweep(cells, out, LocalExecutor(jobs=2))
+    assert (result.ran, result.skipped, result.failures) == (4, 0, [])
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(Addresser().filename(c) for c in cells)
+    for cell, path in zip(cells, result.paths):
+        record = read_record(path)    # a valid record, as `recguard eval` writes
+        assert record["spec"]["seeds"] == [0] and record["spec"]["defense"]["name"] == cell.plan.defense.name
+        expected = ["clean", "attacked"] + (["clean+defense", "attacked+defense"]
+                                           if cell.plan.defense.name == "apr" else [])
+        assert record["conditions"] == expected
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    executor = InProcess()
+    again = run_sweep(cells, out, executor)
+    assert (again.ran, again.skipped, executor.ran) == (0, 4, [])
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+
+def test_an_interrupted_sweep_resumes_without_losing_or_repeating_a_cell(tmp_path):
+    _, cells, _ = load_sweep(spec_file(tmp_path))
+    out = tmp_path / "out"
+    first = InProcess(stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cells, out, first)
+    assert first.closed == "cancelled"
+    written = sorted(out.iterdir())
+    assert len(written) == 2 and all(p.suffix == ".json" for p in written)   # no temporary file left
+    second = InProcess()
+    result = run_sweep(cells, out, second)
+    assert (result.skipped, result.ran) == (2, 2)
+    assert sorted(second.ran) == sorted(set(range(4)) - set(first.ran))
+    assert len(list(out.iterdir())) == 4
+
+
+class Flaky(Defense):
+    """Fails on its first use in the process; `Broken` always fails."""
+
+    name = "flaky"
+    summary = "test defense"
+    stages = frozenset({"before_fit"})
+    calls = []
+
+    def before_fit(self, train, ctx):
+        Flaky.calls.append(ctx.seed)
+        if len(Flaky.calls) == 1:
+            raise RuntimeError("transient trouble")
+        return train
+
+
+class Broken(Flaky):
+    name = "broken"
+
+    def before_fit(self, train, ctx):
+        raise ValueError("this defense never works\nsecond line")
+
+
+def test_a_failing_cell_is_retried_once_then_reported_and_the_sweep_goes_on(tmp_path, register_plugin):
+    register_plugin(SimpleNamespace(register_defenses=hookimpl(
+        lambda register: [register(Flaky), register(Broken)])), "flaky-plugin")
+    Flaky.calls.clear()
+    text = TINY.replace('defense = ["none", "apr"]', 'defense = ["flaky", "broken", "none"]')
+    _, cells, _ = load_sweep(spec_file(tmp_path, text.replace('["average", "bandwagon"]', '"average"')))
+    executor = InProcess()
+    result = run_sweep(cells, tmp_path / "out", executor)
+    assert [c.plan.defense.name for c in cells] == ["flaky", "broken", "none"]
+    assert executor.ran == [0, 1, 2, 0, 1]          # each failure once more, at the back
+    assert result.ran == 2 and len(Flaky.calls) == 1 + 2   # the failure, then both defended conditions
+    assert result.paths[0].exists() and not result.paths[1].exists()
+    assert [(c.plan.defense.name, e) for c, e in result.failures] == [
+        ("broken", "ValueError: this defense never works")]
+
+
+def test_the_local_executor_isolates_a_cell_that_fails_in_its_worker(tmp_path, capsys):
+    from recguard.sweep.progress import LogSweepProgress
+
+    data = tmp_path / "small.csv"
+    rows = [f"{u},{i},{1 + (u * i) % 5}" for u in range(60) for i in range(u % 7, 40, 3)]
+    data.write_text("user,item,rating\n" + "\n".join(rows) + "\n")
+    text = f"""
+[defaults]
+protocol = "apt"
+attack = "average"
+seeds = 0
+backbone_options = {{epochs = 1}}
+protocol_options = {{metrics = "HR@10", unpopular_below = 50}}
+[groups.movielens]
+[groups.gone]
+dataset = "csv"
+data_path = "{data}"
+"""
+    _, cells, _ = load_sweep(spec_file(tmp_path, text))
+    from recguard.sweep.run import cell_paths
+    paths = cell_paths(cells, tmp_path / "out")
+    data.unlink()    # planned and addressed, then gone before its worker starts
+    log = LogSweepProgress()
+    result = run_sweep(cells, tmp_path / "out", LocalExecutor(jobs=1), log, paths)
+    assert result.ran == 1 and [c.group for c, _ in result.failures] == ["gone"]
+    assert "does not exist" in result.failures[0][1]
+    err = capsys.readouterr().err
+    assert err.count("failed, retrying once") == 1 and err.count(": failed: ") == 1
+
+
+def test_sweep_and_table_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from recguard.cli import _add_commands, cli
+
+    _add_commands()
+    runner = CliRunner()
+    spec = spec_file(tmp_path)
+    out = tmp_path / "records"
+    dry = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "--dry-run"])
+    assert dry.exit_code == 0 and "4 cells: 0 done, 4 to run" in dry.output
+    run = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "--jobs", "2", "-q"])
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    assert lines[0] == "#### mf, protocol `apt`, seeds 0: HR@50 without attack, T-HR@50 under attack"
+    assert lines[2] == "| defense | HR@50 | average 0.03 | bandwagon 0.03 |"
+    assert [line.split(" | ")[0] for line in lines[4:6]] == ["| none", "| apr"]
+    dry = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "--dry-run"])
+    assert "4 cells: 4 done, 0 to run" in dry.output and "about 0.0 min" in dry.output
+    table = runner.invoke(cli, ["table", str(out)])
+    assert table.exit_code == 0 and table.output == "\n".join(lines[:6]) + "\n"
+    csv_out = runner.invoke(cli, ["table", str(out), "--format", "csv", "--metric", "T-NDCG@50"])
+    assert csv_out.output.splitlines()[0].startswith("dataset,protocol,backbone,defense,attack,budget")
+    assert csv_out.output.count("T-NDCG@50") == 4
+    bad = runner.invoke(cli, ["table", str(spec)])
+    assert bad.exit_code != 0
+    board = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "-q", "--leaderboard",
+                                str(tmp_path / "board"), "--submitter", "t", "--paper", "none",
+                                "--code", "https://example.com/code"])
+    assert board.exit_code == 0, board.output
+    assert len(list((tmp_path / "board").glob("*.json"))) == 4    # one entry per grid point
+
+
+def test_the_table_merges_seeds_across_records():
+    def record(seed, defense, values, created):
+        metrics = {c: {m: {"mean": v, "std": 0.0, "per_seed": [v]} for m, v in vals.items()}
+                   for c, vals in values.items()}
+        return {"created_at": created, "conditions": list(values), "metrics": metrics,
+                "spec": {"dataset": {"name": "d"}, "protocol": {"name": "p", "budget": 0.01},
+                         "backbone": {"name": "mf"}, "attack": {"name": "a"}, "defense": {"name": defense},
+                         "seeds": [seed]}}
+
+    plain = {"clean": {"HR": 0.5, "T-HR": 0.0}, "attacked": {"HR": 0.4, "T-HR": 0.2}}
+    defended = dict(plain, **{"clean+defense": {"HR": 0.45, "T-HR": 0.0},
+                              "attacked+defense": {"HR": 0.4, "T-HR": 0.1}})
+    records = [record(0, "none", plain, "1"), record(1, "x", defended, "2"),
+               record(0, "x", {**defended, "attacked+defense": {"HR": 0.4, "T-HR": 0.3}}, "3")]
+    [table] = summary_tables(records)
+    assert (table.accuracy, table.headline) == ("HR", "T-HR")
+    assert table.stat("x", "a", 0.01, True, "T-HR")["per_seed"] == [0.3, 0.1]
+    text = to_markdown([table])
+    assert "| none | 0.5000 ± 0.0000 | 0.2000 ± 0.0000 |" in text
+    assert "| x | 0.4500 ± 0.0000 | 0.2000 ± 0.1414 |" in text
+    assert "x,a,0.01,under attack,T-HR,0.2" in to_csv([table])
+
+
+def test_sigint_stops_a_local_sweep_and_a_rerun_finishes_it(tmp_path):
+    spec = spec_file(tmp_path, TINY.replace("seeds = [0]", "seeds = [0, 1, 2]"))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "recguard", "sweep", str(spec), "--output", str(out), "--jobs", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=os.environ.copy())
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(out.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted:" in err and "run the same command again" in err
+    done = sorted(out.glob("*.json"))
+    assert 2 <= len(done) < 12 and not list(out.glob(".*.tmp"))
+    for path in done:
+        read_record(path)
+    stamps = {p.name: p.stat().st_mtime_ns for p in done}
+    again = subprocess.run(command + ["-q"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"12 cells: {len(done)} already done, {12 - len(done)} run, 0 failed" in again.stderr
+    assert all(out.joinpath(n).stat().st_mtime_ns == s for n, s in stamps.items())
+    assert len(json.loads(done[0].read_text())["spec"]["seeds"]) == 1
