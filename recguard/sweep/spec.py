@@ -100,7 +100,8 @@ class SpecReader:
 
     def read(self, data: dict) -> SweepSpec:
         grouped = "groups" in data
-        self.check_keys(data, TOP_KEYS if grouped else TOP_KEYS + GROUP_KEYS)
+        ungrouped = TOP_KEYS + tuple(k for k in GROUP_KEYS if k not in TOP_KEYS)
+        self.check_keys(data, TOP_KEYS if grouped else ungrouped)
         headline = self.text(data.get("headline"), "headline") if "headline" in data else None
         defaults = self.table(data.get("defaults", {}), "defaults")
         self.check_keys(defaults, GROUP_KEYS, "defaults")
