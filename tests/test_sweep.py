@@ -254,11 +254,15 @@ def test_the_table_merges_seeds_across_records():
 
 
 def test_sigint_stops_a_local_sweep_and_a_rerun_finishes_it(tmp_path):
-    spec = spec_file(tmp_path, TINY.replace("seeds = [0]", "seeds = [0, 1, 2]"))
+    # cells that take a while, and a cache of their own: conditions cached by earlier tests
+    # finish the whole sweep before the interrupt arrives (seen in CI)
+    spec = spec_file(tmp_path, TINY.replace("seeds = [0]", "seeds = [0, 1, 2]")
+                     .replace("epochs = 2", "epochs = 20"))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "recguard", "sweep", str(spec), "--output", str(out), "--jobs", "1"]
+    env = dict(os.environ, RECGUARD_CACHE=str(tmp_path / "cache"))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=os.environ.copy())
+                               env=env)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(out.glob("*.json"))) < 2:
         time.sleep(0.2)
@@ -271,7 +275,7 @@ def test_sigint_stops_a_local_sweep_and_a_rerun_finishes_it(tmp_path):
     for path in done:
         read_record(path)
     stamps = {p.name: p.stat().st_mtime_ns for p in done}
-    again = subprocess.run(command + ["-q"], capture_output=True, text=True, timeout=600)
+    again = subprocess.run(command + ["-q"], capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr
     assert f"12 cells: {len(done)} already done, {12 - len(done)} run, 0 failed" in again.stderr
     assert all(out.joinpath(n).stat().st_mtime_ns == s for n, s in stamps.items())
