@@ -261,8 +261,10 @@ def test_sigint_stops_a_local_sweep_and_a_rerun_finishes_it(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "recguard", "sweep", str(spec), "--output", str(out), "--jobs", "1"]
     env = dict(os.environ, RECGUARD_CACHE=str(tmp_path / "cache"))
+    # a background job (nohup, `cmd &`) starts with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: the sweep must get the default disposition a terminal gives
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env)
+                               env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(out.glob("*.json"))) < 2:
         time.sleep(0.2)
