@@ -22,11 +22,15 @@ from recguard.pipeline.conditions import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DE
 from recguard.plan import Plan
 
 ATTACK_ONLY_PROTOCOL_FIELDS = ("budget", "filler_size")
+# recguard's own code a result does not depend on: what drives cells, not what runs them
+# (an edit to the CLI or the sweep keeps every cached condition and finished sweep cell)
+HOST_DRIVERS = ("cli", "sweep", "leaderboard", "scaffold", "testing.py", "__main__.py")
 
 
-def package_fingerprint(package: str, leave_out: tuple[str, ...] = ()) -> str:
-    """A hash of the source files of an imported package (or single-module plugin), but
-    those under ``leave_out`` (paths relative to the package: ``cli``, ``testing.py``)."""
+def package_fingerprint(package: str) -> str:
+    """A hash of the source files of an imported package (or single-module plugin); for
+    recguard itself, of its core, pipeline and kit (not the `HOST_DRIVERS`)."""
+    leave_out = HOST_DRIVERS if package == "recguard" else ()
     module = sys.modules[package]
     files = sorted(Path(p) for root in getattr(module, "__path__", []) for p in Path(root).rglob("*.py")
                    if Path(p).relative_to(root).parts[0] not in leave_out)

@@ -14,11 +14,6 @@ from recguard.pipeline.record import planned_spec
 from recguard.plan import Plan
 from recguard.sweep.grid import Cell
 
-# recguard's own code a result does not depend on: what drives cells, not what runs them
-# (an edit to the CLI or the sweep leaves every finished cell finished)
-HOST_DRIVERS = ("cli", "sweep", "leaderboard", "scaffold", "testing.py", "__main__.py")
-
-
 class Addresser:
     """Computes cells' keys, loading each dataset once for its fingerprint and hashing each
     package's source once."""
@@ -36,8 +31,7 @@ class Addresser:
 
     def code(self, package: str) -> str:
         if package not in self._code:
-            leave_out = HOST_DRIVERS if package == "recguard" else ()
-            self._code[package] = package_fingerprint(package, leave_out)
+            self._code[package] = package_fingerprint(package)
         return self._code[package]
 
     def parts(self, cell: Cell) -> dict:
