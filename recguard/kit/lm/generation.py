@@ -54,7 +54,8 @@ def _encode_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str])
     return out
 
 
-def _left_padded(tokenizer, sequences: list[list[int]], device):
+def _padded(tokenizer, sequences: list[list[int]], device, side: str = "left"):
+    """The sequences as one tensor of ids padded on ``side`` to the longest, and its mask."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -63,8 +64,9 @@ def _left_padded(tokenizer, sequences: list[list[int]], device):
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         if seq:
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
+            span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+            ids[row, span] = torch.tensor(seq)
+            mask[row, span] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -92,7 +94,7 @@ def completion_logprob(model, tokenizer, prompts: Sequence[str], completions: Se
     out = np.zeros(len(pairs))
     for start, end in _batches(len(pairs), batch_size):
         chunk = pairs[start:end]
-        ids, mask = _left_padded(tokenizer, [full for full, _ in chunk], device)
+        ids, mask = _padded(tokenizer, [full for full, _ in chunk], device)
         logp = torch.log_softmax(_forward_logits(model, ids, mask), dim=-1)
         width = ids.shape[1]
         for row, (full, n_prompt) in enumerate(chunk):
@@ -144,7 +146,7 @@ def yes_probability(model, tokenizer, prompts: Sequence[str], yes: str = "Yes", 
         if prefix is not None:
             last = prefix.last_logits([ids[shared:] for ids in encoded[start:end]], tokenizer)
         else:
-            ids, mask = _left_padded(tokenizer, encoded[start:end], device)
+            ids, mask = _padded(tokenizer, encoded[start:end], device)
             last = _forward_logits(model, ids, mask, last_only=True)[:, -1, :]
         pair_ids = torch.tensor(answers[start:end], device=device)
         pair = last.gather(1, pair_ids)
@@ -205,16 +207,10 @@ class _PrefixCache:
 
         from recguard.kit.lm.models import compute_context
 
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        n, width, shared = len(suffixes), max(len(s) for s in suffixes), len(self.prefix)
-        ids = torch.full((n, width), pad, dtype=torch.long)
-        mask = torch.zeros((n, shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for row, suffix in enumerate(suffixes):
-            ids[row, :len(suffix)] = torch.tensor(suffix)
-            mask[row, shared:shared + len(suffix)] = 1
-        positions = torch.arange(shared, shared + width).expand(n, width)
-        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        ids, suffix_mask = _padded(tokenizer, suffixes, self.device, side="right")
+        (n, width), shared = ids.shape, len(self.prefix)
+        mask = torch.cat([torch.ones_like(suffix_mask[:, :1]).expand(n, shared), suffix_mask], dim=1)
+        positions = torch.arange(shared, shared + width, device=self.device).expand(n, width)
         cache = copy.deepcopy(self._cache(n))
         with torch.no_grad(), compute_context(self.model):
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -242,7 +238,7 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,
     try:
         for start, end in _batches(len(prompts), batch_size):
             encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:end]]
-            ids, mask = _left_padded(tokenizer, encoded, device)
+            ids, mask = _padded(tokenizer, encoded, device)
             options = dict(max_new_tokens=max_new_tokens, do_sample=sample,
                            pad_token_id=tokenizer.pad_token_id)
             if sample:
