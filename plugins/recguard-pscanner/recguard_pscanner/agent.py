@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recguard.kit.lm.generation import generate
+from recguard.kit.lm.generation import generate, pad_batch
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, with_lora
 
@@ -74,6 +74,9 @@ def signed_lm_loss(logits, targets, weights, max_nll: float):
     weights = weights.to(device=per_sample.device, dtype=per_sample.dtype)
     bounded = torch.where(weights < 0, per_sample.clamp(max=max_nll), per_sample)
     return (weights * bounded).mean()
+
+
+MICRO_BATCH = 2      # rewrites per forward pass of an Eq. 8 step (the step's batch is larger)
 
 
 @dataclass
@@ -134,14 +137,21 @@ class TriggerAgent:
         try:
             for _ in range(s.steps):
                 pick = rng.choice(len(rewrites), size=min(s.batch_size, len(rewrites)), replace=False)
-                loss = self.signed_loss([triggers[i] for i in pick], [rewrites[i] for i in pick],
-                                        weights[pick])
                 self.optimizer.zero_grad()
-                loss.backward()
+                loss = 0.0
+                # the batch's mean loss, accumulated over slices of MICRO_BATCH rewrites: the
+                # same gradient as one pass, at a quarter of its activations (a batch of 8 in
+                # one pass took the process up by 1.1 GB)
+                for part in np.array_split(pick, -(-len(pick) // MICRO_BATCH)):
+                    share = self.signed_loss([triggers[i] for i in part],
+                                             [rewrites[i] for i in part],
+                                             weights[part]) * (len(part) / len(pick))
+                    share.backward()
+                    loss += float(share.detach())
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in self.model.parameters() if p.requires_grad], 1.0)
                 self.optimizer.step()
-                losses.append(float(loss.detach()))
+                losses.append(loss)
         finally:
             self.model.eval()
         return losses
@@ -166,8 +176,6 @@ class TriggerAgent:
     def _encode(self, prompts: list[str], completions: list[str]):
         """Right-padded prompt + completion ids, their attention mask, and labels on the
         completion (and its end-of-turn token) only, on the agent's device."""
-        import torch
-
         tok = self.tokenizer
         rows, labels = [], []
         for prompt, completion in zip(prompts, completions):
@@ -175,13 +183,4 @@ class TriggerAgent:
             c = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             rows.append(p + c)
             labels.append([-100] * len(p) + c)
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        lab = torch.full((len(rows), width), -100, dtype=torch.long)
-        for i, (r, l) in enumerate(zip(rows, labels)):
-            ids[i, :len(r)] = torch.tensor(r)
-            mask[i, :len(r)] = 1
-            lab[i, :len(l)] = torch.tensor(l)
-        device = self.model.device
-        return ids.to(device), mask.to(device), lab.to(device)
+        return pad_batch(tok, rows, self.model.device, side="right", labels=labels)

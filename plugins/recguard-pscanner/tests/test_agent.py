@@ -110,3 +110,33 @@ def test_agent_loss_reads_only_the_rewrite_positions_and_equals_the_whole_sequen
     expected = signed_lm_loss(whole[:, :-1], labels[:, 1:], torch.tensor(u), settings.max_nll)
     assert torch.isclose(kept, expected, atol=1e-5)
     assert agent.update(triggers, rewrites, u, seed=0)[0] == pytest.approx(float(kept.detach()), abs=1e-5)
+
+
+def test_agent_step_accumulated_over_micro_batches_has_the_one_pass_gradient(tiny_llm):
+    """An Eq. 8 step runs its batch in slices of MICRO_BATCH; the gradient it applies is
+    the one a single pass over the whole batch gives."""
+    import torch
+
+    from recguard_pscanner.agent import MICRO_BATCH, AgentSettings, TriggerAgent
+    from recguard_pscanner.triggers import InitialTrigger
+    from recguard.kit.lm.sft import LoraSettings
+
+    settings = AgentSettings(model=tiny_llm, lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+                             temperature=1.0, max_new_tokens=4, steps=1, lr=1e-3, max_nll=6.0,
+                             batch_size=5, dtype="float32", device="cpu")
+    assert settings.batch_size > 2 * MICRO_BATCH           # at least three slices
+    agent = TriggerAgent(settings, seed=0)
+    triggers = [InitialTrigger(1, (w,)) for w in ("zq", "x", "bb", "ccc", "dd")]
+    rewrites = ["moonlight", "dreams dance", "ok", "the night sky is wide", "a"]
+    u = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
+    trained = [p for p in agent.model.parameters() if p.requires_grad]
+    order = np.random.default_rng(0).choice(5, size=5, replace=False)   # update's draw, seed 0
+    agent.model.zero_grad()
+    agent.signed_loss([triggers[i] for i in order], [rewrites[i] for i in order], u[order]).backward()
+    one_pass = [p.grad.clone() for p in trained]
+    # below update's clipping norm, so the comparison sees the accumulation itself
+    assert float(torch.linalg.vector_norm(torch.stack([g.norm() for g in one_pass]))) < 1.0
+    agent.optimizer.step = lambda: None                      # keep the weights, read the gradient
+    agent.update(triggers, rewrites, u, seed=0)
+    for whole, accumulated in zip(one_pass, trained):
+        assert torch.allclose(accumulated.grad, whole, atol=1e-6)

@@ -25,7 +25,7 @@ import numpy as np
 
 from recguard.errors import RecguardError
 from recguard.memory import release_memory
-from recguard.kit.lm.generation import Progress, no_progress
+from recguard.kit.lm.generation import LENGTH_MULTIPLE, Progress, no_progress
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,8 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
             seed=seed, data_seed=seed, save_strategy="no", report_to=[],
             logging_strategy="steps", logging_steps=1,   # each step's loss, for the progress line
             disable_tqdm=True, dataset_num_proc=None, remove_unused_columns=True,
-            bf16=_trains_in_bf16(model))
+            bf16=_trains_in_bf16(model),
+            pad_to_multiple_of=LENGTH_MULTIPLE)   # few shapes: see generation.LENGTH_MULTIPLE
         with quiet_transformers(), _quiet_datasets(), _no_checkpointing_deprecation():
             trainer = _trainer_class(train.shuffle)(
                 model=model, args=args, train_dataset=data, processing_class=tokenizer,
