@@ -104,3 +104,26 @@ def test_checkpointing_is_turned_off_under_either_name():
     assert checkpointing_off(Older) == {"gradient_checkpointing": False}
     assert checkpointing_off(SFTConfig) == {"activation_checkpointing": False}
     Older(**checkpointing_off(Older))     # accepted by the class it was made for
+
+
+def test_completion_loss_is_the_models_own_loss_on_the_completion_tokens(lm):
+    """The SFT loss projects to the vocabulary only where a completion token is predicted;
+    it equals the causal-LM loss of the whole sequences' logits under the same labels,
+    with and without the Trainer's token count."""
+    import torch
+
+    model, tok = lm
+    rows = [tok("a b c d e f")["input_ids"], tok("g h")["input_ids"]]
+    labels = [[-100] * (len(rows[0]) - 2) + rows[0][-2:], [-100] + rows[1][1:]]
+    ids, mask, targets = generation.pad_batch(tok, rows, "cpu", side="right", labels=labels)
+    assert ids.shape[1] == generation.LENGTH_MULTIPLE          # padded to a shape bucket
+    whole = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    nll = torch.nn.functional.cross_entropy(whole.reshape(-1, whole.shape[-1]).float(),
+                                            targets[:, 1:].reshape(-1), ignore_index=-100,
+                                            reduction="sum")
+    n_labelled = int((targets[:, 1:] != -100).sum())
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": targets}
+    assert float(sft.completion_loss(model, inputs)) == pytest.approx(float(nll) / n_labelled, rel=1e-5)
+    assert float(sft.completion_loss(model, inputs, num_items_in_batch=10)) == pytest.approx(
+        float(nll) / 10, rel=1e-5)
+    assert "labels" in inputs                                    # the caller's batch is untouched

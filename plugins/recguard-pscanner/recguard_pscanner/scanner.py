@@ -39,7 +39,8 @@ from recguard_pscanner.triggers import (InitialTrigger, benign_pool, insert,
                                         sample_initial_triggers, trigger_vocabulary)
 
 SCAN_PROMPT = "pscanner_scan.txt"
-CACHE_VERSION = 3   # 2: chat prompts with an empty system turn; 3: shared-prefix scoring (bf16 sums differ)
+CACHE_VERSION = 4   # 2: chat prompts with an empty system turn; 3: shared-prefix scoring (bf16 sums
+                    # differ); 4: padded shapes, completion-only loss, sliced agent steps
 META = "meta.json"
 
 
