@@ -56,9 +56,9 @@ def _encode_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str])
 
 # Batches are padded to a multiple of this many tokens. On a CPU, bf16 matrix products
 # run through oneDNN, which compiles a kernel for each new input shape and keeps it in a
-# cache of up to 1024 entries; with every batch a new length, a 128-step fine-tune of the
-# llara-cpu cell grew from 1.4 to 3.4 GB resident. In multiples of 64 it stays at 1.8 GB,
-# at the same speed (README, "Speed and memory").
+# cache of up to 1024 entries; with every batch a new length, the main cell's 160-step
+# BadRec fit grew from 2.2 to 3.5 GB resident. In multiples of 64 it peaked at 2.2 GB, at
+# the same speed (README, "The main cell").
 LENGTH_MULTIPLE = 64
 
 
