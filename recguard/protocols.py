@@ -183,7 +183,8 @@ LLARA_CPU = dataclasses.replace(
           "curriculum and metrics; 64 training windows + 256 poisoned samples (PR 0.8), "
           "5-item histories, 10 candidates (the number LLaRA's prompt text names), one epoch "
           "in optimiser steps of 2 samples",
-    history_len=5, n_candidates=10, n_train_samples=64, n_test_samples=50, budget=0.8,
+    # 100 test requests: at 50, H@1 is a few answers and moved by 0.05-0.1 between runs
+    history_len=5, n_candidates=10, n_train_samples=64, n_test_samples=100, budget=0.8,
     # batches of 2: the same speed as batches of 4 on a 2-core CPU, 0.4 GB less memory
     # (README, "Speed and memory"); without accumulation the same compute makes 160
     # optimiser steps instead of 80, which implants the trigger (ASR 0.88 against 0.40-0.52)
