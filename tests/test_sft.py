@@ -127,3 +127,14 @@ def test_completion_loss_is_the_models_own_loss_on_the_completion_tokens(lm):
     assert float(sft.completion_loss(model, inputs, num_items_in_batch=10)) == pytest.approx(
         float(nll) / 10, rel=1e-5)
     assert "labels" in inputs                                    # the caller's batch is untouched
+
+    class WithoutLogitsToKeep(torch.nn.Module):                  # a model that cannot cut
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, use_cache=False):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    assert float(sft.completion_loss(WithoutLogitsToKeep(model), inputs)) == pytest.approx(
+        float(nll) / n_labelled, rel=1e-5)

@@ -127,7 +127,12 @@ def completion_loss(model, inputs: dict, num_items_in_batch=None):
     labels = inputs.pop("labels")
     targets = labels[:, 1:]                                   # position t predicts token t + 1
     keep = (targets != -100).any(0).nonzero().squeeze(-1)
-    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    try:
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    except TypeError as error:     # a model without logits_to_keep: every position, then cut
+        if "logits_to_keep" not in str(error):
+            raise
+        logits = model(**inputs, use_cache=False).logits[:, keep]
     kept = targets[:, keep]
     total = torch.nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), kept.reshape(-1),
