@@ -42,7 +42,7 @@ def main() -> None:
     scanner, tokenizer, notes = prepare_scanner(plan_of(cfg), args.seed, log=lambda line: None)
     rng = np.random.default_rng(args.seed)
     titles = [llara_title(str(t)) for t in rng.choice(load_ml100k(None).item_text, args.n, replace=False)]
-    template = load_prompt(SCAN_PROMPT)
+    template = load_prompt("recguard_pscanner", SCAN_PROMPT)
 
     def p_yes(texts):
         return yes_probability(scanner, tokenizer, scan_prompts(tokenizer, template, texts),
