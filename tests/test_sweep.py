@@ -227,7 +227,21 @@ def test_sweep_and_table_commands(tmp_path):
                                 str(tmp_path / "board"), "--submitter", "t", "--paper", "none",
                                 "--code", "https://example.com/code"])
     assert board.exit_code == 0, board.output
-    assert len(list((tmp_path / "board").glob("*.json"))) == 4    # one entry per grid point
+    entries = sorted((tmp_path / "board").glob("*.json"))
+    assert len(entries) == 4    # one entry per grid point
+    written = {p: p.read_bytes() for p in entries}
+    again = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "-q", "--leaderboard",
+                                str(tmp_path / "board"), "--submitter", "t", "--paper", "none",
+                                "--code", "https://example.com/code"])
+    assert again.exit_code == 0, again.output                     # a re-run adds nothing
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "board").glob("*.json"))} == written
+    changed = json.loads(entries[0].read_text())
+    changed["record"]["timings"]["total_seconds"] += 1.0           # the records no longer match
+    entries[0].write_text(json.dumps(changed))
+    refused = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "-q", "--leaderboard",
+                                  str(tmp_path / "board"), "--submitter", "t", "--paper", "none",
+                                  "--code", "https://example.com/code"])
+    assert refused.exit_code != 0 and "already exists" in str(refused.exception)
 
 
 def test_the_table_merges_seeds_across_records():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -34,17 +36,35 @@ def make_submitter(submitter, paper, code, contact):
     return Submitter(submitter, paper, code, contact).check()
 
 
-def add_entry(records: list[dict], submitter, folder: str, replace: bool = False, **how):
-    """Build, validate against the installed plugins and write one entry; returns its path."""
-    from recguard.leaderboard.entry import build_entry, validate_entry, write_entry
+def add_entry(records: list[dict], submitter, folder: str, replace: bool = False,
+              keep_unchanged: bool = False, **how):
+    """Build, validate against the installed plugins and write one entry; returns its path.
+
+    ``keep_unchanged``: where the folder already holds this entry with the same record
+    (a re-run of a finished sweep), leave it as it is instead of refusing."""
+    from recguard.leaderboard.entry import build_entry, entry_id, validate_entry, write_entry
     from recguard.plugins import get_host
 
     entry = build_entry(records, submitter)
     problems = validate_entry(entry, get_host())
     if problems:
         raise RecguardError(f"not added: {problems[0]}")
+    existing = Path(folder) / f"{entry_id(entry)}.json"
+    if keep_unchanged and not replace and _holds(existing, entry):
+        return existing
     _refuse_a_copy(entry, folder)
     return write_entry(entry, folder, replace, **how)
+
+
+def _holds(path: Path, entry: dict) -> bool:
+    """Whether the entry file at ``path`` has ``entry``'s submitter and record."""
+    from recguard.leaderboard.entry import load_and_check
+
+    if not path.is_file():
+        return False
+    old, problems = load_and_check(path)
+    same_json = json.loads(json.dumps(entry))      # tuples as lists, as the file has them
+    return not problems and all(old.get(k) == same_json[k] for k in ("submitter", "record"))
 
 
 def _refuse_a_copy(entry: dict, folder: str) -> None:

@@ -47,12 +47,16 @@ def _dry_run(cells, paths, slots: int) -> None:
 
 
 def _leaderboard(records: list[dict], who, folders: tuple[str, ...]) -> list[Path]:
-    """One entry per cell of the grid: its seeds' records aggregated."""
+    """One entry per cell of the grid: its seeds' records aggregated. An entry already in a
+    folder with the same records stays (a re-run of a finished sweep adds nothing); one
+    whose records changed is refused, as `leaderboard add` refuses it."""
     by_cell: dict[str, list[dict]] = {}
     for record in records:
         spec = dict(record["spec"], seeds=None, targets=None)
         by_cell.setdefault(repr(sorted((k, repr(v)) for k, v in spec.items())), []).append(record)
-    return [add_entry(group, who, folder) for folder in folders for group in by_cell.values()]
+    return [add_entry(group, who, folder, keep_unchanged=True,
+                      how_to_replace="`recguard leaderboard add RECORDS --replace` overwrites it")
+            for folder in folders for group in by_cell.values()]
 
 
 @click.command("sweep")
