@@ -296,3 +296,29 @@ def test_sigint_stops_a_local_sweep_and_a_rerun_finishes_it(tmp_path):
     assert f"12 cells: {len(done)} already done, {12 - len(done)} run, 0 failed" in again.stderr
     assert all(out.joinpath(n).stat().st_mtime_ns == s for n, s in stamps.items())
     assert len(json.loads(done[0].read_text())["spec"]["seeds"]) == 1
+
+
+def test_a_killed_local_worker_fails_its_cell_and_a_fresh_pool_runs_the_next(tmp_path):
+    """A worker process that dies (SIGKILL, as the out-of-memory killer sends) takes its cell
+    with it: that cell's outcome says so, and the next cell runs in a fresh pool."""
+    slow = TINY.replace("backbone_options = {epochs = 2}", "backbone_options = {epochs = 400}")
+    _, cells, _ = load_sweep(spec_file(tmp_path, slow.replace('["average", "bandwagon"]', '"average"')
+                                       .replace('["none", "apr"]', '"none"')))
+    _, quick, _ = load_sweep(spec_file(tmp_path, TINY.replace('["average", "bandwagon"]', '"average"')
+                                       .replace('["none", "apr"]', '"none"'), "quick.toml"))
+    executor = LocalExecutor(jobs=1)
+    try:
+        executor.submit("slow", cells[0].to_spec(), False)
+        deadline = time.monotonic() + 60
+        while not getattr(executor._pool, "_processes", None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (worker,) = executor._pool._processes.values()
+        time.sleep(3)                                   # inside the cell by now
+        os.kill(worker.pid, signal.SIGKILL)
+        task, outcome = executor.next_done()
+        assert task == "slow" and outcome.record is None and "worker process died" in outcome.error
+        executor.submit("quick", quick[0].to_spec(), False)
+        task, outcome = executor.next_done()
+        assert task == "quick" and outcome.error is None and outcome.record is not None
+    finally:
+        executor.close(cancel=True)
