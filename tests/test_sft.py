@@ -102,8 +102,31 @@ def test_checkpointing_is_turned_off_under_either_name():
         gradient_checkpointing: bool = True
 
     assert checkpointing_off(Older) == {"gradient_checkpointing": False}
-    assert checkpointing_off(SFTConfig) == {"activation_checkpointing": False}
+    (installed,) = checkpointing_off(SFTConfig)     # whichever name this trl knows
+    assert installed in {f.name for f in dataclasses.fields(SFTConfig)}
     Older(**checkpointing_off(Older))     # accepted by the class it was made for
+
+
+def test_a_warmup_share_is_passed_under_the_name_the_installed_version_takes():
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from recguard.kit.lm.sft import warmup_share
+
+    @dataclasses.dataclass
+    class Four:            # transformers 4.x: an integer warmup_steps and a warmup_ratio
+        warmup_steps: int = 0
+        warmup_ratio: float = 0.0
+
+    @dataclasses.dataclass
+    class Five:            # transformers 5: a float warmup_steps, below 1 a share
+        warmup_steps: float = 0
+
+    assert warmup_share(Four, 0.1) == {"warmup_ratio": 0.1}
+    assert warmup_share(Five, 0.1) == {"warmup_steps": 0.1}
+    (installed,) = warmup_share(SFTConfig, 0.1)
+    assert installed in {f.name for f in dataclasses.fields(SFTConfig)}
 
 
 def test_completion_loss_is_the_models_own_loss_on_the_completion_tokens(lm):

@@ -219,7 +219,7 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
             num_train_epochs=train.epochs, learning_rate=train.lr,
             per_device_train_batch_size=train.batch_size,
             gradient_accumulation_steps=train.grad_accum,
-            warmup_steps=train.warmup_ratio, lr_scheduler_type=train.scheduler,  # < 1: a share
+            **warmup_share(SFTConfig, train.warmup_ratio), lr_scheduler_type=train.scheduler,
             seed=seed, data_seed=seed, save_strategy="no", report_to=[],
             logging_strategy="steps", logging_steps=1,   # each step's loss, for the progress line
             disable_tqdm=True, dataset_num_proc=None, remove_unused_columns=True,
@@ -252,6 +252,16 @@ def checkpointing_off(config_cls) -> dict[str, bool]:
     names = {f.name for f in dataclasses.fields(config_cls)}
     return {"activation_checkpointing" if "activation_checkpointing" in names
             else "gradient_checkpointing": False}
+
+
+def warmup_share(config_cls, share: float) -> dict[str, float]:
+    """The training-arguments option for a warm-up over ``share`` of the steps: transformers
+    5 takes a float ``warmup_steps`` below 1 as a share and has no ``warmup_ratio``; 4.x has
+    ``warmup_ratio`` and an integer ``warmup_steps``."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return {"warmup_ratio": share} if "warmup_ratio" in names else {"warmup_steps": share}
 
 
 def _trains_in_bf16(model) -> bool:
