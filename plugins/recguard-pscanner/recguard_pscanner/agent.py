@@ -22,7 +22,7 @@ import numpy as np
 
 from recguard.kit.lm.generation import generate, pad_batch
 from recguard.kit.lm.prompts import load_prompt
-from recguard.kit.lm.sft import LoraSettings, with_lora
+from recguard.kit.lm.sft import LoraSettings, labelled_logits, with_lora
 
 from recguard_pscanner.triggers import InitialTrigger
 
@@ -166,11 +166,10 @@ class TriggerAgent:
         from recguard.kit.lm.models import compute_context
 
         ids, mask, labels = self._encode([self.prompt(t) for t in triggers], list(rewrites))
-        targets = labels[:, 1:]                  # position t predicts token t + 1
-        keep = (targets != -100).any(0).nonzero().squeeze(-1)
         with compute_context(self.model):
-            logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
-        return signed_lm_loss(logits, targets[:, keep], torch.tensor(np.asarray(u, dtype=np.float64)),
+            logits, targets = labelled_logits(self.model, {"input_ids": ids, "attention_mask": mask},
+                                              labels)
+        return signed_lm_loss(logits, targets, torch.tensor(np.asarray(u, dtype=np.float64)),
                               self.settings.max_nll)
 
     def _encode(self, prompts: list[str], completions: list[str]):

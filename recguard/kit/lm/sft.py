@@ -111,6 +111,22 @@ def _progress_callback(progress: Progress):
     return _Report()
 
 
+def labelled_logits(model, inputs: dict, labels):
+    """(logits, targets) at the positions whose next token is labelled in any row:
+    ``logits[:, j]`` predicts ``targets[:, j]`` (-100 where a row has no label there). The
+    vocabulary projection runs only at those positions (``logits_to_keep``), or, for a
+    model without that argument, over every position and is then cut."""
+    targets = labels[:, 1:]                                   # position t predicts token t + 1
+    keep = (targets != -100).any(0).nonzero().squeeze(-1)
+    try:
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    except TypeError as error:
+        if "logits_to_keep" not in str(error):
+            raise
+        logits = model(**inputs, use_cache=False).logits[:, keep]
+    return logits, targets[:, keep]
+
+
 def completion_loss(model, inputs: dict, num_items_in_batch=None):
     """The SFT loss, mean negative log-likelihood of the labelled (completion) tokens, with
     the vocabulary projected only at the positions that predict one.
@@ -124,16 +140,7 @@ def completion_loss(model, inputs: dict, num_items_in_batch=None):
     import torch
 
     inputs = dict(inputs)
-    labels = inputs.pop("labels")
-    targets = labels[:, 1:]                                   # position t predicts token t + 1
-    keep = (targets != -100).any(0).nonzero().squeeze(-1)
-    try:
-        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
-    except TypeError as error:     # a model without logits_to_keep: every position, then cut
-        if "logits_to_keep" not in str(error):
-            raise
-        logits = model(**inputs, use_cache=False).logits[:, keep]
-    kept = targets[:, keep]
+    logits, kept = labelled_logits(model, inputs, inputs.pop("labels"))
     total = torch.nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), kept.reshape(-1),
         ignore_index=-100, reduction="sum")
