@@ -78,15 +78,15 @@ def pad_batch(tokenizer, sequences: Sequence[Sequence[int]], device, side: str =
     width = padded_width(max(len(s) for s in sequences))
     ids = torch.full((len(sequences), width), pad, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    targets = torch.full((len(sequences), width), -100, dtype=torch.long)
+    targets = None if labels is None else torch.full((len(sequences), width), -100, dtype=torch.long)
     for row, seq in enumerate(sequences):
         if seq:
             span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
             ids[row, span] = torch.tensor(list(seq))
             mask[row, span] = 1
-            if labels is not None:
+            if targets is not None:
                 targets[row, span] = torch.tensor(list(labels[row]))
-    if labels is None:
+    if targets is None:
         return ids.to(device), mask.to(device)
     return ids.to(device), mask.to(device), targets.to(device)
 
