@@ -14,6 +14,13 @@ class RecguardError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, stripped ('' when it has none): what a
+    one-line report of a foreign exception can quote."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean ...?)' suffix for an unknown name, or '' if nothing is close."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)

@@ -20,9 +20,9 @@ class Outcome:
 
 
 def one_line(exc: BaseException) -> str:
-    from recguard.errors import RecguardError
+    from recguard.errors import RecguardError, first_line
 
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc)
     if isinstance(exc, RecguardError):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recguard.errors import RecguardError
+from recguard.errors import RecguardError, first_line
 from recguard.files import atomic_write_text, cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -346,7 +346,7 @@ def load_causal_lm(model: str | os.PathLike | None = None, dtype: Any = "auto",
             lm = transformers.AutoModelForCausalLM.from_pretrained(str(source), dtype=weights,
                                                                    **_kernel_options())
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc) or type(exc).__name__
         where = ("this local folder" if isinstance(source, Path)
                  else "the Hugging Face hub (no internet?)")
         raise RecguardError(f"cannot load model {name!r} from {where}: {first}; pass a local "
