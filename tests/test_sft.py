@@ -161,3 +161,44 @@ def test_completion_loss_is_the_models_own_loss_on_the_completion_tokens(lm):
 
     assert float(sft.completion_loss(WithoutLogitsToKeep(model), inputs)) == pytest.approx(
         float(nll) / n_labelled, rel=1e-5)
+
+
+def test_the_head_runs_in_float32_on_a_bf16_model_and_only_inside_the_context(tiny_llm):
+    """A bf16 head rounds logits to steps of up to 0.125 (P(Yes) then comes in coarse steps);
+    under `float32_head` the logits are the float32 product of the head's input and weights."""
+    import torch
+
+    from recguard.kit.lm.models import compute_context, float32_head
+
+    model, tok = load_causal_lm(tiny_llm, dtype="bfloat16", device="cpu")
+    head = model.get_output_embeddings()
+    seen = []
+    capture = head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    ids = torch.tensor([tok("a title to score")["input_ids"]])
+    with torch.no_grad():
+        assert model(input_ids=ids).logits.dtype == torch.bfloat16
+        with float32_head(model):
+            logits = model(input_ids=ids).logits
+        with compute_context(model):
+            assert model(input_ids=ids).logits.dtype == torch.float32
+        assert model(input_ids=ids).logits.dtype == torch.bfloat16     # the hook is gone again
+    capture.remove()
+    expected = seen[1].double() @ head.weight.double().T
+    assert logits.dtype == torch.float32
+    assert torch.allclose(logits.double(), expected, atol=1e-4)
+
+
+def test_completion_logprob_projects_only_the_completion_positions_with_the_same_result(lm):
+    """Completions of different lengths in one left-padded batch: each row's log-likelihood
+    is what the whole sequence's logits give."""
+    import torch
+
+    model, tok = lm
+    prompts, completions = ["a short prompt", "x"], [" yes", " a longer completion here"]
+    got = generation.completion_logprob(model, tok, prompts, completions, batch_size=2, reduce="sum")
+    for prompt, completion, value in zip(prompts, completions, got):
+        (full, n_prompt), = generation._encode_pairs(tok, [prompt], [completion])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits.float(), -1)[0]
+        expected = sum(float(logp[t - 1, full[t]]) for t in range(max(n_prompt, 1), len(full)))
+        assert value == pytest.approx(expected, rel=1e-5)   # padding moves float32 sums a little

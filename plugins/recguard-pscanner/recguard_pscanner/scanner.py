@@ -39,8 +39,9 @@ from recguard_pscanner.triggers import (InitialTrigger, benign_pool, insert,
                                         sample_initial_triggers, trigger_vocabulary)
 
 SCAN_PROMPT = "pscanner_scan.txt"
-CACHE_VERSION = 4   # 2: chat prompts with an empty system turn; 3: shared-prefix scoring (bf16 sums
-                    # differ); 4: padded shapes, completion-only loss, sliced agent steps
+CACHE_VERSION = 5   # 2: chat prompts with an empty system turn; 3: shared-prefix scoring (bf16 sums
+                    # differ); 4: padded shapes, completion-only loss, sliced agent steps;
+                    # 5: the loss and P(Yes) from a float32 head
 META = "meta.json"
 
 

@@ -91,13 +91,15 @@ def pad_batch(tokenizer, sequences: Sequence[Sequence[int]], device, side: str =
     return ids.to(device), mask.to(device), targets.to(device)
 
 
-def _forward_logits(model, ids, mask, last_only: bool = False):
+def _forward_logits(model, ids, mask, keep=None):
+    """Logits (float32) of a left-padded batch; ``keep`` (an int n: the last n positions, or
+    a tensor of positions) limits the vocabulary projection to those positions."""
     import torch
 
     from recguard.kit.lm.models import compute_context
 
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    extra = {"logits_to_keep": 1} if last_only else {}   # the vocabulary projection of one position
+    extra = {} if keep is None else {"logits_to_keep": keep}
     with torch.no_grad(), compute_context(model):
         return model(input_ids=ids, attention_mask=mask, position_ids=positions, **extra).logits.float()
 
@@ -116,16 +118,21 @@ def completion_logprob(model, tokenizer, prompts: Sequence[str], completions: Se
     for start, end in _batches(len(pairs), batch_size):
         chunk = pairs[start:end]
         ids, mask = pad_batch(tokenizer, [full for full, _ in chunk], device)
-        logp = torch.log_softmax(_forward_logits(model, ids, mask), dim=-1)
         width = ids.shape[1]
-        for row, (full, n_prompt) in enumerate(chunk):
-            offset = width - len(full)
-            first = max(n_prompt, 1)        # a token is predicted from the one before it
-            positions = torch.arange(offset + first, width, device=device)
+        # each row's completion tokens (a token is predicted from the one before it); the
+        # vocabulary is projected only at the positions that predict one of them
+        predicted = [range(width - len(full) + max(n_prompt, 1), width) for full, n_prompt in chunk]
+        kept = sorted({position - 1 for rows in predicted for position in rows})
+        if not kept:
+            progress(end, len(pairs))
+            continue
+        logp = torch.log_softmax(
+            _forward_logits(model, ids, mask, keep=torch.tensor(kept, device=device)), dim=-1)
+        column = {position: j for j, position in enumerate(kept)}
+        for row, positions in enumerate(predicted):
             if len(positions) == 0:
-                out[start + row] = 0.0
                 continue
-            token_logp = logp[row, positions - 1, ids[row, positions]]
+            token_logp = logp[row, [column[p - 1] for p in positions], ids[row, list(positions)]]
             out[start + row] = float(token_logp.mean() if reduce == "mean" else token_logp.sum())
         progress(end, len(pairs))
     return out
@@ -168,7 +175,7 @@ def yes_probability(model, tokenizer, prompts: Sequence[str], yes: str = "Yes", 
             last = prefix.last_logits([ids[shared:] for ids in encoded[start:end]], tokenizer)
         else:
             ids, mask = pad_batch(tokenizer, encoded[start:end], device)
-            last = _forward_logits(model, ids, mask, last_only=True)[:, -1, :]
+            last = _forward_logits(model, ids, mask, keep=1)[:, -1, :]
         pair_ids = torch.tensor(answers[start:end], device=device)
         pair = last.gather(1, pair_ids)
         out[start:end] = torch.softmax(pair, dim=-1)[:, 0].cpu().numpy()
@@ -233,11 +240,15 @@ class _PrefixCache:
         mask = torch.cat([torch.ones_like(suffix_mask[:, :1]).expand(n, shared), suffix_mask], dim=1)
         positions = torch.arange(shared, shared + width, device=self.device).expand(n, width)
         cache = copy.deepcopy(self._cache(n))
+        # the vocabulary is projected only at the positions where some suffix ends
+        ends = [len(s) - 1 for s in suffixes]
+        kept = sorted(set(ends))
         with torch.no_grad(), compute_context(self.model):
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                use_cache=True, **{self.cache_argument: cache}).logits
-        ends = torch.tensor([len(s) - 1 for s in suffixes], device=self.device)
-        return logits[torch.arange(n, device=self.device), ends].float()
+                                use_cache=True, logits_to_keep=torch.tensor(kept, device=self.device),
+                                **{self.cache_argument: cache}).logits
+        column = torch.tensor([kept.index(end) for end in ends], device=self.device)
+        return logits[torch.arange(n, device=self.device), column].float()
 
 
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,

@@ -199,15 +199,58 @@ def uses_autocast(model) -> bool:
 
 def compute_context(model):
     """The context a forward pass of ``model`` runs in: bf16 autocast on its device when it
-    was loaded for it (`resolve_precision`), else nothing."""
-    from contextlib import nullcontext
+    was loaded for it (`resolve_precision`), and the vocabulary projection in float32
+    (`float32_head`)."""
+    from contextlib import ExitStack
 
-    if not uses_autocast(model):
-        return nullcontext()
     import torch
 
-    device = next(model.parameters()).device.type
-    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    stack = ExitStack()
+    if uses_autocast(model):
+        device = next(model.parameters()).device.type
+        stack.enter_context(torch.autocast(device_type=device, dtype=torch.bfloat16))
+    stack.enter_context(float32_head(model))
+    return stack
+
+
+HEAD_ROWS = 8192   # vocabulary rows cast to float32 at a time (SmolLM2's whole head: 113 MB)
+
+
+@contextmanager
+def float32_head(model):
+    """The LM head's logits computed in float32 while the context is open.
+
+    A bf16 head rounds logits of magnitude 16-32 to steps of 0.125, so P(Yes) from two such
+    logits comes in steps of about 0.03-0.06 around 0.5 (a scanner's P(Yes) took only the
+    values 0.38, 0.44, 0.5, 0.56, ...) and a fine-tune's loss sees the same steps. A forward
+    hook on the output embeddings recomputes their product from the same hidden state with
+    float32 weights, autocast off, a slice of the vocabulary at a time; whatever the model
+    does after its head (soft-capping, scaling) then runs on float32. Nothing changes for a
+    model whose head is float32 already."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if weight is None or weight.dtype == torch.float32:
+        yield
+        return
+
+    def hook(module, inputs, output):
+        hidden = inputs[0]
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            hidden = hidden.float()
+            parts = [torch.nn.functional.linear(hidden, module.weight[start:start + HEAD_ROWS].float())
+                     for start in range(0, module.weight.shape[0], HEAD_ROWS)]
+            logits = torch.cat(parts, dim=-1)
+            if getattr(module, "bias", None) is not None:
+                logits = logits + module.bias.float()
+        return logits
+
+    handle = head.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def hub_kernels_requested() -> bool:

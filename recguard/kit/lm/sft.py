@@ -115,15 +115,19 @@ def labelled_logits(model, inputs: dict, labels):
     """(logits, targets) at the positions whose next token is labelled in any row:
     ``logits[:, j]`` predicts ``targets[:, j]`` (-100 where a row has no label there). The
     vocabulary projection runs only at those positions (``logits_to_keep``), or, for a
-    model without that argument, over every position and is then cut."""
+    model without that argument, over every position and is then cut; it runs in float32
+    (`float32_head`), so the loss does not see a bf16 head's rounding."""
+    from recguard.kit.lm.models import float32_head
+
     targets = labels[:, 1:]                                   # position t predicts token t + 1
     keep = (targets != -100).any(0).nonzero().squeeze(-1)
-    try:
-        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
-    except TypeError as error:
-        if "logits_to_keep" not in str(error):
-            raise
-        logits = model(**inputs, use_cache=False).logits[:, keep]
+    with float32_head(model):
+        try:
+            logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+        except TypeError as error:
+            if "logits_to_keep" not in str(error):
+                raise
+            logits = model(**inputs, use_cache=False).logits[:, keep]
     return logits, targets[:, keep]
 
 
