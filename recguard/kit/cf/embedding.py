@@ -1,4 +1,4 @@
-"""Shared pieces of embedding-based CF backbones (MF, LightGCN, NeuMF).
+"""Shared pieces of the embedding-based CF backbones (MF, LightGCN, NeuMF, AutoRec, CDAE, NSVD).
 
 `DotProductConfig` holds the training options whose None means "the paper's
 default for this feedback type" (APT's MF on explicit ratings, PamaCF's code
@@ -12,8 +12,10 @@ A model trained here provides ``parameters()``, ``ensure_users(n)``,
 returning the (user, positive, negative) embedding rows in the autograd graph
 and the L2 regulariser of the batch's parameters, and optionally
 ``pair_scores(user_emb, item_emb)`` (default: the dot product; NeuMF scores
-through its MLP). `per_row_loss` evaluates the training loss of any rows, for
-defenses that need it outside the loop (APT's influence, RVD's fine-tuning).
+through its MLP) and ``device`` (a model on a GPU: the batch's ratings and weights
+are put there, its index tensors stay on the CPU for the model to move).
+`per_row_loss` evaluates the training loss of any rows, for defenses that need it
+outside the loop (APT's influence, RVD's fine-tuning).
 """
 
 from __future__ import annotations
@@ -156,9 +158,10 @@ def model_loss_fn(model, implicit: bool):
 
 def per_row_loss(model, users, items, negatives, ratings, implicit: bool):
     """(per-row training loss, L2 regulariser) of the given rows (index tensors;
-    ``negatives`` None on explicit data), in the autograd graph of the parameters."""
+    ``negatives`` None on explicit data), in the autograd graph of the parameters.
+    The ratings are moved to the embeddings' device (a model on a GPU gets CPU rows)."""
     pu, qi, qj, reg = model.batch_embeddings(users, items, negatives)
-    return model_loss_fn(model, implicit)(pu, qi, qj, ratings), reg
+    return model_loss_fn(model, implicit)(pu, qi, qj, ratings.to(pu.device)), reg
 
 
 def fit_dot_product(make_model, train: Interactions, ctx: FitContext, cfg: dict):
@@ -181,6 +184,9 @@ def _train(model, train: Interactions, ctx: FitContext, cfg: dict, generator) ->
 
     rng = np.random.default_rng([ctx.seed, 0xB1])
     implicit = train.feedback == "implicit"
+    # a model on a GPU declares ``device``: ratings and weights go there, indices stay on
+    # the CPU (drawn by the CPU generator) and the model moves them in batch_embeddings
+    device = getattr(model, "device", None)
     loss_fn = model_loss_fn(model, implicit)
     model.set_training_data(train)  # before any hook may ask the model for its embeddings
     state = {"optimizer": make_optimizer(cfg["optimizer"], cfg["lr"], model.parameters()),
@@ -196,8 +202,9 @@ def _train(model, train: Interactions, ctx: FitContext, cfg: dict, generator) ->
             state["data"] = data
         optimizer = state["optimizer"]
         users, items = torch.as_tensor(data.user), torch.as_tensor(data.item)
-        ratings = torch.as_tensor(data.rating)
-        weights = None if epoch_state.row_weight is None else torch.as_tensor(epoch_state.row_weight)
+        ratings = torch.as_tensor(data.rating, device=device)
+        weights = None if epoch_state.row_weight is None else torch.as_tensor(epoch_state.row_weight,
+                                                                              device=device)
         negatives = torch.as_tensor(sample_negatives(data, data.user, rng)) if implicit else None
         order = torch.randperm(len(data), generator=generator)
         total = 0.0
