@@ -38,9 +38,12 @@ def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
                defense: type["Defense"], protocol: "Protocol") -> None:
     """Raise a one-line `IncompatibleCell` (a `RecguardError`) if the cell cannot run."""
     is_llm_protocol = protocol.task_kind != RANKING
+
+    def same_family(p) -> bool:   # an LLM protocol for an LLM backbone, a ranking one otherwise
+        return (p.task_kind != RANKING) == (backbone.kind == "llm")
+
     if (backbone.kind == "llm") != is_llm_protocol:
-        ok = [p.name for p in host.protocols.iter_objects()
-              if (p.task_kind != RANKING) == (backbone.kind == "llm")]
+        ok = [p.name for p in host.protocols.iter_objects() if same_family(p)]
         raise IncompatibleCell(f"backbone {backbone.name!r} ({backbone.kind}) cannot run under protocol "
                             f"{protocol.name!r} ({'an LLM' if is_llm_protocol else 'a ranking'} protocol); "
                             f"protocols that work: {_working(ok)}")
@@ -50,7 +53,8 @@ def check_cell(host: "Host", backbone: type["Backbone"], attack: type["Attack"],
                             f"{protocol.name!r} asks {protocol.task_kind}; protocols that work: {_working(ok)}")
     feedback = protocol.feedback
     if feedback not in backbone.feedback:
-        ok = [p.name for p in host.protocols.iter_objects() if p.feedback in backbone.feedback]
+        ok = [p.name for p in host.protocols.iter_objects()
+              if p.feedback in backbone.feedback and same_family(p)]
         raise IncompatibleCell(f"backbone {backbone.name!r} trains on {'/'.join(sorted(backbone.feedback))} "
                             f"feedback but protocol {protocol.name!r} is {feedback}; protocols that "
                             f"work: {_working(ok)}")

@@ -50,6 +50,7 @@ def test_implicit_protocols_are_refused_in_one_line(cls):
     with pytest.raises(RecguardError, match="explicit") as error:
         check_combination(cls, none_attack, none_defense, PAMACF)
     assert "\n" not in str(error.value) and "apt" in str(error.value)
+    assert "tallrec" not in str(error.value)    # an explicit LLM protocol is no way out for a CF model
     with pytest.raises(RecguardError, match="explicit ratings"):
         fit(cls, tiny_interactions(feedback="implicit"), epochs="1")
 
