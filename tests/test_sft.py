@@ -186,6 +186,10 @@ def test_the_head_runs_in_float32_on_a_bf16_model_and_only_inside_the_context(ti
     expected = seen[1].double() @ head.weight.double().T
     assert logits.dtype == torch.float32
     assert torch.allclose(logits.double(), expected, atol=1e-4)
+    # float32 weights under bf16 autocast (dtype=mixed): the head leaves autocast too
+    mixed, _ = load_causal_lm(tiny_llm, dtype="mixed", device="cpu")
+    with torch.no_grad(), compute_context(mixed):
+        assert mixed(input_ids=ids).logits.dtype == torch.float32
 
 
 def test_completion_logprob_projects_only_the_completion_positions_with_the_same_result(lm):

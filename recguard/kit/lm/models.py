@@ -226,12 +226,13 @@ def float32_head(model):
     hook on the output embeddings recomputes their product from the same hidden state with
     float32 weights, autocast off, a slice of the vocabulary at a time; whatever the model
     does after its head (soft-capping, scaling) then runs on float32. Nothing changes for a
-    model whose head is float32 already."""
+    model whose head is float32 and runs without autocast (``dtype=mixed`` runs a float32
+    head under bf16 autocast: the hook takes it out)."""
     import torch
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     weight = getattr(head, "weight", None)
-    if weight is None or weight.dtype == torch.float32:
+    if weight is None or (weight.dtype == torch.float32 and not uses_autocast(model)):
         yield
         return
 
