@@ -165,7 +165,7 @@ llm_dtype = "bfloat16"
 
 
 BENCHMARK_SPECS = {"cf_defenses": 330, "heuristic_attacks": 30, "sequential_defenses": 36,
-                   "llm_backdoor": 25, "optimisation_attacks": 21}
+                   "llm_backdoor": 48, "optimisation_attacks": 21}
 
 
 @pytest.mark.parametrize("name, cells", sorted(BENCHMARK_SPECS.items()))
