@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from recguard import FitContext, build_config
 from recguard.kit.cf.embedding import per_row_loss
-from recguard.testing import cell_record, check_backbone, tiny_interactions
-from recguard_cf_backbones.autorec import AutoRecBackbone, AutoRecConfig, AutoRecModel
+from recguard.testing import check_backbone, tiny_interactions
+from recguard_cf_backbones.autorec import AutoRecBackbone, AutoRecModel
 
 
 def hand_made():
@@ -66,26 +65,3 @@ def test_loss_counts_only_observed_ratings():
     # the regulariser is (||W||^2 + ||V||^2) / (2N): lambda/2 ||.||^2 of the paper per rating
     norms = model.W.pow(2).sum() + model.V.pow(2).sum()
     assert reg.item() == pytest.approx(norms.item() / (2 * len(data)), rel=1e-6)
-
-
-def test_learns_the_observed_ratings():
-    data = tiny_interactions(n_users=40, n_items=30, per_user=10)
-    data = dataclasses.replace(data, rating=data.rating / 5.0, rating_max=1.0)
-    config = build_config(AutoRecConfig, {"epochs": "150", "lr": "0.01", "hidden": "32",
-                                          "weight_decay": "0.01"}, "autorec")
-    model = AutoRecBackbone(config).fit(data, FitContext(seed=0))
-    predicted = model.score(np.arange(data.n_users))[data.user, data.item]
-    assert np.mean((predicted - data.rating) ** 2) < 0.5 * np.var(data.rating)
-
-
-def test_small_real_cell_with_rvd(tmp_path):
-    data = tiny_interactions(n_users=80, n_items=200, per_user=12, seed=3)
-    path = tmp_path / "tiny.csv"
-    path.write_text("".join(f"u{u},i{i},{int(r)},{t}\n"
-                            for u, i, r, t in zip(data.user, data.item, data.rating, data.timestamp)))
-    record = cell_record(dataset="csv", data_path=str(path), backbone="autorec", attack="average",
-                         defense="rvd", seeds=(0,), backbone_options={"epochs": "3", "hidden": "16"})
-    assert record["spec"]["protocol"]["name"] == "apt"
-    assert record["notes"]["attacked+defense"][0]["path"] == "generic"
-    for condition in ("clean", "attacked", "clean+defense", "attacked+defense"):
-        assert all(np.isfinite(v["mean"]) for v in record["metrics"][condition].values())

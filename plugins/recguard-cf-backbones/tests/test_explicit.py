@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recguard import APT, PAMACF, DefenseContext, FitContext, FitHooks, RecguardError, build_config, registered
-from recguard.testing import check_combination, check_defense, tiny_interactions
+from recguard.testing import cell_record, check_combination, check_defense, tiny_interactions
 from recguard_cf_backbones.autorec import AutoRecBackbone
 from recguard_cf_backbones.cdae import CDAEBackbone
 from recguard_cf_backbones.nsvd import NSVDBackbone
@@ -101,3 +101,39 @@ def test_rvd_finetunes_each_and_restores_it(cls):
 @pytest.mark.parametrize("cls", BACKBONES, ids=lambda c: c.name)
 def test_apt_runs_on_each(cls):
     check_defense(registered("defense", "apt"), cls, {"pretrain_epochs": "0", "items_per_user": "5"})
+
+
+# options under which each fits a tiny rating matrix well, and a real cell's small options
+LEARNING = {"autorec": {"epochs": "150", "lr": "0.01", "hidden": "32", "weight_decay": "0.01"},
+            "cdae": {"epochs": "200", "lr": "0.01", "hidden": "32", "weight_decay": "0.01",
+                     "corruption": "0.2"},
+            "nsvd": {"epochs": "150", "lr": "0.01", "weight_decay": "0.01"}}
+CELL = {"autorec": ({"epochs": "3", "hidden": "16"}, {}),
+        "cdae": ({"epochs": "3"}, {}),
+        "nsvd": ({"epochs": "3"}, {"n_neighbors": "25"})}   # RVD's Table 2 n for NSVD
+
+
+@pytest.mark.parametrize("cls", BACKBONES, ids=lambda c: c.name)
+def test_learns_the_observed_ratings(cls):
+    data = tiny_interactions(n_users=40, n_items=30, per_user=10)
+    data = dataclasses.replace(data, rating=data.rating / 5.0, rating_max=1.0)
+    model = cls(build_config(cls.Config, LEARNING[cls.name], cls.name)).fit(data, FitContext(seed=0))
+    assert not model.training       # scoring and fine-tuning see the uncorrupted input (CDAE)
+    predicted = model.score(np.arange(data.n_users))[data.user, data.item]
+    assert np.mean((predicted - data.rating) ** 2) < 0.5 * np.var(data.rating)
+
+
+@pytest.mark.parametrize("cls", BACKBONES, ids=lambda c: c.name)
+def test_small_real_cell_with_rvd(cls, tmp_path):
+    data = tiny_interactions(n_users=80, n_items=200, per_user=12, seed=3)
+    path = tmp_path / "tiny.csv"
+    path.write_text("".join(f"u{u},i{i},{int(r)},{t}\n"
+                            for u, i, r, t in zip(data.user, data.item, data.rating, data.timestamp)))
+    backbone_options, defense_options = CELL[cls.name]
+    record = cell_record(dataset="csv", data_path=str(path), backbone=cls.name, attack="average",
+                         defense="rvd", seeds=(0,), backbone_options=backbone_options,
+                         defense_options=defense_options)
+    assert record["spec"]["protocol"]["name"] == "apt"
+    assert record["notes"]["attacked+defense"][0]["path"] == "generic"
+    for condition in ("clean", "attacked", "clean+defense", "attacked+defense"):
+        assert all(np.isfinite(v["mean"]) for v in record["metrics"][condition].values())
