@@ -182,6 +182,8 @@ def test_the_head_runs_in_float32_on_a_bf16_model_and_only_inside_the_context(ti
         with compute_context(model):
             assert model(input_ids=ids).logits.dtype == torch.float32
         assert model(input_ids=ids).logits.dtype == torch.bfloat16     # the hook is gone again
+    with float32_head(model), compute_context(model):   # nested (the agent's loss): one hook
+        assert len(head._forward_hooks) == 2          # the capture and ours
     capture.remove()
     expected = seen[1].double() @ head.weight.double().T
     assert logits.dtype == torch.float32

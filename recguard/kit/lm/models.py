@@ -213,6 +213,8 @@ def compute_context(model):
     return stack
 
 
+FLOAT32_HEAD_ACTIVE = "recguard_float32_head"   # set on a head while its hook is on: nested
+                                                # contexts (the agent's loss) project once
 HEAD_ROWS = 8192   # vocabulary rows cast to float32 at a time (SmolLM2's whole head: 113 MB)
 
 
@@ -232,7 +234,8 @@ def float32_head(model):
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     weight = getattr(head, "weight", None)
-    if weight is None or (weight.dtype == torch.float32 and not uses_autocast(model)):
+    if (weight is None or (weight.dtype == torch.float32 and not uses_autocast(model))
+            or getattr(head, FLOAT32_HEAD_ACTIVE, False)):   # an enclosing context hooks it already
         yield
         return
 
@@ -248,10 +251,12 @@ def float32_head(model):
         return logits
 
     handle = head.register_forward_hook(hook)
+    setattr(head, FLOAT32_HEAD_ACTIVE, True)
     try:
         yield
     finally:
         handle.remove()
+        setattr(head, FLOAT32_HEAD_ACTIVE, False)
 
 
 def hub_kernels_requested() -> bool:
