@@ -110,9 +110,6 @@ class CDAEModel(RatingMatrixModel):
         user_rows = torch.cat([z, torch.ones(len(z), 1, device=self.device)], dim=1)
         return user_rows, torch.cat([self.W_out, self.b_out[:, None]], dim=1)
 
-    def penalty(self):
-        return sum(p.pow(2).sum() for p in self.parameters())
-
 
 class CDAEBackbone(ExplicitBackbone):
     name = "cdae"

@@ -74,7 +74,8 @@ def xavier(rows: int, cols: int, generator):
 class RatingMatrixModel:
     """A model whose user and item rows are computed (``tables``) from parameters and the
     training matrix; scores are <user row, item row>. Subclasses list their ``parameters``,
-    compute ``tables``, sum the squares of the regularised parameters in ``penalty``, grow
+    compute ``tables``, sum the squares of the regularised parameters in ``penalty`` (all
+    of them unless overridden), grow
     their per-user parameters in ``grow_users`` and build their matrices in ``read_matrix``."""
 
     def __init__(self, n_users: int, n_items: int, generator):
@@ -96,7 +97,8 @@ class RatingMatrixModel:
         raise NotImplementedError
 
     def penalty(self):
-        raise NotImplementedError
+        """||theta||^2 of the regularised parameters: by default every one (CDAE, NSVD)."""
+        return sum(p.pow(2).sum() for p in self.parameters())
 
     def grow_users(self, extra: int) -> None:
         raise NotImplementedError

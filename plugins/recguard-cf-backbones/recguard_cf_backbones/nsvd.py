@@ -84,9 +84,6 @@ class NSVDModel(RatingMatrixModel):
         item_rows = torch.cat([self.q, ones(self.n_items), self.b_item[:, None]], dim=1)
         return user_rows, item_rows
 
-    def penalty(self):
-        return sum(p.pow(2).sum() for p in self.parameters())
-
 
 class NSVDBackbone(ExplicitBackbone):
     name = "nsvd"
