@@ -96,7 +96,7 @@ class FitHooks:
 
     A backbone calls only the hooks whose capability it offers:
     ``epoch_callbacks`` -> `on_epoch_start` / `on_epoch_end`, ``user_weights``
-    -> `user_weights`, ``loss_terms`` -> `extra_loss`. Every hook has a no-op
+    -> `user_weights` and `row_weights`, ``loss_terms`` -> `extra_loss`. Every hook has a no-op
     default, so a defense overrides just what it uses.
     """
 
@@ -106,6 +106,12 @@ class FitHooks:
 
     def user_weights(self, epoch: int, model: Any, train: "Interactions") -> np.ndarray | None:
         """Per-user loss weights (length train.n_users) for this epoch, or None for all ones."""
+        return None
+
+    def row_weights(self, epoch: int, model: Any, train: "Interactions") -> np.ndarray | None:
+        """Per-row loss weights (length len(train), multiplying the user weights) for this
+        epoch, or None for all ones; backbones training through `recguard.kit.cf.loop.run_epochs`
+        apply them with the ``user_weights`` capability (e.g. LTSMF's trimmed pairs: weight 0)."""
         return None
 
     def extra_loss(self, epoch: int, model: Any, batch: dict[str, Any]) -> Any:

@@ -1,8 +1,8 @@
 """Training helpers shared by torch backbones (imported only by code that trains).
 
 Backbones call `run_epochs`, which applies the defense hooks they offer in one
-place: a replacement training set at the start of each epoch, per-user loss
-weights, extra loss terms, end-of-epoch callbacks and progress.
+place: a replacement training set at the start of each epoch, per-user and
+per-row loss weights, extra loss terms, end-of-epoch callbacks and progress.
 """
 
 from __future__ import annotations
@@ -121,6 +121,10 @@ def run_epochs(model, train: Interactions, epochs: int, ctx: FitContext,
         if weights is None and current.user_weight is not None:
             weights = current.user_weight
         row_weight = None if weights is None else np.asarray(weights, dtype=np.float32)[current.user]
+        rows = hooks.row_weights(epoch, model, current)
+        if rows is not None:   # per-row weights (e.g. LTSMF's trimming) multiply the user weights
+            rows = np.asarray(rows, dtype=np.float32)
+            row_weight = rows if row_weight is None else row_weight * rows
         losses.append(train_epoch(epoch, EpochState(current, row_weight)))
         hooks.on_epoch_end(epoch, model)
         ctx.progress(epoch + 1, epochs)
