@@ -1,7 +1,9 @@
-"""recguard plugin: the `apt` and `apt-rand` defenses (torch is imported only while training)."""
+"""recguard plugin: the `apt` and `apt-rand` defenses and APT's adversarial-training
+baseline `at` (torch is imported only while training)."""
 
 from recguard import hookimpl
 
+from recguard_apt.at import ATDefense
 from recguard_apt.defense import APTDefense, APTRandDefense
 
 
@@ -9,3 +11,4 @@ from recguard_apt.defense import APTDefense, APTRandDefense
 def register_defenses(register):
     register(APTDefense)
     register(APTRandDefense)
+    register(ATDefense)

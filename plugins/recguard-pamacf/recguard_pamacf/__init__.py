@@ -1,11 +1,14 @@
-"""recguard plugin: the `apr` and `pamacf` defenses (torch is imported only while training)."""
+"""recguard plugin: the `apr`, `pamacf` and `sharpcf` defenses (torch is imported only while
+training)."""
 
 from recguard import hookimpl
 
 from recguard_pamacf.defenses import APRDefense, PamaCFDefense
+from recguard_pamacf.sharpcf import SharpCFDefense
 
 
 @hookimpl
 def register_defenses(register):
     register(APRDefense)
     register(PamaCFDefense)
+    register(SharpCFDefense)

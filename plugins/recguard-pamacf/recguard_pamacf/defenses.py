@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recguard import Config, Defense, DefenseContext, FitHooks, Interactions, param
+from recguard.kit.cf.adversarial import PerturbationHooks, adversarial_loss
+
+__all__ = ["APRDefense", "PamaCFDefense", "adversarial_loss", "personal_coefficients"]
 
 APR_PAPER = "He et al., Adversarial Personalized Ranking for Recommendation, SIGIR 2018"
 PAMACF_PAPER = ("Zhang et al., Understanding and Improving Adversarial Collaborative Filtering "
@@ -36,25 +39,6 @@ def personal_coefficients(user_embeddings: np.ndarray, squared: bool = False,
         norms = norms ** 2
     mean = norms.mean() if len(norms) else 1.0
     return scale / (1.0 + np.exp(-(norms / max(mean, 1e-12) - 1.0)))
-
-
-def adversarial_loss(batch: dict, magnitude) -> "torch.Tensor":  # noqa: F821
-    """The batch loss at Θ + Δ, Δ = magnitude · Γ / ‖Γ‖ per row (Eq. 9-10), Γ the gradient of
-    the batch loss w.r.t. each embedding; the direction is a constant (no gradient through it)."""
-    import torch
-
-    embeddings = [batch["user_emb"], batch["pos_emb"], batch["neg_emb"]]
-    present = [e for e in embeddings if e is not None]
-    base = batch["loss_fn"](*embeddings, batch["ratings"])
-    grads = torch.autograd.grad(base.sum(), present, retain_graph=True, allow_unused=True)
-    steps = iter(torch.zeros_like(e) if g is None
-                 else magnitude[:, None] * torch.nn.functional.normalize(g.detach(), dim=-1)
-                 for e, g in zip(present, grads))
-    perturbed = [None if e is None else e + next(steps) for e in embeddings]
-    loss = batch["loss_fn"](*perturbed, batch["ratings"])
-    if batch.get("row_weight") is not None:
-        loss = loss * batch["row_weight"]
-    return loss.mean()
 
 
 @dataclass
@@ -78,40 +62,9 @@ class AdversarialDefense(Defense):
         return None
 
     def during_fit(self, train: Interactions, ctx: DefenseContext) -> FitHooks:
-        return AdversarialHooks(self, ctx)
-
-
-class AdversarialHooks(FitHooks):
-    def __init__(self, defense: AdversarialDefense, ctx: DefenseContext):
-        self.defense = defense
-        self.config = defense.config
-        self.ctx = ctx
-        self.per_user = None
-        self.active_epochs = 0
-
-    def on_epoch_start(self, epoch, model, train):
-        if epoch >= self.config.adv_start:
-            self.per_user = self.defense.magnitudes(model)
-            if self.per_user is not None:
-                self.ctx.notes.setdefault("mean_magnitude", []).append(float(self.per_user.mean()))
-        return None
-
-    def extra_loss(self, epoch, model, batch):
-        import torch
-
-        if epoch < self.config.adv_start:
-            return None
-        rows = len(batch["users"])
-        if self.per_user is None:
-            magnitude = torch.full((rows,), float(self.config.eps))
-        else:
-            magnitude = torch.as_tensor(self.per_user, dtype=torch.float32)[batch["users"]]
-        return self.config.adv_weight * adversarial_loss(batch, magnitude)
-
-    def on_epoch_end(self, epoch, model):
-        if epoch >= self.config.adv_start:
-            self.active_epochs += 1
-            self.ctx.notes["adversarial_epochs"] = self.active_epochs
+        c = self.config
+        return PerturbationHooks(adversarial_loss, c.adv_weight, c.adv_start, getattr(c, "eps", 0.0),
+                                 self.magnitudes, ctx.notes)
 
 
 class APRDefense(AdversarialDefense):
