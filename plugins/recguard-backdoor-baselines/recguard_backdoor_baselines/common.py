@@ -1,14 +1,17 @@
-"""What the baseline defenses share: the pool they inspect, seeding, the defense's own LM."""
+"""What the baseline defenses share: the pool they inspect, seeding, the defense's own LM
+(loaded lazily, prompted in its chat template), paraphrasing titles with it (Paraphraser,
+RPD), and asking the victim first, then filtering (RPD, CoS)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from recguard import (AnswerFilter, Config, Defense, DefenseContext, LLMModel, RecguardError,
-                      Request, param)
+from recguard import (Answer, AnswerFilter, Config, Defense, DefenseContext, LLMModel,
+                      RecguardError, Request, param)
 
 BADREC = ("Ning, Fan & Li, Exploring Backdoor Attack and Defense for LLM-empowered "
           "Recommendations, appendix B.1.1-B.1.2")
@@ -67,3 +70,142 @@ class LazyLM:
 
             self._pair = load_causal_lm(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
         return self._pair
+
+
+def chat_prompt(tokenizer, text: str) -> str:
+    """``text`` as the user turn of ``tokenizer``'s chat template, ready for the assistant's
+    reply; a tokenizer without a template gets the text and a newline."""
+    text = text.strip()
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                             tokenize=False, add_generation_prompt=True)
+    return text + "\n"
+
+
+def decision(answer: Answer, task: str):
+    """The discrete recommendation of an answer: the chosen item (choose; None when invalid)
+    or whether P(Yes) >= 0.5 (yes_no)."""
+    if task == "yes_no":
+        return answer.p_yes is not None and answer.p_yes >= 0.5
+    return answer.choice
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions) between two strings."""
+    if len(a) < len(b):
+        a, b = b, a
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+# ---------------------------------------------------------------- paraphrasing titles
+
+LABEL = re.compile(r"^(paraphrased\s+title|paraphrase|title)\s*:\s*", re.IGNORECASE)
+QUOTES = "\"'“”‘’`"
+
+
+def clean(text: str) -> str:
+    """The first non-empty line of a generation, without a 'Title:' label or quotes."""
+    for line in text.splitlines():
+        line = LABEL.sub("", line.strip().strip(QUOTES).strip()).strip().strip(QUOTES).strip()
+        if line:
+            return line
+    return ""
+
+
+@dataclass
+class ParaphraseConfig(LMConfig):
+    """Options of a defense that paraphrases titles with its own LM (Paraphraser, RPD)."""
+
+    prompt: str = param("paraphrase_title.txt", "the prompt template in this plugin's prompts/ folder, "
+                                                "with {title}")
+    max_new_tokens: int = param(32, "longest paraphrase, in tokens", low=1)
+    batch_size: int = param(8, "titles per generation batch", low=1)
+
+
+class TitleParaphrasing:
+    """Mixin of a filter that paraphrases titles: each distinct title once, greedily, by the
+    defense's LM from ``cfg.prompt`` in its chat template; an empty paraphrase keeps the
+    title (counted in ``notes["empty_outputs"]``). Needs ``cfg``, ``lm``, ``seed``, ``notes``."""
+
+    cfg: ParaphraseConfig
+    lm: LazyLM
+    seed: int
+    notes: dict
+
+    def start_paraphrasing(self) -> None:
+        self.template: str | None = None
+        self.cache: dict[str, str] = {}
+        self.notes.update(titles_paraphrased=0, empty_outputs=0)
+
+    def prompt(self, title: str, tokenizer) -> str:
+        if self.template is None:
+            from recguard.kit.lm.prompts import load_prompt
+
+            self.template = load_prompt("recguard_backdoor_baselines", self.cfg.prompt)
+            if "{title}" not in self.template:
+                raise RecguardError(f"paraphrase prompt {self.cfg.prompt} has no {{title}} field")
+        return chat_prompt(tokenizer, self.template.format(title=title))
+
+    def paraphrase(self, titles: list[str]) -> list[str]:
+        """Raw generations for ``titles`` (greedy)."""
+        from recguard.kit.lm import generation
+
+        model, tokenizer = self.lm.get()
+        prompts = [self.prompt(t, tokenizer) for t in titles]
+        return generation.generate(model, tokenizer, prompts, max_new_tokens=self.cfg.max_new_tokens,
+                                   batch_size=self.cfg.batch_size, seed=self.seed)
+
+    def fill(self, titles: set[str]) -> None:
+        new = sorted(t for t in titles if t not in self.cache)
+        if not new:
+            return
+        for title, raw in zip(new, self.paraphrase(new)):
+            text = clean(raw)
+            if not text:
+                self.notes["empty_outputs"] += 1
+                text = title
+            self.cache[title] = text
+        self.notes["titles_paraphrased"] += len(new)
+
+
+# ---------------------------------------------------------------- ask first, then filter
+
+
+class CheckingFilter(AnswerFilter):
+    """A filter that judges each request by the victim's answer to it (RPD, CoS).
+
+    ``check(requests, answers)`` returns, per request, the request to show instead and the
+    items removed, or the request itself (the same object) to keep its first answer. The
+    victim answers every request once, and again only the changed ones."""
+
+    def check(self, requests: list[Request], answers: list[Answer]) -> list[tuple[Request, frozenset[int]]]:
+        raise NotImplementedError
+
+    def inspect(self, requests):
+        requests = list(requests)
+        return self.check(requests, self.inner.answer(requests) if requests else [])
+
+    def answer(self, requests, progress=lambda done, total: None):
+        requests = list(requests)
+        if not requests:
+            return []
+        first = self.inner.answer(requests, progress)
+        decided = self.check(requests, first)
+        again = [i for i, (shown, _) in enumerate(decided)
+                 if shown is not requests[i] and shown.candidates]
+        second = dict(zip(again, self.inner.answer([decided[i][0] for i in again]) if again else []))
+        out = []
+        for i, (shown, removed) in enumerate(decided):
+            if shown is requests[i]:
+                a = first[i]
+            elif i in second:
+                a = second[i]
+            else:    # nothing left in the pool
+                a = Answer(None, 0.0 if self.task == "yes_no" else None)
+            out.append(replace(a, removed=frozenset(removed) | a.removed))
+        return out
