@@ -17,7 +17,8 @@ PROMPTS = {   # plugin folder -> (package, templates it reads)
     "recguard-llmrec": ("recguard_llmrec", ("llara.txt", "tallrec.txt")),
     "recguard-lorec": ("recguard_lorec", ("lorec_user.txt",)),
     "recguard-pscanner": ("recguard_pscanner", ("pscanner_scan.txt", "pscanner_agent.txt")),
-    "recguard-backdoor-baselines": ("recguard_backdoor_baselines", ("paraphrase_title.txt",)),
+    "recguard-backdoor-baselines": ("recguard_backdoor_baselines", ("paraphrase_title.txt", "cos_choose.txt",
+                                                             "cos_yes_no.txt", "cos_judge.txt")),
 }
 
 
