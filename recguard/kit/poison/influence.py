@@ -9,6 +9,12 @@ factorisation's Hessian is indefinite away from the optimum, so the damping is r
 x10 whenever conjugate gradient meets non-positive curvature. Any model trained by the
 shared CF loop works (everything goes through `recguard.kit.cf.embedding.per_row_loss`). Used by APT
 (its Eq. 5) and TNA (its influential users).
+
+`parameter_gradient`, `inverse_hvp` and `rating_influence` are the three steps of Koh &
+Liang's *perturbation* influence of one user's ratings on a quantity f (∇θ f, then
+s = (H + λI)⁻¹ ∇θ f, then -(1/n) ∂/∂z [sᵀ ∇θ L(z, θ)] for every item at once); MixInf's
+threat estimator uses them; `row_influence` is the up-weighting influence of adding given
+rating rows (its default estimator).
 """
 
 from __future__ import annotations
@@ -127,3 +133,72 @@ def damped_solve(hessian: HessianOperator, vectors, max_iter: int, tol: float, r
             break
         hessian.damping = max(hessian.damping, 1e-8) * 10.0
     return solution, info, products
+
+
+def parameter_gradient(model, value) -> list:
+    """∇θ ``value`` (a scalar in the autograd graph of ``model.parameters()``), a zero tensor
+    for a parameter it does not reach: the ``∇θ f`` of an influence estimate."""
+    import torch
+
+    params = list(model.parameters())
+    grads = torch.autograd.grad(value, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+
+
+def inverse_hvp(model, train: Interactions, vectors, *, weight_decay: float = 0.0,
+                damping: float = 1e-3, max_iter: int = 20, tol: float = 1e-3, retries: int = 3,
+                rows=None):
+    """``(H + λI)⁻¹ vectors`` for H the Hessian of ``train``'s mean training loss (only its
+    ``rows`` when given: a subsampled Hessian) by damped conjugate gradient; returns the
+    solution (a list of tensors like ``model.parameters()``) and a JSON-able info dict."""
+    hessian = HessianOperator(model, *training_tensors(train, rows), weight_decay=weight_decay,
+                              damping=damping)
+    solution, info, products = damped_solve(hessian, vectors, max_iter, tol, retries)
+    return solution, {"cg_products": products, "cg_residual": round(info.residual, 6),
+                      "negative_curvature": info.negative_curvature, "damping": hessian.damping,
+                      "hessian_rows": len(train) if rows is None else len(rows)}
+
+
+def rating_influence(model, train: Interactions, user: int, direction, n: int | None = None) -> np.ndarray:
+    """Koh & Liang's perturbation influence of one user's ratings, for every item at once.
+
+    ``-(1/n) ∂/∂z_j [directionᵀ ∇θ L(z, θ)]`` for j over all items, where L(z, θ) is the
+    training loss of ``user`` over *every* item with z the user's dense rating row (its
+    ratings in ``train``, 0 elsewhere) as a leaf tensor, and ``direction`` is
+    ``(H + λI)⁻¹ ∇θ f`` (`inverse_hvp`). Entry j is then the first-order change of f when
+    the user's rating of item j moves one unit up (for the squared loss the mixed derivative
+    does not depend on z, so rated and unrated items are treated alike). ``n`` defaults to
+    the number of training ratings (the mean loss's 1/n). One double backward, float64 out."""
+    import torch
+
+    m = train.n_items
+    dense = np.zeros(m, dtype=np.float32)
+    mine = train.user == user
+    dense[train.item[mine]] = train.rating[mine]
+    z = torch.as_tensor(dense).requires_grad_(True)
+    params = list(model.parameters())
+    per_row, _ = per_row_loss(model, torch.full((m,), int(user), dtype=torch.long),
+                              torch.arange(m), None, z, implicit=False)
+    grads = torch.autograd.grad(per_row.sum(), params, create_graph=True, allow_unused=True)
+    inner = sum((g * d.to(g.device)).sum() for g, d in zip(grads, direction) if g is not None)
+    (dz,) = torch.autograd.grad(inner, z)
+    return -dz.detach().cpu().numpy().astype(np.float64) / max(n if n is not None else len(train), 1)
+
+
+def row_influence(model, users, items, ratings, direction, n: int) -> np.ndarray:
+    """Koh & Liang's up-weighting influence of adding each given training row:
+    ``-(1/n) directionᵀ ∇θ ℓ(u, i, r)`` per row (index / value tensors ``users``, ``items``,
+    ``ratings``), ``direction`` being ``(H + λI)⁻¹ ∇θ f`` (`inverse_hvp`) and n the number of
+    training ratings: the first-order change of f when the row joins the training data with
+    weight 1 (the model's own loss, squared error on explicit ratings). One double backward
+    through per-row weights for all rows at once; float64 out."""
+    import torch
+
+    params = list(model.parameters())
+    per_row, _ = per_row_loss(model, users, items, None, ratings, implicit=False)
+    weights = torch.ones(len(per_row), requires_grad=True)
+    grads = torch.autograd.grad((weights.to(per_row.device) * per_row).sum(), params,
+                                create_graph=True, allow_unused=True)
+    inner = sum((g * d.to(g.device)).sum() for g, d in zip(grads, direction) if g is not None)
+    (by_row,) = torch.autograd.grad(inner, weights)
+    return -by_row.detach().cpu().numpy().astype(np.float64) / max(n, 1)
