@@ -7,6 +7,8 @@ sparse matrix (never a dense (U+I)^2 one) rebuilt whenever the training set
 changes (a defense injecting users). Trained by the shared dot-product loop:
 BPR on implicit data (as in LightGCN and PamaCF), squared error on explicit
 ratings; L2 on the batch's layer-0 embeddings, as LightGCN regularises.
+The graph code is `recguard.kit.cf.graph`; ``set_edge_weights`` lets a defense
+weight the edges (StDenoise's reliabilities).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from recguard import Interactions, param
 from recguard.kit.cf.embedding import DotProductConfig, EmbeddingBackbone, EmbeddingModel
+from recguard.kit.cf.graph import normalised_adjacency, propagate
 
 
 @dataclass
@@ -24,43 +27,27 @@ class LightGCNConfig(DotProductConfig):
     layers: int = param(3, "propagation layers K (LightGCN's default, also PamaCF's code)", low=0)
 
 
-def normalised_adjacency(train: Interactions, n_users: int):
-    """D^-1/2 A D^-1/2 of the user-item graph as a sparse torch tensor (users first, then items)."""
-    import torch
-
-    pairs = np.unique(train.user * train.n_items + train.item)
-    users, items = pairs // train.n_items, pairs % train.n_items + n_users
-    rows = np.concatenate([users, items])
-    cols = np.concatenate([items, users])
-    size = n_users + train.n_items
-    degree = np.bincount(rows, minlength=size).astype(np.float64)
-    scale = 1.0 / np.sqrt(np.maximum(degree, 1.0))
-    values = (scale[rows] * scale[cols]).astype(np.float32)
-    index = torch.as_tensor(np.stack([rows, cols]))
-    return torch.sparse_coo_tensor(index, torch.as_tensor(values), (size, size),
-                                   check_invariants=True).coalesce()
-
-
 class LightGCNModel(EmbeddingModel):
     def __init__(self, n_users: int, n_items: int, dim: int, init: str, layers: int, generator):
         super().__init__(n_users, n_items, dim, init, generator)
         self.layers = layers
         self.graph = None
+        self.edge_weight = None
 
     def set_training_data(self, train: Interactions) -> None:
+        self.edge_weight = None
         self.graph = normalised_adjacency(train, self.user_emb.shape[0])
+
+    def set_edge_weights(self, train: Interactions, weight, norm: str = "row") -> None:
+        """Propagate over ``train``'s interactions weighted by ``weight`` (one per row; 0
+        removes the edge), normalised by ``norm`` (`recguard.kit.cf.graph`); a denoising
+        defense (RGCF's soft denoising) calls it, ``set_training_data`` resets it."""
+        self.edge_weight = weight
+        self.graph = normalised_adjacency(train, self.user_emb.shape[0], edge_weight=weight, norm=norm)
 
     def propagate(self):
         """Final (user, item) embeddings: the mean of the K+1 layers."""
-        import torch
-
-        layer = torch.cat([self.user_emb, self.item_emb])
-        total = layer
-        for _ in range(self.layers):
-            layer = torch.sparse.mm(self.graph, layer)
-            total = total + layer
-        final = total / (self.layers + 1)
-        return final[:self.user_emb.shape[0]], final[self.user_emb.shape[0]:]
+        return propagate(self.graph, self.user_emb, self.item_emb, self.layers)
 
     def batch_embeddings(self, users, items, negatives):
         final_users, final_items = self.propagate()
