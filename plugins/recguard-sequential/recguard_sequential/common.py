@@ -39,6 +39,17 @@ autograd graph where they depend on parameters):
     user_loss        (B,): each user's unweighted mean loss over its positions
     user_weight, row_weight  (B,) float, or None for all ones: the weights applied
     ratings          None (implicit data)
+    item_vectors     item_vectors(index) -> the embeddings of items ``index`` (any shape), in
+                     the graph; ``item_vectors(torch.arange(n_items))`` is the item table
+    loss_at          loss_at(item_emb, dropout=True) -> the batch's weighted training loss
+                     (a scalar) with (B, L, d) ``item_emb`` as the input window's embeddings
+                     and the same targets (positives, negatives, target_mask, weights);
+                     ``dropout=False`` runs the encoder in evaluation mode. Adversarial
+                     training on the input (``recguard-seq-adv``) perturbs through it.
+
+A backbone may add a loss of its own to every batch (`SequentialBackbone.auxiliary`, e.g.
+CL4SRec's contrastive term): it is computed after the hooks' ``extra_loss`` from the same
+batch dict and added to the loss.
 
 Device. ``device=auto`` trains and scores on this process's GPU when CUDA is available,
 else on the CPU (`recguard.kit.lm.models.resolve_device`). The network is built and initialised
@@ -405,6 +416,12 @@ class SequentialBackbone(Backbone):
         """Initialise one weight tensor in place (the backbone's paper / code scheme)."""
         raise NotImplementedError
 
+    def auxiliary(self, train: Interactions, ctx: FitContext) -> Callable | None:
+        """A loss of the backbone's own added to every batch: None, or a callable
+        ``(epoch, model, batch) -> torch scalar`` (``batch``: the dict the hooks' ``extra_loss``
+        receives). Built once per fit, so it may hold its own seeded random state."""
+        return None
+
     def fit(self, train: Interactions, ctx: FitContext) -> SequentialModel:
         return fit_sequential(self, train, ctx)
 
@@ -455,13 +472,13 @@ def fit_sequential(backbone: SequentialBackbone, train: Interactions,
         model.history = model.sequences
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         _train(model, train, ctx, optimizer, torch_generator(ctx.seed),
-               np.random.default_rng([ctx.seed, 0x5E9]))
+               np.random.default_rng([ctx.seed, 0x5E9]), backbone.auxiliary(train, ctx))
         model.modules.eval()
     return model
 
 
 def _train(model: SequentialModel, train: Interactions, ctx: FitContext, optimizer,
-           generator, rng: np.random.Generator) -> None:
+           generator, rng: np.random.Generator, auxiliary: Callable | None = None) -> None:
     import torch
 
     cfg, hooks = model.cfg, ctx.hooks
@@ -491,14 +508,19 @@ def _train(model: SequentialModel, train: Interactions, ctx: FitContext, optimiz
             emb, out, mask, valid, per_pos = position_losses(model, items, neg)
             w = None if weights is None else weights[users]
             loss = weighted_mean(per_pos, valid, w)
-            extra = hooks.extra_loss(epoch, model, {
+            batch = {
                 "users": users, "rows": users, "items": items, "mask": mask,
                 "positives": items[:, 1:], "negatives": neg, "target_mask": valid,
                 "item_emb": emb, "seq_repr": out, "user_repr": out[:, -1],
                 "user_loss": per_pos.sum(1) / valid.sum(1).clamp_min(1),
-                "user_weight": w, "row_weight": w, "ratings": None})
+                "user_weight": w, "row_weight": w, "ratings": None,
+                "item_vectors": model.item_vectors,
+                "loss_at": _loss_at(model, items, neg, mask, valid, w)}
+            extra = hooks.extra_loss(epoch, model, batch)
             if extra is not None:
                 loss = loss + extra
+            if auxiliary is not None:
+                loss = loss + auxiliary(epoch, model, batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -510,15 +532,36 @@ def _train(model: SequentialModel, train: Interactions, ctx: FitContext, optimiz
 def position_losses(model: SequentialModel, items, negatives):
     """The forward pass of a (B, L) window and its (B, L-1) per-position BCE losses:
     ``(item_emb, outputs, mask, target_mask, losses)``, losses zero where there is no target."""
+    emb, out, mask = model.forward(items)
+    valid = mask[:, :-1] & mask[:, 1:]
+    return emb, out, mask, valid, _bce(out[:, :-1], emb[:, 1:], model.item_vectors(negatives), valid)
+
+
+def _bce(pred, pos_emb, neg_emb, valid):
+    """-log sigmoid(pos) - log(1 - sigmoid(neg)) at every position that has a next item."""
     from torch.nn import functional as F
 
-    emb, out, mask = model.forward(items)
-    pred = out[:, :-1]
-    valid = mask[:, :-1] & mask[:, 1:]
-    pos_logit = (pred * emb[:, 1:]).sum(-1)
-    neg_logit = (pred * model.item_vectors(negatives)).sum(-1)
-    # -log sigmoid(pos) - log(1 - sigmoid(neg)) at every position that has a next item
-    return emb, out, mask, valid, (F.softplus(-pos_logit) + F.softplus(neg_logit)) * valid
+    pos_logit = (pred * pos_emb).sum(-1)
+    neg_logit = (pred * neg_emb).sum(-1)
+    return (F.softplus(-pos_logit) + F.softplus(neg_logit)) * valid
+
+
+def _loss_at(model: SequentialModel, items, negatives, mask, valid, weights):
+    """The batch's ``loss_at(item_emb, dropout=True)``: its weighted training loss with
+    ``item_emb`` (B, L, d) as the input embeddings and the batch's own targets."""
+
+    def loss_at(item_emb, dropout: bool = True):
+        was = model.modules.training
+        model.modules.train(dropout)
+        try:
+            out = model.encode_fn(model.net, item_emb, mask) * mask.unsqueeze(-1).to(item_emb.dtype)
+        finally:
+            model.modules.train(was)
+        per_pos = _bce(out[:, :-1], model.item_vectors(items[:, 1:]),
+                       model.item_vectors(negatives), valid)
+        return weighted_mean(per_pos, valid, weights)
+
+    return loss_at
 
 
 def weighted_mean(per_pos, valid, weights=None):
