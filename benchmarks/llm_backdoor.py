@@ -1,7 +1,7 @@
 """BadRec and the backdoor defenses on LLM recommenders: run the cells, or render their records.
 
     python benchmarks/llm_backdoor.py run --backbone llara --levels char,word,sentence \
-        --positions end,random --defenses p-scanner,rd,llmsi,onion,paraphraser,strip \
+        --positions end,random --defenses p-scanner,rd,llmsi,onion,paraphraser,strip,rpd,cos \
         --seeds 0 --output results/llm-backdoor
     python benchmarks/llm_backdoor.py table results/llm-backdoor
 

@@ -164,8 +164,8 @@ llm_dtype = "bfloat16"
     assert all(c.plan.spec.protocol_options == {} for c in cells)
 
 
-BENCHMARK_SPECS = {"cf_defenses": 450, "heuristic_attacks": 30, "sequential_defenses": 36,
-                   "llm_backdoor": 48, "optimisation_attacks": 21}
+BENCHMARK_SPECS = {"cf_defenses": 450, "heuristic_attacks": 30, "sequential_defenses": 54,
+                   "llm_backdoor": 64, "optimisation_attacks": 21}
 
 
 @pytest.mark.parametrize("name, cells", sorted(BENCHMARK_SPECS.items()))
