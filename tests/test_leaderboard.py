@@ -95,10 +95,10 @@ def _both(first, second):
      "metrics['attacked']['T-HR@50'].mean"),
     (_set(["record", "spec", "attack", "name"], "averag"), None,
      "unknown attack 'averag' (did you mean 'average'?); the entry says it came from recguard-heuristics"),
-    (_both(_set(["record", "spec", "attack", "name"], "mine"),
-           _set(["record", "provenance", "attack"], {"plugin": "mine", "distribution": "recguard-mine",
+    (_both(_set(["record", "spec", "attack", "name"], "nonce"),
+           _set(["record", "provenance", "attack"], {"plugin": "nonce", "distribution": "recguard-nonce",
                                                      "version": "0.2.0"})), None,
-     "unknown attack 'mine' (did you mean 'none'?); it came from recguard-mine 0.2.0, which is not "
+     "unknown attack 'nonce' (did you mean 'none'?); it came from recguard-nonce 0.2.0, which is not "
      "installed here"),
     (_drop(["record", "spec", "protocol", "target_rule"]), None, "'target_rule'"),
     (_drop(["record", "spec", "protocol", "n_candidates"]), None,
