@@ -93,19 +93,10 @@ class StDenoiseHooks(FitHooks):
             notes["denoised"] = "loss"
         return None
 
-    def extra_loss(self, epoch, model, batch):
-        """Turns the batch loss mean(l * r) into mean(l * r * w): adds mean(l * r * (w - 1)),
-        l the per-row loss, r the backbone's row weights, w the denoising weights."""
-        import torch
-
-        if self.row_weight is None:
-            return None
-        per_row = batch["loss_fn"](batch["user_emb"], batch["pos_emb"], batch["neg_emb"],
-                                   batch["ratings"])
-        w = torch.as_tensor(self.row_weight[np.asarray(batch["rows"])], device=per_row.device)
-        if batch.get("row_weight") is not None:
-            per_row = per_row * batch["row_weight"]
-        return (per_row * (w - 1.0)).mean()
+    def row_weights(self, epoch, model, train):
+        """The denoising weights of the epoch's training rows (None on a graph backbone, whose
+        edges carry them); `recguard.kit.cf.loop.run_epochs` multiplies them into the loss."""
+        return self.row_weight
 
 
 class StDenoiseDefense(Defense):
@@ -116,7 +107,7 @@ class StDenoiseDefense(Defense):
     Config = StDenoiseConfig
     stages = frozenset({"during_fit"})
     backbone_kinds = frozenset({"cf"})
-    needs = frozenset({"embeddings", "epoch_callbacks", "loss_terms", "embedding_batch"})
+    needs = frozenset({"embeddings", "epoch_callbacks", "user_weights"})
     default_protocol = "pamacf"
     default_backbone = "mf"
 

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
-import torch
 
 from recguard import PAMACF, DefenseContext, FitContext, Interactions, build_config
 from recguard.kit.cf.graph import normalised_adjacency
-from recguard.kit.cf.loop import dot_product_loss
+from recguard.kit.cf.loop import run_epochs
 from recguard.testing import cell_record, check_defense, tiny_interactions
 from recguard_cf_backbones.lightgcn import LightGCNBackbone
 from recguard_mf.backbone import MFBackbone
@@ -70,7 +69,7 @@ def test_graph_backbones_get_the_row_normalised_pruned_reliabilities():
     assert ctx.notes["pruned_share"] == [0.2]
 
 
-def test_extra_loss_turns_the_batch_loss_into_the_denoised_loss():
+def test_row_weights_turn_the_batch_loss_into_the_denoised_loss():
     class MFLike:
         def user_embeddings(self):
             return USERS
@@ -78,20 +77,22 @@ def test_extra_loss_turns_the_batch_loss_into_the_denoised_loss():
         def item_embeddings(self):
             return ITEMS
 
+        def ensure_users(self, n):
+            return None
+
     hooks = StDenoiseHooks(StDenoiseDefense.Config(), DefenseContext(0, PAMACF, None))
-    hooks.on_epoch_start(0, MFLike(), DATA)
-    g = torch.Generator().manual_seed(0)
-    emb = [torch.randn(5, 2, generator=g, requires_grad=True) for _ in range(3)]
-    loss_fn = dot_product_loss(True)
-    batch = {"user_emb": emb[0], "pos_emb": emb[1], "neg_emb": emb[2], "ratings": torch.ones(5),
-             "loss_fn": loss_fn, "rows": torch.tensor([4, 0, 2, 1, 3]), "row_weight": None}
-    per_row = loss_fn(*emb, None)
-    w = torch.as_tensor(hooks.row_weight[[4, 0, 2, 1, 3]])
-    total = per_row.mean() + hooks.extra_loss(0, None, batch)
-    assert total.item() == pytest.approx((per_row * w).mean().item(), rel=1e-6)
-    # the pruned row (2) gives no gradient
-    total.backward()
-    assert emb[1].grad[2].abs().sum().item() == pytest.approx(0.0, abs=1e-7)
+    seen = []
+    run_epochs(MFLike(), DATA, 1, FitContext(seed=0, hooks=hooks),
+               lambda epoch, state: seen.append(state.row_weight) or 0.0)
+    expected = denoised_weights(DATA.user, reliabilities(USERS, ITEMS, DATA.user, DATA.item),
+                                DATA.n_users, 0.02, True)
+    assert seen[0] == pytest.approx(expected)
+    assert seen[0][2] == 0.0                       # the pruned pair: no loss, no gradient
+    # the backbone's mean(l * w) is |N'(u)|-scaled D^-1 S: the kept rows of a user average to 1
+    kept = seen[0] > 0
+    for user in np.unique(DATA.user):
+        rows = (DATA.user == user) & kept
+        assert seen[0][rows].mean() == pytest.approx(1.0)
 
 
 def test_no_denoising_before_start_epoch():
