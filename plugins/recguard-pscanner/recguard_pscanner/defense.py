@@ -51,6 +51,9 @@ class PScannerConfig(Config):
         True, "initial triggers (Eq. 4) also draw single letters of other scripts, which "
               "LLaMA's vocabulary (the paper's) holds as tokens and SmolLM2's byte-level one "
               "spells in byte pieces; false: the tokenizer's own tokens only")
+    title_case: float = param(
+        0.0, "share of initial triggers whose tokens are capitalised as a title's words "
+             "(ours; 0: as the vocabulary spells them, the paper)", low=0, high=1)
     position: Literal["end", "random", "both"] = param(
         "both", "where synthetic triggers go: title end, a random word boundary, or either "
                 "(each item draws one; the paper evaluates End and Random attacks)")
@@ -87,6 +90,7 @@ def plan_of(cfg: PScannerConfig) -> ScannerPlan:
         position=cfg.position, scanner_lora=lora,
         train=TrainSettings(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, shuffle=False),
         agent=agent if use_agent else None, script_letters=cfg.script_letters,
+        title_case=cfg.title_case,
         device=cfg.device, dtype=cfg.dtype)
 
 

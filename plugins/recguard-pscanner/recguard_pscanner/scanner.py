@@ -63,6 +63,7 @@ class ScannerPlan:
     train: TrainSettings
     agent: AgentSettings | None
     script_letters: bool = True   # initial triggers also draw letters of other scripts
+    title_case: float = 0.0       # share of initial triggers written in title case
     device: str = "auto"          # where the scanner (and the agent) run
     dtype: str = "auto"           # recguard.kit.lm.models.resolve_precision
 
@@ -155,7 +156,8 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
     for t in range(rounds):
         t0 = time.perf_counter()
         items = titles[t * plan.n_items:(t + 1) * plan.n_items]
-        triggers = sample_initial_triggers(len(items), vocabulary, plan.m1, plan.m2, rng)
+        triggers = sample_initial_triggers(len(items), vocabulary, plan.m1, plan.m2, rng,
+                                           plan.title_case)
         picks = curriculum_picks(len(items), rng) if agent is not None else np.zeros(len(items), bool)
         samples = make_samples(items, triggers, picks, agent, plan.position, rng, seed * 1000 + t)
         prompts = scan_prompts(tokenizer, template, [s.text for s in samples])
@@ -198,7 +200,8 @@ def heldout_check(scanner, tokenizer, template, titles, vocabulary, plan: Scanne
     from recguard.kit.lm.generation import yes_probability
 
     rng = np.random.default_rng([seed, 11])
-    triggers = sample_initial_triggers(len(titles), vocabulary, plan.m1, plan.m2, rng)
+    triggers = sample_initial_triggers(len(titles), vocabulary, plan.m1, plan.m2, rng,
+                                       plan.title_case)
     picks = rng.random(len(titles)) < 0.5 if agent is not None else np.zeros(len(titles), bool)
     samples = make_samples(titles, triggers, picks, agent, plan.position, rng, seed * 1000 + 999)
     p_yes = yes_probability(scanner, tokenizer, scan_prompts(tokenizer, template,

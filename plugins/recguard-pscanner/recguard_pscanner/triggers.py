@@ -92,17 +92,30 @@ class InitialTrigger:
 
 
 def sample_initial_triggers(n: int, vocabulary: list[str], m1: int, m2: int,
-                            rng: np.random.Generator) -> list[InitialTrigger]:
+                            rng: np.random.Generator, title_case: float = 0.0) -> list[InitialTrigger]:
     """Eq. 4: l ~ U{0, 1, 2}; l in {0, 1}: l tokens; l = 2: m ~ U{m1..m2} tokens, uniformly
-    from ``vocabulary`` (with replacement)."""
+    from ``vocabulary`` (with replacement).
+
+    ``title_case``: the probability that a trigger's tokens are written as a title writes
+    its words (`capitalised`); 0 leaves them as the vocabulary spells them (the paper)."""
     if not 1 <= m1 <= m2:
         raise RecguardError(f"p-scanner needs 1 <= m1 <= m2 (got m1={m1}, m2={m2})")
+    if not 0.0 <= title_case <= 1.0:
+        raise RecguardError(f"p-scanner needs 0 <= title_case <= 1 (got {title_case})")
     out = []
     for level in rng.integers(0, 3, size=n):
         count = int(level) if level < 2 else int(rng.integers(m1, m2 + 1))
-        picks = rng.integers(0, len(vocabulary), size=count)
-        out.append(InitialTrigger(int(level), tuple(vocabulary[i] for i in picks)))
+        tokens = tuple(vocabulary[i] for i in rng.integers(0, len(vocabulary), size=count))
+        if title_case and count and rng.random() < title_case:
+            tokens = tuple(capitalised(token) for token in tokens)
+        out.append(InitialTrigger(int(level), tokens))
     return out
+
+
+def capitalised(token: str) -> str:
+    """The token with its first character upper-cased when that is a lower-case letter
+    ("ethereal" -> "Ethereal"); digits and letters of scripts without case stay."""
+    return token[:1].upper() + token[1:] if token[:1].islower() else token
 
 
 def insert(title: str, trigger: str, position: str, rng: np.random.Generator) -> str:

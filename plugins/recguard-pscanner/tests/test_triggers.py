@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from recguard import RecguardError
-from recguard_pscanner.triggers import (benign_pool, catalog_style, insert, movie_titles,
-                                        sample_initial_triggers, script_letters,
+from recguard_pscanner.triggers import (benign_pool, capitalised, catalog_style, insert,
+                                        movie_titles, sample_initial_triggers, script_letters,
                                         trigger_vocabulary)
 
 VOCAB = [f"w{i}" for i in range(50)]
@@ -36,6 +36,24 @@ def test_eq6_labels():
 def test_m1_above_m2_is_refused():
     with pytest.raises(RecguardError, match="m1"):
         sample_initial_triggers(3, VOCAB, 5, 4, np.random.default_rng(0))
+
+
+def test_title_case_capitalises_that_share_of_triggers_and_nothing_else():
+    vocab = ["shadow", "iPhone", "\u0d2e", "Ethereal", "7up"]
+    plain = sample_initial_triggers(3000, vocab, 3, 6, np.random.default_rng(2))
+    assert all(tok in vocab for t in plain for tok in t.tokens)     # 0: as the vocabulary spells
+    cased = sample_initial_triggers(3000, vocab, 3, 6, np.random.default_rng(2), title_case=0.5)
+    with_shadow = [t for t in cased if "shadow" in t.tokens or "Shadow" in t.tokens]
+    share = np.mean(["Shadow" in t.tokens for t in with_shadow])
+    assert 0.45 < share < 0.55
+    for t in cased:                                  # a trigger is cased whole or not at all
+        assert not ("Shadow" in t.tokens and "shadow" in t.tokens)
+    assert {tok for t in cased for tok in t.tokens} == {"shadow", "Shadow", "IPhone", "iPhone",
+                                                        "\u0d2e", "Ethereal", "7up"}
+    assert [capitalised(w) for w in ("ethereal", "Ethereal", "\u0d2e", "7up", "")] == [
+        "Ethereal", "Ethereal", "\u0d2e", "7up", ""]
+    with pytest.raises(RecguardError, match="title_case"):
+        sample_initial_triggers(3, vocab, 3, 6, np.random.default_rng(0), title_case=1.5)
 
 
 def test_vocabulary_filter_keeps_printable_word_pieces(tiny_llm):
