@@ -47,6 +47,10 @@ class APTConfig(Config):
     item_choice: Literal["influence", "random"] = param(
         "influence", "influence: Eq. 5 and Alg. 1 line 9 (APT); random: uniform (APT-rand, sec. 5.1.3)")
     negative_only: bool = param(True, "draw items only from Φ = {i | I_i < 0} (sec. 3)")
+    item_stats: Literal["observed", "genuine"] = param(
+        "observed", "where μ_i, σ_i of the ERM ratings come from: observed, the data the defense "
+                    "is given (fake users included); genuine, the genuine users only, as the "
+                    "authors' code computes them before the attack: an oracle, for ablation")
     normalise: bool = param(True, "min-max scale I over Φ to [-1, 0] before the softmax, as the "
                                   "authors' code does (its ts·1e-4 is the paper's t)")
     risk: Literal["sigmoid", "training"] = param(
@@ -72,7 +76,8 @@ class APTHooks(FitHooks):
         self.data = train
         self.seed = ctx.seed
         self.n_erm = max(1, int(round(config.erm_fraction * train.n_users)))
-        self.stats = item_statistics(train)
+        self.stats = item_statistics(train if config.item_stats == "observed"
+                                     else train.take(~train.is_fake[train.user]))
         scale = train.rating_max / config.scale_max  # stars -> the data's units
         self.shift = config.r_plus * scale
         self.step = config.rating_step * scale

@@ -203,6 +203,22 @@ def test_item_statistics_and_rating_rule():
     assert set(np.round(grid.ravel().astype(float), 4).tolist()) <= {0.2, 0.4, 0.6, 0.8, 1.0}
 
 
+def test_genuine_item_stats_leave_the_fake_users_out():
+    """item_stats=genuine (the authors' code: statistics of the data before the attack) reads
+    the genuine users' ratings only; the default reads every rating the defense is given."""
+    data = small_data(n_users=30, n_items=10, per_user=4)
+    fake_item = 3
+    attacked = data.with_new_users(5, np.arange(5), np.full(5, fake_item), np.ones(5, np.float32),
+                                   np.zeros(5, np.int64), "fake", fake=True)
+    ctx = DefenseContext(0, APT, MFBackbone())
+    observed = APTHooks(APTConfig(), attacked, ctx).stats
+    genuine = APTHooks(APTConfig(item_stats="genuine"), attacked, ctx).stats
+    assert np.allclose(genuine.mean, item_statistics(data).mean)
+    assert np.allclose(observed.mean, item_statistics(attacked).mean)
+    assert observed.mean[fake_item] > genuine.mean[fake_item]
+    assert np.allclose(np.delete(observed.mean, fake_item), np.delete(genuine.mean, fake_item))
+
+
 @pytest.mark.parametrize("scale", [1.0, 5.0])
 def test_r_plus_is_given_in_stars(scale):
     data = tiny_interactions()
