@@ -57,6 +57,9 @@ def main() -> None:
                                            else "attacked")
             cells = []
             for m in metrics:
+                if any(m not in r["metrics"].get(condition, {}) for r in rs):
+                    cells.append("/")           # not a metric or condition of these records
+                    continue
                 stat = aggregate([s for r in rs for s in r["metrics"][condition][m]["per_seed"]])
                 cells.append(f"{stat['mean']:.4f} ± {stat['std']:.4f}")
             seeds = sorted(s for r in rs for s in r["spec"]["seeds"])
