@@ -72,6 +72,9 @@ class LoRecConfig(FraudDetectorConfig):
     lct_hidden: int = param(128, "hidden width of the projection h (authors' code: 128)", low=1)
     lct_dropout: float = param(0.1, "dropout in the LCT (authors' code: 0.1)", low=0, high=1,
                                open_high=True)
+    batch_norm: bool = param(False, "h as the authors' ProjLayer: batch normalisation after each "
+                                    "linear layer, the last on the logit (paper: a two-layer "
+                                    "perceptron)")
 
     def __post_init__(self):
         if not self.recommender_feedback and self.llm_weight == 0:
@@ -148,8 +151,12 @@ def build_calibrator(width: int, llm_width: int | None, cfg: LoRecConfig, max_le
             layer = nn.TransformerEncoderLayer(width, cfg.lct_heads, cfg.lct_ffn, cfg.lct_dropout,
                                                activation="gelu", batch_first=True)
             self.encoder = nn.TransformerEncoder(layer, cfg.lct_blocks, enable_nested_tensor=False)
-            self.h = nn.Sequential(nn.Linear(width, cfg.lct_hidden), nn.GELU(),
-                                   nn.Dropout(cfg.lct_dropout), nn.Linear(cfg.lct_hidden, 1))
+            self.h = (nn.Sequential(nn.Linear(width, cfg.lct_hidden), nn.BatchNorm1d(cfg.lct_hidden),
+                                    nn.Dropout(cfg.lct_dropout), nn.GELU(),
+                                    nn.Linear(cfg.lct_hidden, 1), nn.BatchNorm1d(1))
+                      if cfg.batch_norm else
+                      nn.Sequential(nn.Linear(width, cfg.lct_hidden), nn.GELU(),
+                                    nn.Dropout(cfg.lct_dropout), nn.Linear(cfg.lct_hidden, 1)))
             self.dt = (nn.Sequential(nn.Linear(llm_width, width), nn.GELU())
                        if llm_width else None)
             for module in (self.h, self.dt):

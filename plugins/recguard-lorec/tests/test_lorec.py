@@ -105,6 +105,20 @@ def test_calibrator_reads_the_composite_embeddings_and_the_llm():
     assert torch.equal(r_rs, l_rs) and p_rs.shape == (3,)
 
 
+def test_batch_norm_h_is_the_authors_projlayer_and_spreads_the_logits_of_a_batch():
+    torch.manual_seed(0)
+    lct = build_calibrator(8, None, config(batch_norm=True, llm_weight=0), max_len=5)
+    norms = [m for m in lct.h if isinstance(m, torch.nn.BatchNorm1d)]
+    assert [m.num_features for m in norms] == [128, 1]            # after each linear layer
+    k, mask = torch.randn(64, 5, 8) * 1e-3, torch.ones(64, 5, dtype=torch.bool)
+    p, _, _ = lct.train()(k, mask)
+    logits = torch.logit(p.detach().double())
+    # nearly identical users still get logits of mean 0 and unit spread in a training batch
+    assert abs(float(logits.mean())) < 1e-4 and float(logits.std(unbiased=False)) == pytest.approx(1, abs=1e-3)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in build_calibrator(
+        8, None, config(llm_weight=0), max_len=5).h)              # the paper's perceptron
+
+
 def test_ablations_that_cannot_work_are_refused():
     with pytest.raises(RecguardError, match="recommender_feedback"):
         config(recommender_feedback=False, llm_weight=0)
