@@ -14,9 +14,9 @@ shared CF loop works (MF, LightGCN, ...); the Hessian is never formed:
 1. ``s = (H + λI)⁻¹ g`` by conjugate gradient, g = ∇θ L_ER. Each CG step is one
    Hessian-vector product, a second backward pass through the graph of the
    training-loss gradient, built once per solve (double backward).
-2. ``Iᵀ = -(1/n) ∂/∂z [sᵀ ∇θ L(z, θ)]``: one more double backward, through the
-   loss of the base user z over every item, with z's ratings as a leaf tensor.
-   This gives the whole vector over items at once (no loop over items).
+2. ``Iᵀ = -(1/n) ∂/∂z [sᵀ ∇θ L(z, θ)]`` (`recguard.kit.poison.influence.rating_influence`):
+   one more double backward, through the loss of the base user z over every item, with
+   z's ratings as a leaf tensor. This gives the whole vector over items at once.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import numpy as np
 
 from recguard import Interactions
 from recguard.kit.cf.embedding import per_row_loss
-from recguard.kit.poison.influence import HessianOperator, damped_solve, training_tensors
+from recguard.kit.poison.influence import (HessianOperator, damped_solve, rating_influence,
+                                           training_tensors)
 
 
 def risk_gradient(model, train: Interactions, risk: str, weight_decay: float = 0.0):
@@ -57,31 +58,6 @@ def base_users(train: Interactions, k: int) -> np.ndarray:
     candidates = np.flatnonzero(counts > 0)
     order = np.argsort(norms[candidates], kind="stable")
     return candidates[order[:k]]
-
-
-def perturbation_product(model, train: Interactions, users: np.ndarray, direction):
-    """∂/∂z [directionᵀ ∇θ L(z, θ)] summed over the given base users: a vector over items.
-
-    L(z, θ) is the training loss of user z on every item with z's ratings as a leaf
-    (0 where z has none); one double backward gives the derivative for all items."""
-    import torch
-
-    m = train.n_items
-    k = len(users)
-    dense = np.zeros((k, m), dtype=np.float32)
-    slot = np.full(train.n_users, -1, dtype=np.int64)
-    slot[users] = np.arange(k)
-    mine = slot[train.user] >= 0
-    rows = slot[train.user[mine]]
-    dense[rows, train.item[mine]] = train.rating[mine]
-    z = torch.as_tensor(dense.reshape(-1)).requires_grad_(True)
-    params = list(model.parameters())
-    per_row, _ = per_row_loss(model, torch.as_tensor(np.repeat(users, m)),
-                              torch.arange(m).repeat(k), None, z, implicit=False)
-    grads = torch.autograd.grad(per_row.sum(), params, create_graph=True, allow_unused=True)
-    inner = sum((g * d).sum() for g, d in zip(grads, direction) if g is not None)
-    (dz,) = torch.autograd.grad(inner, z)
-    return dz.view(k, m).sum(0).detach().numpy().astype(np.float64)
 
 
 @dataclass
@@ -117,7 +93,7 @@ def influence_vector(model, train: Interactions, settings: InfluenceSettings,
     solution, info, iterations = damped_solve(hessian, g, settings.cg_iterations,
                                               settings.cg_tolerance, settings.damping_retries)
     z = base_users(train, settings.base_users)
-    influence = -perturbation_product(model, train, z, solution) / max(n, 1)
+    influence = rating_influence(model, train, z, solution, n)
     return InfluenceResult(influence, {
         "cg_iterations": iterations, "cg_residual": round(info.residual, 6),
         "negative_curvature": info.negative_curvature, "damping": hessian.damping,

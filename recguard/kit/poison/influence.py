@@ -159,30 +159,35 @@ def inverse_hvp(model, train: Interactions, vectors, *, weight_decay: float = 0.
                       "hessian_rows": len(train) if rows is None else len(rows)}
 
 
-def rating_influence(model, train: Interactions, user: int, direction, n: int | None = None) -> np.ndarray:
+def rating_influence(model, train: Interactions, users, direction, n: int | None = None) -> np.ndarray:
     """Koh & Liang's perturbation influence of one user's ratings, for every item at once.
 
     ``-(1/n) ∂/∂z_j [directionᵀ ∇θ L(z, θ)]`` for j over all items, where L(z, θ) is the
-    training loss of ``user`` over *every* item with z the user's dense rating row (its
+    training loss of the user over *every* item with z the user's dense rating row (its
     ratings in ``train``, 0 elsewhere) as a leaf tensor, and ``direction`` is
     ``(H + λI)⁻¹ ∇θ f`` (`inverse_hvp`). Entry j is then the first-order change of f when
     the user's rating of item j moves one unit up (for the squared loss the mixed derivative
-    does not depend on z, so rated and unrated items are treated alike). ``n`` defaults to
-    the number of training ratings (the mean loss's 1/n). One double backward, float64 out."""
+    does not depend on z, so rated and unrated items are treated alike). ``users``: one user,
+    or several distinct ones whose influences are summed (APT's base users). ``n`` defaults
+    to the number of training ratings (the mean loss's 1/n). One double backward, float64 out."""
     import torch
 
-    m = train.n_items
-    dense = np.zeros(m, dtype=np.float32)
-    mine = train.user == user
-    dense[train.item[mine]] = train.rating[mine]
-    z = torch.as_tensor(dense).requires_grad_(True)
+    users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+    k, m = len(users), train.n_items
+    slot = np.full(train.n_users, -1, dtype=np.int64)
+    slot[users] = np.arange(k)
+    mine = slot[train.user] >= 0
+    dense = np.zeros((k, m), dtype=np.float32)
+    dense[slot[train.user[mine]], train.item[mine]] = train.rating[mine]
+    z = torch.as_tensor(dense.reshape(-1)).requires_grad_(True)
     params = list(model.parameters())
-    per_row, _ = per_row_loss(model, torch.full((m,), int(user), dtype=torch.long),
-                              torch.arange(m), None, z, implicit=False)
+    per_row, _ = per_row_loss(model, torch.as_tensor(np.repeat(users, m)), torch.arange(m).repeat(k),
+                              None, z, implicit=False)
     grads = torch.autograd.grad(per_row.sum(), params, create_graph=True, allow_unused=True)
     inner = sum((g * d.to(g.device)).sum() for g, d in zip(grads, direction) if g is not None)
     (dz,) = torch.autograd.grad(inner, z)
-    return -dz.detach().cpu().numpy().astype(np.float64) / max(n if n is not None else len(train), 1)
+    total = dz.view(k, m).sum(0).detach().cpu().numpy().astype(np.float64)
+    return -total / max(n if n is not None else len(train), 1)
 
 
 def row_influence(model, users, items, ratings, direction, n: int) -> np.ndarray:
