@@ -39,8 +39,8 @@ from typing import Literal
 
 import numpy as np
 
-from recguard import (AttackContext, Config, Defense, DefenseContext, FitHooks, Interactions,
-                      RecguardError, param)
+from recguard import Config, Defense, DefenseContext, FitHooks, Interactions, param
+from recguard.kit.poison.supervised import mean_profile_size, with_supervised_fakes
 
 PAPER = ("Zhang et al., GCN-Based User Representation Learning for Unifying Robust "
          "Recommendation and Fraudster Detection (GraphRfi), SIGIR 2020, sec. 3; as PamaCF's "
@@ -108,19 +108,11 @@ def user_features(data: Interactions) -> np.ndarray:
 def supervised_fake_users(train: Interactions, cfg: GraphRfiConfig, seed: int, protocol) -> Interactions:
     """``train`` plus the supervised fake users (numbered after the observed users) made by
     ``cfg.supervised_attack`` on random targets, with the genuine users' mean profile size."""
-    from recguard import inject, registered
-
-    try:
-        attack = registered("attack", cfg.supervised_attack)()
-    except RecguardError:
-        raise RecguardError(f"graphrfi's supervised fake users are made by attack "
-                            f"{cfg.supervised_attack!r}, which is not installed") from None
-    rng = np.random.default_rng([seed, 0x6F1])
-    n_fake = max(1, int(round(cfg.supervised_fraction * train.n_users)))
-    targets = rng.choice(train.n_items, size=min(cfg.supervised_targets, train.n_items), replace=False)
-    filler = max(1, int(round(len(train) / max(train.n_users, 1))) - len(targets))
-    ctx = AttackContext(targets=targets, n_fake=n_fake, filler_size=filler, rng=rng, protocol=protocol)
-    return inject(train, attack.poison(train, ctx))
+    n_targets = min(cfg.supervised_targets, train.n_items)
+    return with_supervised_fakes(train, cfg.supervised_attack, cfg.supervised_fraction,
+                                 cfg.supervised_targets, np.random.default_rng([seed, 0x6F1]),
+                                 protocol, filler_size=mean_profile_size(train) - n_targets,
+                                 owner="graphrfi's supervised fake users")
 
 
 def forest_probabilities(x, mask, weight, bias, leaf_logits, depth: int):
