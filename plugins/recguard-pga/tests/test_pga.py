@@ -115,6 +115,35 @@ def test_box_only_projection_runs():
     assert out.n_fake == 4 and len(out.item) == 4 * 8
 
 
+def test_the_ascent_fits_the_items_the_final_profiles_keep():
+    # the surrogate the ascent climbs must be the one the final profiles give: with the dense
+    # relaxation every fake entry was fitted, and the ascent lowered the final profiles' utility
+    data = explicit01()
+    config = build_config(PGAConfig, FAST, "pga")
+    relaxed = PGAAttack(config).optimise(data, TARGETS, 4, 6, np.random.default_rng(3))
+    out = poison(data, seed=3)
+    for u in range(4):
+        assert set(np.flatnonzero(relaxed[u])) == set(out.item[out.user == u])
+    assert relaxed[relaxed > 0].min() >= data.rating.min()
+
+
+@pytest.mark.parametrize("relaxation", ["support", "dense"])
+def test_the_default_step_climbs_without_oscillating(relaxation):
+    # step=0.5 (the former default) made the utility go up and down from one step to the next
+    data = explicit01()
+    config = build_config(PGAConfig, {"relaxation": relaxation, "pga_steps": "8"}, "pga")
+    trace = []
+    PGAAttack(config).optimise(data, TARGETS, 4, 6, np.random.default_rng(0), trace)
+    assert len(trace) == 8 and np.all(np.diff(trace) > 0)
+
+
+def test_filler_rating_max_and_dense_relaxation_run():
+    out = poison(explicit01(), filler_rating="max")
+    assert np.all(out.rating == 1.0)
+    dense = poison(explicit01(), relaxation="dense")
+    assert dense.n_fake == 4 and len(dense.item) == 4 * 8
+
+
 @pytest.mark.integration
 def test_a_real_cell_on_ml100k_promotes_the_targets(tmp_path):
     metrics = eval_record(tmp_path, "--attack", "pga", "--budget", "0.01", "--seeds", "0",
