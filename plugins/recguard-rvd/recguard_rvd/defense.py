@@ -16,6 +16,7 @@ whole model is fine-tuned in place and restored.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +49,10 @@ class RVDConfig(Config):
                                          "(Parameter Settings: training as the original)", low=1)
     weight_decay: float | None = param(None, "L2 on the batch's embeddings; None: the backbone's",
                                        low=0)
+    zero_ratio: float = param(
+        0.0, "explicit data: add, per neighbour, this many times its rating count of its unrated "
+             "items as rating-0 rows (drawn once per fine-tune, as APT's code samples zeros); "
+             "0: observed ratings only, as the backbone trains (README)", low=0)
     path: Literal["auto", "local", "generic"] = param(
         "auto", "local: fine-tune only the touched rows (models with local_parameters, e.g. MF); "
                 "generic: snapshot, fine-tune all, restore; auto: local where possible")
@@ -108,6 +113,34 @@ class RVDModel(Model):
         return np.concatenate([self.order[self.indptr[v]:self.indptr[v + 1]] for v in neighbours]
                               or [np.zeros(0, dtype=np.int64)])
 
+    def with_zeros(self, jobs: list) -> Interactions:
+        """The training set plus, for each job, ``zero_ratio`` x each neighbour's rating count of
+        that neighbour's unrated items at rating 0 (seeded by the job); the jobs' rows grow to
+        include theirs. Unobserved pairs then pull the neighbours' scores toward 0."""
+        train, ratio = self.train, self.cfg.zero_ratio
+        users, items, start = [], [], len(train)
+        for job in jobs:
+            rng = np.random.default_rng([*job.seed, 0x2E50])
+            job_users, job_items = [], []
+            for v in np.unique(train.user[job.rows]):
+                rated = train.item[self.order[self.indptr[v]:self.indptr[v + 1]]]
+                unrated = np.setdiff1d(np.arange(train.n_items), rated)
+                k = min(len(unrated), int(round(ratio * len(rated))))
+                job_items.append(rng.choice(unrated, k, replace=False))
+                job_users.append(np.full(k, v))
+            added = sum(map(len, job_items))
+            job.rows = np.concatenate([job.rows, np.arange(start, start + added)])
+            users += job_users
+            items += job_items
+            start += added
+        user, item = np.concatenate(users), np.concatenate(items)
+        return dataclasses.replace(train, user=np.concatenate([train.user, user]),
+                                   item=np.concatenate([train.item, item]),
+                                   rating=np.concatenate([train.rating,
+                                                          np.zeros(len(user), train.rating.dtype)]),
+                                   timestamp=np.concatenate([train.timestamp,
+                                                             np.zeros(len(user), train.timestamp.dtype)]))
+
     def score(self, users: np.ndarray) -> np.ndarray:
         from recguard.kit.cf.finetune_restore import (FinetuneJob, Histories, finetuned_scores, n_steps)
         from recguard.kit.cf.loop import torch_threads
@@ -119,10 +152,13 @@ class RVDModel(Model):
         which = np.asarray(which).reshape(-1)
         jobs = [FinetuneJob(self.rows_of(s), users[which == k], [self.seed, 0x52FD, *map(int, s)])
                 for k, s in enumerate(sets)]
-        if self.histories is None and self.train.feedback == "implicit":
-            self.histories = Histories(self.train)
+        train = self.train
+        if self.cfg.zero_ratio > 0 and train.feedback == "explicit":
+            train = self.with_zeros(jobs)
+        if self.histories is None and train.feedback == "implicit":
+            self.histories = Histories(train)
         with torch_threads(self.cfg.threads):
-            results = finetuned_scores(self.base, self.train, jobs, self.options, self.path,
+            results = finetuned_scores(self.base, train, jobs, self.options, self.path,
                                        self.cfg.serve_batch, self.histories)
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         for k, scores in enumerate(results):

@@ -162,3 +162,42 @@ def test_full_pipeline_on_tiny_data(tmp_path, monkeypatch):
     assert notes["seconds_per_user"] > 0 and notes["finetune"]["optimizer"] == "adagrad"
     for condition in record["conditions"]:
         assert all(np.isfinite(v["mean"]) for v in record["metrics"][condition].values())
+
+
+def with_target(data, model):
+    """``two_clusters`` with item 7, which nobody rated, scored high for user 0 (a promoted target)."""
+    with torch.no_grad():
+        model.item_emb[7] = torch.tensor([1.5, 0.0, 0.0, 0.0])
+    return data, model
+
+
+def test_observed_ratings_alone_leave_an_item_no_neighbour_rated_where_it_was():
+    # why the paper's near-zero target hit ratios are out of reach by default: fine-tuning on
+    # observed ratings never trains the row of an item the neighbours did not rate, so the
+    # served user's score for it moves only with the user's own row (not at all without it)
+    data, model = with_target(*two_clusters())
+    before = model.score(np.array([0]))[0]
+    strong = dict(n_neighbors=12, epochs=30, optimizer="sgd", lr=0.5, weight_decay=0)
+    others = serve(rvd(include_self=False, **strong), model, data, [0])[0][0]
+    assert others[7] == pytest.approx(before[7], abs=1e-6)
+    assert np.all(np.abs(others[:5] - before[:5]) > 0.1)  # the neighbours' items did move
+
+
+def test_zero_ratio_adds_each_neighbours_unrated_items_at_zero():
+    data, model = with_target(*two_clusters())
+    before = model.score(np.array([0]))[0]
+    strong = dict(n_neighbors=12, epochs=30, optimizer="sgd", lr=0.5, weight_decay=0)
+    after = serve(rvd(include_self=False, zero_ratio=2, **strong), model, data, [0])[0][0]
+    assert before[7] > 1.4 and after[7] < 0.5 * before[7]  # pulled toward the neighbours' 0
+    ctx = DefenseContext(seed=0, protocol=APT, backbone=MFBackbone())
+    wrapped = rvd(n_neighbors=12, zero_ratio=0.5).at_inference(model, data, ctx)
+    from recguard.kit.cf.finetune_restore import FinetuneJob
+    job = FinetuneJob(wrapped.rows_of(np.arange(12)), np.array([0]), [0, 1])
+    observed = len(job.rows)
+    grown = wrapped.with_zeros([job])
+    added = job.rows[observed:]
+    assert len(grown) == len(data) + len(added) and np.all(grown.rating[added] == 0)
+    rated = set(zip(data.user.tolist(), data.item.tolist()))
+    assert not rated & set(zip(grown.user[added].tolist(), grown.item[added].tolist()))
+    # user 0 rated 2 items (1 zero), users 1-11 rated 5 (round(2.5) = 2 zeros each)
+    assert np.bincount(grown.user[added], minlength=12)[:12].tolist() == [1] + [2] * 11
