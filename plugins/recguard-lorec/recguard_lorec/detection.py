@@ -24,7 +24,8 @@ from typing import Literal
 
 import numpy as np
 
-from recguard import AttackContext, Config, Interactions, RecguardError, param
+from recguard import Config, Interactions, param
+from recguard.kit.poison.supervised import mean_profile_size, with_supervised_fakes
 
 
 @dataclass
@@ -67,28 +68,15 @@ class FraudDetectorConfig(LLMUserConfig):
                                   low=0)
 
 
-def supervised_fraudsters(train: Interactions, cfg: FraudDetectorConfig, rng: np.random.Generator,
-                          protocol) -> Interactions:
-    """``train`` plus U_atk: fake users from ``cfg.supervised_attack`` numbered after U."""
-    from recguard import inject, registered
-
-    try:
-        attack = registered("attack", cfg.supervised_attack)()
-    except RecguardError:
-        raise RecguardError(f"the supervised fraudsters are made by attack "
-                            f"{cfg.supervised_attack!r}, which is not installed") from None
-    n_atk = max(1, int(round(cfg.supervised_fraction * train.n_users)))
-    targets = rng.choice(train.n_items, size=min(cfg.supervised_targets, train.n_items), replace=False)
-    filler = max(1, int(round(len(train) / max(train.n_users, 1))))
-    ctx = AttackContext(targets=targets, n_fake=n_atk, filler_size=filler, rng=rng, protocol=protocol)
-    return inject(train, attack.poison(train, ctx))
-
-
 def with_supervised_fraudsters(train: Interactions, cfg: FraudDetectorConfig, seed: int,
                                protocol) -> Interactions:
-    """`supervised_fraudsters` drawn from the seed alone, so LLM4Dec and LoRec make the same
-    U_atk for the same seed and data (and share their cached prompt embeddings)."""
-    return supervised_fraudsters(train, cfg, np.random.default_rng([seed, 0x11D]), protocol)
+    """``train`` plus U_atk (`recguard.kit.poison.supervised`), numbered after U, drawn from
+    the seed alone, so LLM4Dec and LoRec make the same U_atk for the same seed and data (and
+    share their cached prompt embeddings)."""
+    return with_supervised_fakes(train, cfg.supervised_attack, cfg.supervised_fraction,
+                                 cfg.supervised_targets, np.random.default_rng([seed, 0x11D]),
+                                 protocol, filler_size=mean_profile_size(train),
+                                 owner="the supervised fraudsters")
 
 
 def fraud_loss(p_atk, p_observed, entropy_weight: float):
