@@ -33,11 +33,15 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--component", default="defense", choices=["backbone", "attack", "defense"])
     parser.add_argument("--metric", action="append", default=[])
+    parser.add_argument("--seeds", default=None, help="only records of these seeds, e.g. 0,1,2")
     parser.add_argument("--condition", default=None,
                         help="default: attacked+defense where present, else attacked")
     args = parser.parse_args()
     metrics = args.metric or ["T-HR@50"]
     records = load(args.folder)
+    if args.seeds:
+        wanted = {int(x) for x in args.seeds.split(",")}
+        records = [r for r in records if set(r["spec"]["seeds"]) <= wanted]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         spec = r["spec"]
