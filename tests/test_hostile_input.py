@@ -95,14 +95,14 @@ def test_eval_leaderboard_refuses_an_existing_entry_before_the_run(tmp_path, cap
     import shutil
     from pathlib import Path
 
-    committed = Path(__file__).parent.parent / "leaderboards" / "ml-100k_apt_mf_average_apt_931b994a.json"
+    committed = Path(__file__).parent.parent / "leaderboards" / "ml-100k_apt_mf_average_apt_1321ef10.json"
     shutil.copy(committed, tmp_path)
     code, _, err = run_main(["eval", "-q", "--defense", "apt", "--leaderboard", str(tmp_path),
                              "--submitter", "recguard maintainers", "--paper", "none",
                              "--code", "https://example.org/code", "--output", str(tmp_path / "out")],
                             capsys)
     assert code == 2
-    assert_one_line_error(code, err, "ml-100k_apt_mf_average_apt_931b994a.json already holds this "
+    assert_one_line_error(code, err, "ml-100k_apt_mf_average_apt_1321ef10.json already holds this "
                                      "cell's entry (the same seeds and submitter); remove it first")
     assert "pass --replace" not in err
 
@@ -135,7 +135,7 @@ def test_ctrl_c_exits_130_without_a_blank_line(capsys, monkeypatch):
 # ---------------------------------------------------------------- 5. leaderboard entries
 
 COMMITTED = __import__("pathlib").Path(__file__).parent.parent / "leaderboards"
-APT_ENTRY = "ml-100k_apt_mf_average_apt_931b994a.json"
+APT_ENTRY = "ml-100k_apt_mf_average_apt_1321ef10.json"
 
 
 def committed_entry(name=APT_ENTRY) -> dict:
