@@ -72,9 +72,9 @@ class LoRecConfig(FraudDetectorConfig):
     lct_hidden: int = param(128, "hidden width of the projection h (authors' code: 128)", low=1)
     lct_dropout: float = param(0.1, "dropout in the LCT (authors' code: 0.1)", low=0, high=1,
                                open_high=True)
-    batch_norm: bool = param(False, "h as the authors' ProjLayer: batch normalisation after each "
-                                    "linear layer, the last on the logit (paper: a two-layer "
-                                    "perceptron)")
+    batch_norm: bool = param(True, "h as the authors' ProjLayer: batch normalisation after each "
+                                   "linear layer, the last on the logit (false: the paper's plain "
+                                   "two-layer perceptron, whose LCT can collapse to p_u = 0.5; README)")
 
     def __post_init__(self):
         if not self.recommender_feedback and self.llm_weight == 0:

@@ -116,7 +116,8 @@ def test_batch_norm_h_is_the_authors_projlayer_and_spreads_the_logits_of_a_batch
     # nearly identical users still get logits of mean 0 and unit spread in a training batch
     assert abs(float(logits.mean())) < 1e-4 and float(logits.std(unbiased=False)) == pytest.approx(1, abs=1e-3)
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in build_calibrator(
-        8, None, config(llm_weight=0), max_len=5).h)              # the paper's perceptron
+        8, None, config(llm_weight=0, batch_norm=False), max_len=5).h)   # the paper's perceptron
+    assert config().batch_norm                                    # the default: the authors' code
 
 
 def test_ablations_that_cannot_work_are_refused():
