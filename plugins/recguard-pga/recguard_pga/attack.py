@@ -36,8 +36,8 @@ from typing import ClassVar
 import numpy as np
 
 from recguard import AttackContext, Interactions, Poisoned, param
-from recguard.kit.poison.als import (AlsAscent, AlsOptions, als_sweeps, resolve_fake_users, resolve_items,
-                                     solve_rows)
+from recguard.kit.poison.als import (AlsAscent, AlsOptions, als_sweeps, ascent_start,
+                                     resolve_fake_users, resolve_items, solve_rows)
 from recguard.kit.poison.profiles import OptimisedProfileAttack, project_relaxed
 from recguard.kit.poison.surrogate import dense_ratings, top_fillers
 
@@ -83,13 +83,9 @@ def support_ascent(cfg: PGAConfig, train: Interactions, genuine: np.ndarray, obs
     import torch
 
     r_max = float(train.rating_max)
-    n_gen, n_items = genuine.shape
+    n_gen = len(genuine)
     budget = filler_size if cfg.budget_projection else None
-    init_users = rng.choice(n_gen, size=n_fake, replace=n_fake > n_gen)
-    fake = project_relaxed(torch.tensor(genuine[init_users]), targets, r_max, budget)
-    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31 - 1)))
-    user = torch.randn(n_gen + n_fake, cfg.surrogate_dim, generator=generator) * 0.1
-    item = torch.randn(n_items, cfg.surrogate_dim, generator=generator) * 0.1
+    fake, user, item = ascent_start(genuine, targets, n_fake, r_max, budget, cfg.surrogate_dim, rng)
     support = torch.zeros_like(fake)
     support.scatter_(1, torch.as_tensor(top_fillers(fake.numpy(), targets, filler_size, rng)), 1.0)
     support[:, targets] = 1.0

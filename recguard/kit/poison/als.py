@@ -131,6 +131,25 @@ def fit_genuine(genuine, observed, explicit: bool, options: AlsOptions, seed: in
 Utility = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
+def ascent_start(genuine: np.ndarray, targets: np.ndarray, n_fake: int, r_max: float,
+                 budget: int | None, dim: int, rng: np.random.Generator):
+    """Where an ascent on fake rows starts: (fake rows, user factors, item factors). The rows
+    are copies of random genuine rows with the targets at the maximum, projected
+    (`project_relaxed`, with ``budget`` fillers' worth of mass); the factors N(0, 0.1²) from a
+    torch generator seeded from ``rng``."""
+    import torch
+
+    from recguard.kit.poison.profiles import project_relaxed
+
+    n_gen, n_items = genuine.shape
+    init_users = rng.choice(n_gen, size=n_fake, replace=n_fake > n_gen)
+    fake = project_relaxed(torch.tensor(genuine[init_users]), targets, r_max, budget)
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31 - 1)))
+    user = torch.randn(n_gen + n_fake, dim, generator=generator) * 0.1
+    item = torch.randn(n_items, dim, generator=generator) * 0.1
+    return fake, user, item
+
+
 @dataclass
 class AlsAscent:
     """Projected gradient ascent on relaxed fake rows through an ALS surrogate.
@@ -153,13 +172,9 @@ class AlsAscent:
         cfg = self.options
         explicit = train.feedback == "explicit"
         r_max = float(train.rating_max)
-        n_gen, n_items = genuine.shape
+        n_gen = len(genuine)
         budget = filler_size if cfg.budget_projection else None
-        init_users = rng.choice(n_gen, size=n_fake, replace=n_fake > n_gen)
-        fake = project_relaxed(torch.tensor(genuine[init_users]), targets, r_max, budget)
-        generator = torch.Generator().manual_seed(int(rng.integers(2 ** 31 - 1)))
-        user = torch.randn(n_gen + n_fake, cfg.surrogate_dim, generator=generator) * 0.1
-        item = torch.randn(n_items, cfg.surrogate_dim, generator=generator) * 0.1
+        fake, user, item = ascent_start(genuine, targets, n_fake, r_max, budget, cfg.surrogate_dim, rng)
 
         def refit(user, item, fake, sweeps):
             with torch.no_grad():
