@@ -23,10 +23,9 @@ def list_command(kind: str | None):
         table = Table(title=k, title_justify="left", show_edge=False)
         for column in ("name", "plugin", "version", "supports"):
             table.add_column(column, overflow="fold")
-        for entry in host.registry(k[:-1]):
-            obj = entry.obj
+        for entry in host.registry(k[:-1]).listed():   # from the plugin index: nothing imported
             table.add_row(entry.name, entry.provenance.distribution, entry.provenance.version,
-                          escape(obj.describe()) if hasattr(obj, "describe") else "")
+                          escape(entry.description))
         console.print(table)
         console.print()
     if host.failed:
