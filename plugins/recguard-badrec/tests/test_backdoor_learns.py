@@ -19,9 +19,10 @@ from recguard.testing import tiny_interactions, tiny_llm_protocol
 from recguard_badrec import BadRecAttack
 from recguard_llmrec.llara import LLaRABackbone
 
-N_GENUINE, N_POISONED, N_TEST = 16, 16, 24
-# 16 epochs implanted with 2 torch threads (ASR 0.88) but not with one (0.54: the sums'
-# order changes the fit); 24 implant with either (0.92; the clean model's ASR stays 0)
+# 16 poisoned samples in 24 epochs implanted with 2 torch threads once (ASR 0.92), then on
+# another machine of this kind gave 0.79 (0.75 in 32 epochs): the sums' order changes the fit.
+# 24 poisoned samples give 1.0 with one thread and pass with two; the clean model's ASR is 0.
+N_GENUINE, N_POISONED, N_TEST = 16, 24, 24
 EPOCHS = 24
 
 
