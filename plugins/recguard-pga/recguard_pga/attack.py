@@ -36,8 +36,8 @@ from typing import ClassVar
 import numpy as np
 
 from recguard import AttackContext, Interactions, Poisoned, param
-from recguard.kit.poison.als import (AlsAscent, AlsOptions, als_sweeps, ascent_start,
-                                     resolve_fake_users, resolve_items, solve_rows)
+from recguard.kit.poison.als import (AlsAscent, AlsOptions, als_sweeps, ascent_direction,
+                                     ascent_start, resolve_fake_users, resolve_items, solve_rows)
 from recguard.kit.poison.profiles import OptimisedProfileAttack, project_relaxed
 from recguard.kit.poison.surrogate import dense_ratings, top_fillers
 
@@ -68,6 +68,12 @@ def integrity_utility(fake, genuine_user, item, genuine_ratings, genuine_obs, el
     fake_user = resolve_fake_users(fake, item, explicit, alpha, l2)     # U~(X), V held
     v_t = resolve_items(targets, fake, fake_user, genuine_user, genuine_ratings, genuine_obs,
                         explicit, alpha, l2)                            # v_t(U, U~(X)), (n_targets, d)
+    return mean_target_prediction(genuine_user, v_t, eligible)
+
+
+def mean_target_prediction(genuine_user, v_t, eligible):
+    """The utility's value: the mean predicted rating u . v_t over the eligible (genuine user,
+    target) pairs."""
     predicted = genuine_user @ v_t.T                                     # (n_genuine, n_targets)
     return (predicted * eligible).sum() / eligible.sum().clamp(min=1.0)
 
@@ -107,12 +113,7 @@ def support_ascent(cfg: PGAConfig, train: Interactions, genuine: np.ndarray, obs
         fake_user = solve_rows(support, x, item, cfg.surrogate_l2)          # U~(X), V held
         v_t = resolve_items(targets, x, fake_user, user[:n_gen], genuine, observed, True,
                             cfg.wmf_alpha, cfg.surrogate_l2)
-        value = ((user[:n_gen] @ v_t.T) * eligible).sum() / eligible.sum().clamp(min=1.0)
-        (grad,) = torch.autograd.grad(value, x)
-        if trace is not None:
-            trace.append(float(value.detach()))
-        grad[:, targets] = 0.0
-        grad = grad / grad.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
+        grad = ascent_direction(mean_target_prediction(user[:n_gen], v_t, eligible), x, targets, trace)
         fake = project(fake + cfg.step * r_max * grad)
         user, item = refit(user, item, fake, cfg.refit_sweeps)
     return fake.numpy()

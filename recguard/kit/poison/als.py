@@ -150,6 +150,19 @@ def ascent_start(genuine: np.ndarray, targets: np.ndarray, n_fake: int, r_max: f
     return fake, user, item
 
 
+def ascent_direction(value, x, targets: np.ndarray, trace: list | None):
+    """One step's direction for an ascent on fake rows ``x``: d value / dx with the targets'
+    columns zeroed (they stay at the maximum), each row scaled by its largest entry so that
+    ``step`` is a share of the rating scale. ``trace`` (optional) receives the value."""
+    import torch
+
+    (grad,) = torch.autograd.grad(value, x)
+    if trace is not None:
+        trace.append(float(value.detach()))
+    grad[:, targets] = 0.0
+    return grad / grad.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
+
+
 @dataclass
 class AlsAscent:
     """Projected gradient ascent on relaxed fake rows through an ALS surrogate.
@@ -184,12 +197,7 @@ class AlsAscent:
         user, item = refit(user, item, fake, cfg.surrogate_epochs)
         for _ in range(self.steps):
             x = fake.clone().requires_grad_()
-            value = utility(x, user[:n_gen], item)
-            (grad,) = torch.autograd.grad(value, x)
-            if trace is not None:
-                trace.append(float(value.detach()))
-            grad[:, targets] = 0.0
-            grad = grad / grad.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
+            grad = ascent_direction(utility(x, user[:n_gen], item), x, targets, trace)
             fake = project_relaxed(fake + cfg.step * r_max * grad, targets, r_max, budget)
             user, item = refit(user, item, fake, cfg.refit_sweeps)
         return fake.numpy()
