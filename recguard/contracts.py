@@ -214,6 +214,9 @@ class DefenseContext:
     user_scores: np.ndarray | None = None  # higher = more likely fake, length train.n_users
     user_weights: np.ndarray | None = None  # final loss weight per user (0 = dropped), if any
     notes: dict[str, Any] = field(default_factory=dict)
+    # progress(done, total, **info) of before_fit / during_fit's long work (an LLM encoding
+    # every user): the pipeline shows it as "seed S · preparing DEFENSE"
+    progress: Callable[..., None] = lambda done, total, **info: None
 
 
 class Defense(Component):

@@ -29,6 +29,14 @@ class Progress:
     def skip(self, label: str) -> None:
         """A fit taken from the cache."""
 
+    def start_phase(self, label: str) -> Update:
+        """Work before a fit that belongs to its step of the cell (a defense's preparation:
+        detecting users, encoding them with an LLM): shown as a fit is, not counted."""
+        return self.start_fit(label)
+
+    def end_phase(self) -> None:
+        self.end_fit()
+
     def close(self) -> None:
         pass
 
@@ -64,11 +72,14 @@ class RichProgress(Progress):
         return update
 
     def end_fit(self) -> None:
+        self.end_phase()
+        if self.cell is not None:
+            self.bars.advance(self.cell)
+
+    def end_phase(self) -> None:
         if self.fit is not None:
             self.bars.remove_task(self.fit)
             self.fit = None
-        if self.cell is not None:
-            self.bars.advance(self.cell)
 
     def skip(self, label: str) -> None:
         if self.cell is not None:

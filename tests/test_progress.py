@@ -134,3 +134,50 @@ def test_eval_writes_progress_lines_when_stderr_is_not_a_terminal(json_out, tmp_
         mine = [line.split(", ")[0] for line in lines if line.startswith(f"{label}:")]
         assert mine[:3] == [f"{label}: started", f"{label}: 1/2 steps", f"{label}: 2/2 steps"], lines
         assert mine[3].startswith(f"{label}: done in "), lines
+
+
+def test_a_defense_preparation_is_a_phase_of_its_own_in_the_log(register_plugin):
+    """before_fit / during_fit's long work (LoRec and LLM4Dec encode every user with an LLM)
+    reports through ``ctx.progress`` as "seed S · preparing NAME", and the cell's fit count
+    stays the number of fits."""
+    from recguard import Defense, hookimpl
+    from recguard.pipeline import run_cell
+    from recguard.plan import CellSpec, make_plan
+
+    class Encoding(Defense):
+        name = "slow-encoder"
+        summary = "test defense reporting its preparation"
+        stages = frozenset({"before_fit"})
+
+        def before_fit(self, train, ctx):
+            for done in range(3):
+                ctx.progress(done + 1, 3)
+            return train
+
+    register_plugin(SimpleNamespace(register_defenses=hookimpl(lambda register: register(Encoding))),
+                    "slow-encoder")
+    stream, clock = io.StringIO(), FakeClock()
+    spec = CellSpec(seeds=(0,), attack="random", defense="slow-encoder", backbone_options={"epochs": "1"})
+    run_cell(make_plan(spec), progress=LogProgress(stream, interval=0, clock=clock), use_cache=False)
+    lines = logged(stream)
+    assert lines[0].endswith(": 4 fits"), lines
+    label = "seed 0 · preparing slow-encoder"
+    mine = [line.split(", ")[0] for line in lines if line.startswith(label)]
+    assert mine[:4] == [f"{label}: started", f"{label}: 1/3 steps", f"{label}: 2/3 steps",
+                        f"{label}: 3/3 steps"], lines
+    assert len(mine) == 2 * 5 and mine[4].startswith(f"{label}: done in ")   # clean+defense, attacked+defense
+    # each preparation ends before the defended fit starts
+    first_done = next(i for i, line in enumerate(lines) if line.startswith(f"{label}: done in "))
+    assert lines[first_done + 1] == "seed 0 · clean+defense · mf: started", lines
+
+
+def test_rich_phase_does_not_advance_the_cell_bar():
+    progress = RichProgress()
+    progress.start_cell(2, "cell")
+    progress.start_phase("preparing")
+    progress.end_phase()
+    assert progress.bars.tasks[0].completed == 0
+    progress.start_fit("fit")
+    progress.end_fit()
+    assert progress.bars.tasks[0].completed == 1
+    progress.close()

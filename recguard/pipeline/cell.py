@@ -127,9 +127,17 @@ class CellRunner:
         train = seed_data.train[base]
         dctx = DefenseContext(seed=seed, protocol=plan.protocol, backbone=plan.backbone)
         start = time.perf_counter()
-        data = defense.before_fit(train, dctx) if "before_fit" in defense.stages else train
+        preparing = fitted is None and bool(defense.stages & {"before_fit", "during_fit"})
+        if preparing:
+            dctx.progress = self.progress.start_phase(f"seed {seed} · preparing {defense.name}")
+        try:
+            data = defense.before_fit(train, dctx) if "before_fit" in defense.stages else train
+            hooks = (defense.during_fit(data, dctx) if "during_fit" in defense.stages
+                     else FitHooks()) if fitted is None else None
+        finally:
+            if preparing:
+                self.progress.end_phase()
         if fitted is None:
-            hooks = defense.during_fit(data, dctx) if "during_fit" in defense.stages else FitHooks()
             fitted, _, _ = self._fit(seed_data, condition, base, seed, hooks, data)
             model = defense.at_inference(fitted, data, dctx) if "at_inference" in defense.stages else fitted
         else:
