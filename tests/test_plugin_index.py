@@ -247,7 +247,7 @@ def test_iteration_skips_a_plugin_that_fails_on_lazy_import(fakes):
     assert [f.name for f in lazy.failed] == ["probe"]
 
 
-def test_the_cli_reports_a_lazy_failure_in_one_line(fakes, capsys, monkeypatch):
+def test_the_cli_reports_a_lazy_failure_in_one_line(fakes, capsys, monkeypatch, tmp_path):
     from recguard import plugins
 
     dependency = fakes.folder / "idxprobe_dep.py"
@@ -257,7 +257,7 @@ def test_the_cli_reports_a_lazy_failure_in_one_line(fakes, capsys, monkeypatch):
     dependency.unlink()
     sys.modules.pop("idxprobe_dep", None)
     with pytest.raises(SystemExit) as exited:
-        main(["eval", "--quiet", "--attack", "probe-attack"])
+        main(["eval", "--quiet", "--attack", "probe-attack", "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [err.strip()] and "plugin probe failed to load" in err
