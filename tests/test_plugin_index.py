@@ -216,14 +216,21 @@ def test_an_edited_plugin_is_listed_as_it_now_is(fakes):
     assert "new words" in build_host().attacks.description("probe-attack")   # and from the index
 
 
-def test_a_plugin_that_fails_on_lazy_import_is_one_error_and_listed_as_failed(fakes):
-    """Its dependency (outside the fingerprint) went away after the index was written."""
+def lazy_host_whose_dependency_vanished(fakes) -> Host:
+    """A lazy host of the probe plugin whose dependency (outside the fingerprint) went away
+    after the index was written."""
     dependency = fakes.folder / "idxprobe_dep.py"
     dependency.write_text("VALUE = 1\n")
     fakes.add(extra_import="import idxprobe_dep")
     lazy = fresh_lazy_host(fakes)
     dependency.unlink()
     sys.modules.pop("idxprobe_dep", None)
+    return lazy
+
+
+def test_a_plugin_that_fails_on_lazy_import_is_one_error_and_listed_as_failed(fakes):
+    """Its dependency (outside the fingerprint) went away after the index was written."""
+    lazy = lazy_host_whose_dependency_vanished(fakes)
     with pytest.raises(RecguardError) as raised:
         lazy.attacks.get("probe-attack")
     message = str(raised.value)
@@ -236,12 +243,7 @@ def test_a_plugin_that_fails_on_lazy_import_is_one_error_and_listed_as_failed(fa
 
 
 def test_iteration_skips_a_plugin_that_fails_on_lazy_import(fakes):
-    dependency = fakes.folder / "idxprobe_dep.py"
-    dependency.write_text("VALUE = 1\n")
-    fakes.add(extra_import="import idxprobe_dep")
-    lazy = fresh_lazy_host(fakes)
-    dependency.unlink()
-    sys.modules.pop("idxprobe_dep", None)
+    lazy = lazy_host_whose_dependency_vanished(fakes)
     names = [cls.name for cls in lazy.attacks.iter_objects()]
     assert "probe-attack" not in names and "average" in names
     assert [f.name for f in lazy.failed] == ["probe"]
@@ -250,12 +252,7 @@ def test_iteration_skips_a_plugin_that_fails_on_lazy_import(fakes):
 def test_the_cli_reports_a_lazy_failure_in_one_line(fakes, capsys, monkeypatch, tmp_path):
     from recguard import plugins
 
-    dependency = fakes.folder / "idxprobe_dep.py"
-    dependency.write_text("VALUE = 1\n")
-    fakes.add(extra_import="import idxprobe_dep")
-    monkeypatch.setattr(plugins, "_HOST", fresh_lazy_host(fakes))
-    dependency.unlink()
-    sys.modules.pop("idxprobe_dep", None)
+    monkeypatch.setattr(plugins, "_HOST", lazy_host_whose_dependency_vanished(fakes))
     with pytest.raises(SystemExit) as exited:
         main(["eval", "--quiet", "--attack", "probe-attack", "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
