@@ -132,8 +132,9 @@ class CellRunner:
             dctx.progress = self.progress.start_phase(f"seed {seed} · preparing {defense.name}")
         try:
             data = defense.before_fit(train, dctx) if "before_fit" in defense.stages else train
-            hooks = (defense.during_fit(data, dctx) if "during_fit" in defense.stages
-                     else FitHooks()) if fitted is None else None
+            hooks = FitHooks()
+            if fitted is None and "during_fit" in defense.stages:
+                hooks = defense.during_fit(data, dctx)
         finally:
             if preparing:
                 self.progress.end_phase()
