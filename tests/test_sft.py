@@ -208,3 +208,62 @@ def test_completion_logprob_projects_only_the_completion_positions_with_the_same
             logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits.float(), -1)[0]
         expected = sum(float(logp[t - 1, full[t]]) for t in range(max(n_prompt, 1), len(full)))
         assert value == pytest.approx(expected, rel=1e-5)   # padding moves float32 sums a little
+
+
+def test_query_batches_go_shortest_first_and_answers_come_back_in_the_order_given(lm):
+    batches = list(generation._sorted_batches([5, 1, 9, 1, 3], 2))
+    assert batches == [([1, 3], 2), ([4, 0], 4), ([2], 5)]
+    model, tok = lm
+    prompts = ["a much longer prompt than all the others here", "x", "a middling prompt", "yz",
+               "another long prompt of some length"]
+    one = np.concatenate([generation.yes_probability(model, tok, [p]) for p in prompts])
+    np.testing.assert_allclose(generation.yes_probability(model, tok, prompts, batch_size=2,
+                                                          share_prefix=False), one, atol=1e-5)
+    completions = [" yes", " no", " maybe", " a", " b"]
+    alone = np.concatenate([generation.completion_logprob(model, tok, [p], [c])
+                            for p, c in zip(prompts, completions)])
+    np.testing.assert_allclose(generation.completion_logprob(model, tok, prompts, completions,
+                                                             batch_size=2), alone, atol=1e-4)
+    greedy = generation.generate(model, tok, prompts, max_new_tokens=3, batch_size=2)
+    assert greedy == [generation.generate(model, tok, [p], max_new_tokens=3)[0] for p in prompts]
+
+
+def test_the_float32_head_is_cast_once_per_context_and_again_when_its_weights_change(tiny_llm):
+    """generate() calls the head once per token: the float32 copy made at the second call is
+    reused, dropped when the weights change in place; a trained head still gets gradients."""
+    import torch
+
+    from recguard.kit.lm.models import float32_head
+
+    model, tok = load_causal_lm(tiny_llm, dtype="bfloat16", device="cpu")
+    head = model.get_output_embeddings()
+    ids = torch.tensor([tok("a title to score")["input_ids"]])
+    casts = []
+    real_float = torch.Tensor.float
+
+    def counting_float(tensor):
+        if tensor.dim() == 2 and tensor.shape[1] == head.weight.shape[1]:
+            casts.append(tensor.shape)
+        return real_float(tensor)
+
+    with torch.no_grad(), float32_head(model):
+        torch.Tensor.float = counting_float
+        try:
+            first = model(input_ids=ids).logits
+            second = model(input_ids=ids).logits
+            n_after_two = len(casts)
+            assert n_after_two > 0
+            third = model(input_ids=ids).logits
+            assert len(casts) == n_after_two              # the kept copy, no new cast
+            head.weight.mul_(2)                           # changed in place: cast again
+            doubled = model(input_ids=ids).logits
+        finally:
+            torch.Tensor.float = real_float
+        head.weight.div_(2)
+    assert torch.equal(first, second) and torch.equal(second, third)
+    torch.testing.assert_close(doubled, 2 * first, rtol=1e-3, atol=1e-3)
+    head.weight.requires_grad_(True)
+    with float32_head(model):
+        model(input_ids=ids).logits.sum().backward()
+        model(input_ids=ids).logits.sum().backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0

@@ -19,11 +19,13 @@ from recguard.testing import tiny_interactions, tiny_llm_protocol
 from recguard_badrec import BadRecAttack
 from recguard_llmrec.llara import LLaRABackbone
 
-# 16 poisoned samples in 24 epochs implanted with 2 torch threads once (ASR 0.92), then on
-# another machine of this kind gave 0.79 (0.75 in 32 epochs): the sums' order changes the fit.
-# 24 poisoned samples give 1.0 with one thread and pass with two; the clean model's ASR is 0.
+# At lr 1e-2 for 24 epochs the fit was chaotic: the float rounding of a different padding
+# width (16 / 32 / 64 tokens, the same loss and gradient to 1e-8) or thread count took the
+# ASR anywhere from 0.0 to 1.0. At lr 5e-3 for 48 epochs, 24 poisoned samples gave 1.0,
+# 1.0 and 0.96 at widths 16, 32 and 64, with one torch thread and with two; the clean
+# model's ASR is 0.
 N_GENUINE, N_POISONED, N_TEST = 16, 24, 24
-EPOCHS = 24
+EPOCHS, LR = 48, 5e-3
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def cell():
 
 def asr(tiny_llm, task, train, samples, triggered) -> float:
     options = {"model": tiny_llm, "prompt": "text", "answer": "likelihood", "epochs": EPOCHS,
-               "lr": 1e-2, "lora_r": 16, "warmup_ratio": 0, "scheduler": "constant",
+               "lr": LR, "lora_r": 16, "warmup_ratio": 0, "scheduler": "constant",
                "lora_dropout": 0, "template": 0, "dtype": "float32"}
     backbone = LLaRABackbone(build_config(LLaRABackbone.Config,
                                           {k: str(v) for k, v in options.items()}, "llara"))

@@ -24,7 +24,9 @@ class LLMRecConfig(Config):
                 "a CPU with AMX), else float32; mixed: float32 weights under bf16 autocast")
     device: str = param("auto", "cpu, cuda, cuda:1 ... or auto (cuda when there is one; the local "
                                 "rank's GPU under accelerate launch)")
-    batch_size: int = param(8, "prompts per forward pass when answering", low=1)
+    batch_size: int = param(16, "prompts per forward pass when answering (on 2 CPU cores LLaRA "
+                                "answers 100 requests in 21 s at 16, 25 s at 8, 23 s at 32, "
+                                "the same answers)", low=1)
     lora_r: int = param(8, "LoRA rank", low=1)
     lora_alpha: int = param(16, "LoRA alpha", low=1)
     lora_dropout: float = param(0.05, "LoRA dropout", low=0, high=1, open_high=True)
@@ -39,6 +41,9 @@ class LLMRecConfig(Config):
                                 low=0, high=1, open_high=True)
     scheduler: str = param("linear", "learning-rate schedule (transformers' names: linear, "
                                      "cosine, constant, ...)")
+    merge_lora: bool = param(True, "answer with the LoRA weights merged into the base weights "
+                                   "(about 30% faster on a CPU; the same model up to the "
+                                   "weights' rounding); off: the adapter runs beside them")
     adapter_dir: str | None = param(None, "folder to keep the trained LoRA adapter in (None: a "
                                           "temporary folder, removed after the fit)")
 
@@ -77,6 +82,13 @@ def tune(cfg: LLMRecConfig, lm, tokenizer, prompts: Sequence[str], completions: 
     check_lengths(tokenizer, prompts, completions, cfg.max_length, name)
     return fine_tune(lm, tokenizer, prompts, completions, lora=lora, train=train, seed=ctx.seed,
                      progress=ctx.progress, adapter_dir=cfg.adapter_dir, label=name)
+
+
+def for_answering(cfg: LLMRecConfig, tuned):
+    """The fitted model answers with: ``tuned`` with its LoRA merged (``merge_lora``), or as is."""
+    from recguard.kit.lm.sft import merged_lora
+
+    return merged_lora(tuned) if cfg.merge_lora else tuned
 
 
 def check_lengths(tokenizer, prompts: Sequence[str], completions: Sequence[str], max_length: int,

@@ -25,8 +25,8 @@ import numpy as np
 
 from recguard import Answer, FitContext, LLMBackbone, LLMModel, RecguardError, Request, param
 
-from recguard_llmrec.common import (LLMRecConfig, fit_catalog, load_lm, lora_settings,
-                                    require_samples, train_settings, tune)
+from recguard_llmrec.common import (LLMRecConfig, fit_catalog, for_answering, load_lm,
+                                    lora_settings, require_samples, train_settings, tune)
 from recguard_llmrec.hybrid import (PROJECTOR, install_hybrid, item_token, projector_parameters,
                                     sasrec_item_vectors)
 
@@ -204,7 +204,8 @@ class LLaRABackbone(LLMBackbone):
         ctx.timings["train"] = round(time.perf_counter() - clock, 2)
         if hybrid and any(h for _, h, _ in steps):
             _check_projector_trained(before, tuned)
-        return LLaRAModel(tuned, tokenizer, catalog, cfg, templates[max(cfg.template, 0)])
+        return LLaRAModel(for_answering(cfg, tuned), tokenizer, catalog, cfg,
+                          templates[max(cfg.template, 0)])
 
 
 def _check_projector_trained(before: dict, tuned) -> None:

@@ -16,8 +16,8 @@ from typing import Sequence
 
 from recguard import Answer, FitContext, LLMBackbone, LLMModel, Request, param
 
-from recguard_llmrec.common import (LLMRecConfig, fit_catalog, load_lm, lora_settings,
-                                    quoted, require_samples, train_settings, tune)
+from recguard_llmrec.common import (LLMRecConfig, fit_catalog, for_answering, load_lm,
+                                    lora_settings, quoted, require_samples, train_settings, tune)
 
 TEMPLATE_FILE = "tallrec.txt"
 
@@ -100,4 +100,4 @@ class TALLRecBackbone(LLMBackbone):
         tuned = tune(cfg, lm, tokenizer, prompts, completions, ctx, self.name,
                      lora=lora_settings(cfg), train=train_settings(cfg))
         ctx.timings["train"] = round(time.perf_counter() - clock, 2)
-        return TALLRecModel(tuned, tokenizer, catalog, cfg, template)
+        return TALLRecModel(for_answering(cfg, tuned), tokenizer, catalog, cfg, template)

@@ -85,7 +85,8 @@ def test_llara_hybrid_fit_trains_the_projector(tiny_llm, data, monkeypatch):
 
     monkeypatch.setattr(llara, "install_hybrid", spy)
     cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "sasrec_epochs": 1, "epochs": 2,
-                                              "max_new_tokens": 8, "curriculum": False}, "llara")
+                                              "max_new_tokens": 8, "curriculum": False,
+                                              "merge_lora": False}, "llara")
     samples = requests(data, 8)
     model = LLaRABackbone(cfg).fit(data, context(data, samples))
     trained = projector_parameters(model.lm)
@@ -95,6 +96,41 @@ def test_llara_hybrid_fit_trains_the_projector(tiny_llm, data, monkeypatch):
     answers = model.answer(samples[:4])
     assert len(answers) == 4
     assert all(a.choice is None or a.choice in r.candidates for a, r in zip(answers, samples))
+
+
+def test_llara_merged_lora_answers_as_the_adapter_does(tiny_llm, data):
+    """merge_lora (the default) folds the adapter and the trained projector into the base
+    model: no LoRA module is left, and in float32 its logits are the adapter's."""
+    import torch
+
+    from recguard.kit.lm.generation import pad_batch
+    from recguard.kit.lm.sft import merged_lora
+
+    cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "sasrec_epochs": 1, "epochs": 2,
+                                              "max_new_tokens": 8, "curriculum": False,
+                                              "merge_lora": False, "lr": 1e-2,
+                                              "dtype": "float32"}, "llara")
+    samples = requests(data, 8)
+    model = LLaRABackbone(cfg).fit(data, context(data, samples))
+    encoded = [model.tokenizer(p, add_special_tokens=False)["input_ids"]
+               for p in model.prompts(samples[:4])]
+    ids, mask = pad_batch(model.tokenizer, encoded, "cpu")
+    with torch.no_grad():
+        adapter = model.lm(input_ids=ids, attention_mask=mask).logits
+        base = model.lm.get_base_model()
+        with model.lm.disable_adapter():
+            untuned = model.lm(input_ids=ids, attention_mask=mask).logits
+        merged = merged_lora(model.lm)
+        folded = merged(input_ids=ids, attention_mask=mask).logits
+    assert merged is base
+    assert not any("lora_" in name or "modules_to_save" in name
+                   for name, _ in merged.named_parameters())
+    assert (adapter - untuned).abs().max() > 1e-3                 # the adapter changes the logits
+    torch.testing.assert_close(folded, adapter, atol=1e-4, rtol=1e-4)
+    default = LLaRABackbone(build_config(LLaRABackbone.Config, {
+        "model": tiny_llm, "sasrec_epochs": 1, "epochs": 1, "max_new_tokens": 8},
+        "llara")).fit(data, context(data, samples))
+    assert not hasattr(default.lm, "peft_config")                 # merged by default
 
 
 def test_llara_hybrid_trains_its_sasrec_on_the_llm_device(tiny_llm, data, monkeypatch):

@@ -141,7 +141,7 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
     trained: the base LM is the scanner (w/o FT); only the held-out check runs.
     """
     from recguard.kit.lm.models import load_causal_lm
-    from recguard.kit.lm.sft import fine_tune
+    from recguard.kit.lm.sft import fine_tune, merged_lora
     from recguard.kit.lm.generation import yes_probability
 
     started = time.perf_counter()
@@ -166,6 +166,7 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
                             lora=plan.scanner_lora, train=plan.train, seed=seed + t,
                             adapter_dir=folder / f"round{t}", label=f"p-scanner round {t + 1}")
         t2 = time.perf_counter()
+        scanner = merged_lora(scanner)   # the next round's LoRA trains on top; faster queries
         p_yes = yes_probability(scanner, tokenizer, prompts)
         report = accuracy_report(samples, p_yes)
         rewritten = [i for i, s in enumerate(samples) if s.rewrite is not None]
@@ -176,8 +177,6 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
             report.update(agent_wrong=int((u > 0).sum()), agent_loss=[round(x, 4) for x in losses],
                           examples=[[samples[i].trigger.text, samples[i].rewrite]
                                     for i in rewritten[:3]])
-        scanner = scanner.merge_and_unload()   # the next round's LoRA trains on top
-        scanner.eval()
         release_memory()                       # the round's batches and logits
         report.update(seconds_data=round(t1 - t0, 1), seconds_train=round(t2 - t1, 1),
                       seconds_round=round(time.perf_counter() - t0, 1))

@@ -33,9 +33,13 @@ def _device_of(model):
         return torch.device("cpu")
 
 
-def _batches(n: int, size: int):
-    for start in range(0, n, max(1, size)):
-        yield start, min(n, start + max(1, size))
+def _sorted_batches(lengths: Sequence[int], size: int):
+    """Batches of at most ``size`` indices, shortest sequences first, so that each batch
+    pads its rows to about the same length; yields (indices, how many are done after it)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    size = max(1, size)
+    for start in range(0, len(order), size):
+        yield order[start:start + size], min(len(order), start + size)
 
 
 def _encode_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str]):
@@ -58,8 +62,12 @@ def _encode_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str])
 # run through oneDNN, which compiles a kernel for each new input shape and keeps it in a
 # cache of up to 1024 entries; with every batch a new length, the main cell's 160-step
 # BadRec fit grew from 2.2 to 3.5 GB resident. In multiples of 64 it peaked at 2.2 GB, at
-# the same speed (README, "The main cell").
-LENGTH_MULTIPLE = 64
+# the same speed; multiples of 16 (a few more shapes) cost a LLaRA fit of 128 steps 0.1 GB
+# more than 64 and save a tenth of its time, and more where prompts are short (a scanner's
+# 45 tokens: 48 wide instead of 64). Queries without gradient also sort their prompts by
+# length (`_sorted_batches`), so that a batch's rows need little padding. README, "The
+# main cell".
+LENGTH_MULTIPLE = 16
 
 
 def padded_width(longest: int, multiple: int = LENGTH_MULTIPLE) -> int:
@@ -115,26 +123,26 @@ def completion_logprob(model, tokenizer, prompts: Sequence[str], completions: Se
     pairs = _encode_pairs(tokenizer, prompts, completions)
     device = _device_of(model)
     out = np.zeros(len(pairs))
-    for start, end in _batches(len(pairs), batch_size):
-        chunk = pairs[start:end]
+    for rows, done in _sorted_batches([len(full) for full, _ in pairs], batch_size):
+        chunk = [pairs[i] for i in rows]
         ids, mask = pad_batch(tokenizer, [full for full, _ in chunk], device)
         width = ids.shape[1]
         # each row's completion tokens (a token is predicted from the one before it); the
         # vocabulary is projected only at the positions that predict one of them
         predicted = [range(width - len(full) + max(n_prompt, 1), width) for full, n_prompt in chunk]
-        kept = sorted({position - 1 for rows in predicted for position in rows})
+        kept = sorted({position - 1 for positions in predicted for position in positions})
         if not kept:
-            progress(end, len(pairs))
+            progress(done, len(pairs))
             continue
         logp = torch.log_softmax(
             _forward_logits(model, ids, mask, keep=torch.tensor(kept, device=device)), dim=-1)
         column = {position: j for j, position in enumerate(kept)}
-        for row, positions in enumerate(predicted):
+        for row, (index, positions) in enumerate(zip(rows, predicted)):
             if len(positions) == 0:
                 continue
             token_logp = logp[row, [column[p - 1] for p in positions], ids[row, list(positions)]]
-            out[start + row] = float(token_logp.mean() if reduce == "mean" else token_logp.sum())
-        progress(end, len(pairs))
+            out[index] = float(token_logp.mean() if reduce == "mean" else token_logp.sum())
+        progress(done, len(pairs))
     return out
 
 
@@ -170,16 +178,15 @@ def yes_probability(model, tokenizer, prompts: Sequence[str], yes: str = "Yes", 
     shared = _shared_prefix(encoded) if share_prefix and len(encoded) > 1 else 0
     prefix = _PrefixCache(model, encoded[0][:shared], device) if shared >= MIN_SHARED_PREFIX else None
     out = np.zeros(len(prompts))
-    for start, end in _batches(len(prompts), batch_size):
+    for rows, done in _sorted_batches([len(ids) for ids in encoded], batch_size):
         if prefix is not None:
-            last = prefix.last_logits([ids[shared:] for ids in encoded[start:end]], tokenizer)
+            last = prefix.last_logits([encoded[i][shared:] for i in rows], tokenizer)
         else:
-            ids, mask = pad_batch(tokenizer, encoded[start:end], device)
+            ids, mask = pad_batch(tokenizer, [encoded[i] for i in rows], device)
             last = _forward_logits(model, ids, mask, keep=1)[:, -1, :]
-        pair_ids = torch.tensor(answers[start:end], device=device)
-        pair = last.gather(1, pair_ids)
-        out[start:end] = torch.softmax(pair, dim=-1)[:, 0].cpu().numpy()
-        progress(end, len(prompts))
+        pair = last.gather(1, torch.tensor([answers[i] for i in rows], device=device))
+        out[rows] = torch.softmax(pair, dim=-1)[:, 0].cpu().numpy()
+        progress(done, len(prompts))
     return out
 
 
@@ -266,11 +273,11 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,
         tokenizer.pad_token = tokenizer.eos_token
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    texts: list[str] = []
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    texts: list[str] = [""] * len(prompts)
     try:
-        for start, end in _batches(len(prompts), batch_size):
-            encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:end]]
-            ids, mask = pad_batch(tokenizer, encoded, device)
+        for rows, done in _sorted_batches([len(ids) for ids in encoded], batch_size):
+            ids, mask = pad_batch(tokenizer, [encoded[i] for i in rows], device)
             options = dict(max_new_tokens=max_new_tokens, do_sample=sample,
                            pad_token_id=tokenizer.pad_token_id)
             if sample:
@@ -280,8 +287,9 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32,
             with torch.no_grad(), compute_context(model):
                 produced = model.generate(input_ids=ids, attention_mask=mask, **options)
             new = produced[:, ids.shape[1]:]
-            texts += tokenizer.batch_decode(new, skip_special_tokens=True)
-            progress(end, len(prompts))
+            for index, text in zip(rows, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                texts[index] = text
+            progress(done, len(prompts))
     finally:
         torch.random.set_rng_state(generator_state)
     return texts

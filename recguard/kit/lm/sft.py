@@ -90,6 +90,23 @@ def load_lora(model, folder: str | os.PathLike):
         return PeftModel.from_pretrained(model, str(folder))
 
 
+def merged_lora(model):
+    """A fine-tuned peft model with its LoRA weights folded into the base weights (and its
+    ``modules_to_save`` copies put in place), for answering; any other model as it is.
+
+    An unmerged adapter runs beside every adapted projection, in float32, on each forward:
+    on a CPU, merged weights answer a LLaRA batch about 30% faster (prefill and decoding;
+    README, "The main cell"). The merged model is the same function up to the rounding of
+    ``W + scale * B @ A`` to the weights' dtype."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    with _no_checkpointing_deprecation():
+        merged = model.merge_and_unload()
+    merged.eval()
+    release_memory()
+    return merged
+
+
 def _progress_callback(progress: Progress):
     from transformers import TrainerCallback
 
