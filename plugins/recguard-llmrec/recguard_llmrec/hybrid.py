@@ -118,7 +118,10 @@ def sasrec_item_vectors(train, seed: int, epochs: int, dim: int,
     except RecguardError:
         raise RecguardError("llara prompt=hybrid needs the sasrec backbone of the "
                             "recguard-sequential plugin: install it, or use prompt=text") from None
-    config = build_config(cls.Config, {"epochs": epochs, "dim": dim, "device": device}, "sasrec")
+    # threads=0: the LLM's process's torch threads (sasrec's own default is one thread; on
+    # 2 cores two fit LLaRA's 20-epoch SASRec on ML-100K in 12.8 s instead of 19.5 s)
+    config = build_config(cls.Config, {"epochs": epochs, "dim": dim, "device": device,
+                                       "threads": 0}, "sasrec")
     model = cls(config).fit(train, FitContext(seed=seed))
     vectors = np.asarray(model.item_embeddings(), dtype=np.float32)
     if vectors.shape != (train.n_items, dim):
