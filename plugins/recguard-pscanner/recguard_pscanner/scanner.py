@@ -239,13 +239,12 @@ def scanner_dir(plan: ScannerPlan, seed: int) -> Path:
 def load_cached(plan: ScannerPlan, folder: Path):
     """The scanner rebuilt from the cached round adapters (merged in order), its tokenizer, notes."""
     from recguard.kit.lm.models import load_causal_lm
-    from recguard.kit.lm.sft import load_lora
+    from recguard.kit.lm.sft import load_lora, merged_lora
 
     notes = json.loads((folder / META).read_text())
     scanner, tokenizer = load_causal_lm(plan.scanner_model, dtype=plan.dtype, device=plan.device)
     for t in range(notes["trained_rounds"]):
-        scanner = load_lora(scanner, folder / f"round{t}").merge_and_unload()
-    scanner.eval()
+        scanner = merged_lora(load_lora(scanner, folder / f"round{t}"))
     return scanner, tokenizer, notes
 
 
