@@ -6,8 +6,10 @@ Table 7 trigger (BadRec), at the end and at a random position.
 
 Trains the scanner (or loads it from the cache: `prepare_scanner`), draws ``--n`` catalog
 titles (LLaRA's style), and prints one JSON line: the share of benign titles flagged, the
-share flagged with each trigger level x position, the benign P(Yes) 90th / 95th
-percentiles, the training notes' seconds and the peak RSS.
+share flagged with each trigger level x position, the AUC of P(Yes) between the triggered
+and the benign titles (threshold-free: scanners that flag more of everything compare
+here), the benign P(Yes) 90th / 95th percentiles, the training notes' seconds and the
+peak RSS.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ import resource
 import time
 
 import numpy as np
+
+
+def auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counted half (Mann-Whitney U / n+ n-)."""
+    above = (positive[:, None] > negative[None, :]).mean()
+    ties = (positive[:, None] == negative[None, :]).mean()
+    return float(above + ties / 2)
 
 
 def main() -> None:
@@ -56,6 +65,7 @@ def main() -> None:
         for position in ("end", "random"):
             p = p_yes([insert_trigger(t, trigger, position, rng) for t in titles])
             out[f"{level}-{position}"] = round(float((p > cfg.threshold).mean()), 3)
+            out[f"auc-{level}-{position}"] = round(auc(p, benign), 3)
     out.update(training_seconds=notes.get("seconds_train"), cache=notes.get("cache"),
                seconds=round(time.perf_counter() - start),
                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))
