@@ -22,13 +22,6 @@ import time
 import numpy as np
 
 
-def auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(a positive scores above a negative), ties counted half (Mann-Whitney U / n+ n-)."""
-    above = (positive[:, None] > negative[None, :]).mean()
-    ties = (positive[:, None] == negative[None, :]).mean()
-    return float(above + ties / 2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opt", action="append", default=[], help="p-scanner option key=value")
@@ -42,6 +35,7 @@ def main() -> None:
     from recguard.data.llm_task import llara_title
     from recguard.kit.lm.prompts import load_prompt
     from recguard.kit.lm.generation import yes_probability
+    from recguard.metrics.detection import roc_auc
     from recguard_badrec.triggers import TABLE7_TRIGGERS
     from recguard_pscanner.defense import PScannerDefense, plan_of
     from recguard_pscanner.scanner import SCAN_PROMPT, prepare_scanner, scan_prompts
@@ -65,7 +59,8 @@ def main() -> None:
         for position in ("end", "random"):
             p = p_yes([insert_trigger(t, trigger, position, rng) for t in titles])
             out[f"{level}-{position}"] = round(float((p > cfg.threshold).mean()), 3)
-            out[f"auc-{level}-{position}"] = round(auc(p, benign), 3)
+            triggered = np.r_[np.ones(len(p), bool), np.zeros(len(benign), bool)]
+            out[f"auc-{level}-{position}"] = round(roc_auc(np.r_[p, benign], triggered), 3)
     out.update(training_seconds=notes.get("seconds_train"), cache=notes.get("cache"),
                seconds=round(time.perf_counter() - start),
                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))
