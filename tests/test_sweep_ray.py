@@ -117,3 +117,37 @@ def test_without_ray_the_ray_executor_is_a_one_line_error(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RecguardError, match=r'--executor ray needs Ray: pip install "recguard\[ray\]"'):
         make_executor("ray", None, None)
+
+
+def test_llm_cells_ask_ray_for_a_gpu_and_cpu_cells_do_not(tmp_path, tiny_llm):
+    """On a cluster with a GPU an LLM cell is a task of ``num_gpus=1``, a CF cell is not. The
+    GPU here is a logical one (declared to ``ray.init``, as `ray start --num-gpus` declares
+    it): Ray schedules by it and gives its id to the task, which is what a real GPU gets; the
+    model then finds no CUDA device on this machine and runs on the CPU."""
+    from recguard.sweep.executors import RayExecutor
+
+    spec = tmp_path / "mixed.toml"
+    spec.write_text(f"""
+[defaults]
+seeds = [0]
+[groups.llm]
+backbone = "tallrec"
+protocol = "tallrec"
+backbone_options = {{model = "{tiny_llm}", epochs = 1}}
+protocol_options = {{n_train_samples = 4, n_test_samples = 8}}
+[groups.cf]
+backbone = "mf"
+protocol = "apt"
+attack = "random"
+budget = 0.01
+backbone_options = {{epochs = 2}}
+""")
+    _, cells, _ = load_sweep(spec)
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    executor = RayExecutor(address=None)      # joins the running instance
+    result = run_sweep(cells, tmp_path / "out", executor)
+    assert (result.ran, result.failures) == (2, [])
+    assert executor.description.endswith("2 CPU(s), 1 GPU(s)")
+    placed = {r["spec"]["backbone"]["name"]: r["environment"]["ray"] for r in map(read_record, result.paths)}
+    assert placed["tallrec"]["gpu_ids"] == ["0"] and placed["mf"]["gpu_ids"] == []
+    assert placed["tallrec"]["node_id"] == placed["mf"]["node_id"]

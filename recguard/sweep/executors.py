@@ -11,7 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Hashable
 
 from recguard.errors import RecguardError
-from recguard.sweep.worker import Outcome, attempt, limit_threads, one_line, thread_cap
+from recguard.sweep.worker import Outcome, attempt, limit_threads, one_line, ray_attempt, thread_cap
 
 RAY_INSTALL = 'pip install "recguard[ray]"'
 
@@ -115,7 +115,7 @@ class RayExecutor:
         self.gpus = resources.get("GPU", 0) > 0
         self.slots = max(1, int(resources.get("CPU", 1)))
         # no retries of Ray's own: the sweep retries a failed cell once, whichever executor
-        self._remote = ray.remote(max_retries=0)(attempt)
+        self._remote = ray.remote(max_retries=0)(ray_attempt)
         self.description = (f"ray at {self.address or 'a local cluster'}: "
                             f"{int(resources.get('CPU', 0))} CPU(s), {int(resources.get('GPU', 0))} GPU(s)")
 

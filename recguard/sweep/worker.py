@@ -48,6 +48,20 @@ def attempt(spec: dict[str, Any]) -> Outcome:
     return Outcome(record, None, time.perf_counter() - start)
 
 
+def ray_attempt(spec: dict[str, Any]) -> Outcome:
+    """`attempt` as a Ray task. Its record's environment also says where Ray ran it (node,
+    and the GPUs Ray assigned, as ids of that node): on a cluster that is the one trace of
+    which machine produced a number."""
+    import ray
+
+    outcome = attempt(spec)
+    if outcome.record is not None:
+        context = ray.get_runtime_context()
+        outcome.record["environment"]["ray"] = {"node_id": context.get_node_id(),
+                                                "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
+    return outcome
+
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
