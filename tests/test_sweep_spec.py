@@ -165,7 +165,7 @@ llm_dtype = "bfloat16"
 
 
 BENCHMARK_SPECS = {"cf_defenses": 450, "heuristic_attacks": 30, "sequential_defenses": 54,
-                   "llm_backdoor": 64, "optimisation_attacks": 21, "fidelity": 183}
+                   "llm_backdoor": 64, "optimisation_attacks": 21, "fidelity": 315}
 
 
 @pytest.mark.parametrize("name, cells", sorted(BENCHMARK_SPECS.items()))

@@ -85,6 +85,7 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
                  as_json, no_cache, quiet, leaderboard_dir, submitter, paper, code, contact):
     """Evaluate one cell: clean, attacked and (with a defense) defended conditions, per seed."""
     from recguard.config import parse_options
+    from recguard.launch import is_main_process
     from recguard.pipeline import run_cell
     from recguard.plan import CellSpec, make_plan
     from recguard.progress import progress_for
@@ -113,8 +114,12 @@ def eval_command(dataset, data_path, dataset_opt, backbone, backbone_opt, attack
     plan = make_plan(spec)
     if who:
         _refuse_existing_entry(plan, who, leaderboard_dir)
-    progress = progress_for(quiet)   # --json: the record on stdout, progress still on stderr
+    # under torchrun / accelerate launch every rank runs the cell; rank 0 alone reports it
+    main = is_main_process()
+    progress = progress_for(quiet or not main)   # --json: the record on stdout, progress on stderr
     record = run_cell(plan, progress, use_cache=not no_cache)
+    if not main:
+        return
     path = write_record(record, output)
     entry_path = add_entry([record], who, leaderboard_dir, how_to_replace=REPLACE_HINT) if who else None
     if as_json:
