@@ -14,6 +14,8 @@
 #          its training windows, one epoch (benchmarks/llm_poison_curve.py)
 #   grid   the backdoor baselines beside P-Scanner per trigger (benchmarks/llm_backdoor.py)
 #   paper  the paper's LLaRA cell: every training window, PR 1 %, 5 epochs at lr 8e-4
+#   multi  the main cell on every visible GPU at once (torchrun, one process per GPU: the
+#          fine-tunes data-parallel, rank 0 writes the record); skipped with one GPU
 #
 # Offline, prepare the wheels on a machine with internet first (Python 3.12, x86_64):
 #   bash benchmarks/gpu_llm.sh --download .whl
@@ -39,7 +41,7 @@ if [[ "${1:-}" == "--download" ]]; then
     exit 0
 fi
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(main curve grid paper)
+[[ ${#steps[@]} -gt 0 ]] || steps=(main curve grid paper multi)
 
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible')" || exit 1
 if [[ "${INSTALL:-1}" == 0 ]]; then
@@ -90,7 +92,11 @@ for s in "${steps[@]}"; do
                --defenses p-scanner,rd,llmsi,onion,paraphraser,strip --output "$OUT_DIR/llm-backdoor" ;;
     paper) step llara-paper 7200 recguard eval --attack badrec --protocol llara "${GPU_OPTS[@]}" \
                --output "$OUT_DIR/llara-paper" ;;
-    *)     echo "unknown step '$s' (main, curve, grid, paper)"; exit 2 ;;
+    multi) gpus=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+           if (( gpus < 2 )); then echo "multi: skipped, $gpus GPU" | tee -a "$OUT_DIR/timings.txt"; continue; fi
+           step main-cell-${gpus}gpu 600 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$gpus" \
+               -m recguard eval --attack badrec --defense p-scanner --output "$OUT_DIR/main-cell-${gpus}gpu" ;;
+    *)     echo "unknown step '$s' (main, curve, grid, paper, multi)"; exit 2 ;;
     esac
 done
 cat "$OUT_DIR/timings.txt"
