@@ -62,6 +62,9 @@ class Component:
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     Config: ClassVar[type[Config]] = Config
+    # runs a large neural model (an LLM) that a GPU speeds up many times over: a sweep on a
+    # cluster with GPUs gives the cells that hold such a component one (LLM backbones always)
+    prefers_gpu: ClassVar[bool] = False
 
     def __init__(self, config: Config | None = None):
         self.config = config if config is not None else self.Config()

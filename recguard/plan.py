@@ -58,6 +58,12 @@ class Plan:
     def has_defense(self) -> bool:
         return self.defense.name != "none"
 
+    @property
+    def prefers_gpu(self) -> bool:
+        """An LLM backbone, or a component that runs an LLM (`Component.prefers_gpu`)."""
+        return self.backbone.kind == "llm" or any(
+            c.prefers_gpu for c in (self.backbone, self.attack, self.defense))
+
 
 def protocol_backbone_defaults(protocol: Protocol, config_cls: type) -> dict[str, str]:
     """The protocol's ``backbone_options`` that ``config_cls`` has a field for (a preset written

@@ -56,7 +56,7 @@ class InProcess:
     def start(self):
         pass
 
-    def submit(self, task, spec, llm):
+    def submit(self, task, spec, gpu):
         self.queue.append((task, spec))
 
     def next_done(self):
@@ -322,3 +322,16 @@ def test_a_killed_local_worker_fails_its_cell_and_a_fresh_pool_runs_the_next(tmp
         assert task == "quick" and outcome.error is None and outcome.record is not None
     finally:
         executor.close(cancel=True)
+
+
+@pytest.mark.parametrize("backbone, defense, gpu", [
+    ("mf", "none", False), ("sasrec", "advtrain", False),
+    ("tallrec", "none", True),                       # an LLM backbone
+    ("sasrec", "lorec", True), ("mf", "llm4dec", True),   # a defense that runs an LLM
+])
+def test_cells_that_run_an_llm_prefer_a_gpu(backbone, defense, gpu):
+    from recguard.plan import CellSpec, make_plan
+
+    attack = "badrec" if backbone == "tallrec" else "random"
+    plan = make_plan(CellSpec(backbone=backbone, attack=attack, defense=defense, seeds=(0,)))
+    assert plan.prefers_gpu is gpu

@@ -48,7 +48,7 @@ class LocalExecutor:
         return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_local_worker, initargs=(self.threads,))
 
-    def submit(self, task: Hashable, spec: dict[str, Any], llm: bool) -> None:
+    def submit(self, task: Hashable, spec: dict[str, Any], gpu: bool) -> None:
         self.start()
         self._running[self._pool.submit(attempt, spec)] = (task, self._pool)
 
@@ -82,7 +82,8 @@ class LocalExecutor:
 class RayExecutor:
     """Each cell a Ray task. ``address``: None starts a local cluster (of ``jobs`` CPUs when
     given), ``auto`` joins the cluster this node belongs to, else ``host:port`` or
-    ``ray://...``. LLM cells ask for a GPU when the cluster has one, other cells a CPU."""
+    ``ray://...``. A cell that prefers a GPU (`Plan.prefers_gpu`: an LLM backbone, or a
+    defense that runs an LLM) asks for one when the cluster has GPUs; every cell asks for a CPU."""
 
     name = "ray"
 
@@ -119,10 +120,10 @@ class RayExecutor:
         self.description = (f"ray at {self.address or 'a local cluster'}: "
                             f"{int(resources.get('CPU', 0))} CPU(s), {int(resources.get('GPU', 0))} GPU(s)")
 
-    def submit(self, task: Hashable, spec: dict[str, Any], llm: bool) -> None:
+    def submit(self, task: Hashable, spec: dict[str, Any], gpu: bool) -> None:
         if self._remote is None:
             self.start()
-        resources = {"num_gpus": 1, "num_cpus": 1} if llm and self.gpus else {"num_cpus": 1}
+        resources = {"num_gpus": 1, "num_cpus": 1} if gpu and self.gpus else {"num_cpus": 1}
         self._running[self._remote.options(**resources).remote(spec)] = task
 
     def next_done(self) -> tuple[Hashable, Outcome]:

@@ -59,7 +59,7 @@ def run_sweep(cells: list[Cell], output: str | Path, executor, progress: SweepPr
         while queue or in_flight:
             while queue and in_flight < executor.slots:
                 i = queue.popleft()
-                executor.submit(i, cells[i].to_spec(), cells[i].plan.backbone.kind == "llm")
+                executor.submit(i, cells[i].to_spec(), cells[i].plan.prefers_gpu)
                 progress.started(cells[i].label)
                 in_flight += 1
             i, outcome = executor.next_done()

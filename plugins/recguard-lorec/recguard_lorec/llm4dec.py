@@ -62,6 +62,7 @@ class LLM4DecDefense(Defense):
     name = "llm4dec"
     summary = "LLM4Dec: an MLP on LLM embeddings of user prompts flags fraudsters (hard: drop; soft: weight)"
     paper = f"{PAPER}, sec. 4, Eq. 2-5"
+    prefers_gpu = True     # the LLM encodes every user's history
     stages = frozenset({"before_fit"})
     backbone_kinds = frozenset({"cf", "sequential"})
     default_protocol = "lorec"

@@ -322,6 +322,7 @@ class LoRecDefense(Defense):
     summary = ("LoRec: an LLM-enhanced calibrator trained beside a sequential backbone "
                "re-weights suspected fraudsters")
     paper = f"{PAPER}, sec. 5, Eq. 9-21"
+    prefers_gpu = True     # the LLM encodes every user's history
     stages = frozenset({"during_fit"})
     backbone_kinds = frozenset({"sequential"})
     feedback = frozenset({"implicit"})
