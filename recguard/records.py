@@ -16,6 +16,7 @@ Schema (version 1; numbers stay numbers)::
     timings          total_seconds, fit_seconds {condition -> per-seed list}, cached {condition -> bool list},
                      attack_seconds (ranking cells: per-seed seconds of the attack's poison)
     environment      recguard, python, platform, torch, transformers, peft, trl, device, git_commit
+                     (cuda_visible_devices where set; ray: node_id, gpu_ids in a Ray task)
     notes            (optional) condition -> per-seed dicts a defense left (e.g. seconds per user)
 
 ``std`` is the sample standard deviation over seeds (0 for one seed).
@@ -89,10 +90,13 @@ def environment() -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
-    return {"recguard": __version__, "python": platform.python_version(),
-            "platform": platform.platform(), "torch": version("torch"),
-            "transformers": version("transformers"), "peft": version("peft"), "trl": version("trl"),
-            "numpy": version("numpy"), "device": device, "git_commit": _git_commit()}
+    found = {"recguard": __version__, "python": platform.python_version(),
+             "platform": platform.platform(), "torch": version("torch"),
+             "transformers": version("transformers"), "peft": version("peft"), "trl": version("trl"),
+             "numpy": version("numpy"), "device": device, "git_commit": _git_commit()}
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:   # which of the machine's GPUs it saw
+        found["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return found
 
 
 def _git_commit() -> str | None:

@@ -335,3 +335,22 @@ def test_cells_that_run_an_llm_prefer_a_gpu(backbone, defense, gpu):
     attack = "badrec" if backbone == "tallrec" else "random"
     plan = make_plan(CellSpec(backbone=backbone, attack=attack, defense=defense, seeds=(0,)))
     assert plan.prefers_gpu is gpu
+
+
+def test_local_workers_take_the_machines_gpus_in_turn(tmp_path, monkeypatch):
+    """Without a GPU here, a CUDA_VISIBLE_DEVICES list stands for the machine's GPUs: each
+    worker sees one of them (its cuda:0), in turn, and each record says which."""
+    from recguard.sweep.executors import LocalExecutor, next_gpu, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 5")
+    assert visible_gpus() == ["3", "5"]
+    executor = LocalExecutor(jobs=2)
+    assert executor.description.endswith("GPU 3, 5 in turn")
+    assert [next_gpu(executor.gpus, executor._workers_started) for _ in range(3)] == ["3", "5", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    _, cells, _ = load_sweep(spec_file(tmp_path))
+    result = run_sweep(cells, tmp_path / "out", LocalExecutor(jobs=2))
+    assert result.failures == []
+    assert {read_record(p)["environment"]["cuda_visible_devices"] for p in result.paths} <= {"3", "5"}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == [] and not LocalExecutor(jobs=2).description.endswith("in turn")

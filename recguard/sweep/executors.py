@@ -4,8 +4,10 @@ what to submit, retries and writes the records."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import subprocess
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Hashable
@@ -16,8 +18,31 @@ from recguard.sweep.worker import Outcome, attempt, limit_threads, one_line, ray
 RAY_INSTALL = 'pip install "recguard[ray]"'
 
 
-def _init_local_worker(threads: int) -> None:
+def visible_gpus() -> list[str]:
+    """The GPUs CUDA would show this process, found without importing torch:
+    ``CUDA_VISIBLE_DEVICES`` when set, else nvidia-smi's list (none where it is absent)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() not in ("", "-1")]
+    try:
+        found = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in found.stdout.splitlines() if line.strip()] if found.returncode == 0 else []
+
+
+def next_gpu(gpus: list[str], started) -> str:
+    """The GPU of the next worker to start: ``started`` (a shared counter) counts them."""
+    with started.get_lock():
+        index, started.value = started.value, started.value + 1
+    return gpus[index % len(gpus)]
+
+
+def _init_local_worker(threads: int, gpus: list[str], started) -> None:
     limit_threads(threads)
+    if gpus:   # the workers take the GPUs in turn, each seeing one as its cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = next_gpu(gpus, started)
     # Ctrl-C reaches the whole process group: the parent decides (stop the workers, keep
     # every finished record), a worker must not die half-way on its own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -25,7 +50,9 @@ def _init_local_worker(threads: int) -> None:
 
 class LocalExecutor:
     """``jobs`` worker processes (started fresh, not forked: the parent may hold torch's
-    threads), each with ``cores // jobs`` torch threads (or fewer, as OMP_NUM_THREADS says)."""
+    threads), each with ``cores // jobs`` torch threads (or fewer, as OMP_NUM_THREADS says).
+    On a machine with GPUs the workers take them in turn, one each (`--jobs` = the number of
+    GPUs gives every GPU a cell of its own)."""
 
     name = "local"
 
@@ -37,16 +64,18 @@ class LocalExecutor:
         self.threads = thread_cap(max(1, (os.cpu_count() or 1) // jobs))
         self._pool: ProcessPoolExecutor | None = None
         self._running: dict[Future, tuple[Hashable, ProcessPoolExecutor]] = {}
-        self.description = f"local, {jobs} process(es) x {self.threads} thread(s)"
+        self.gpus = visible_gpus()
+        self._context = multiprocessing.get_context("spawn")
+        self._workers_started = self._context.Value("i", 0)
+        self.description = (f"local, {jobs} process(es) x {self.threads} thread(s)"
+                            + (f", GPU {', '.join(self.gpus)} in turn" if self.gpus else ""))
 
     def start(self) -> None:
         self._pool = self._pool or self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        import multiprocessing
-
-        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_local_worker, initargs=(self.threads,))
+        return ProcessPoolExecutor(self.jobs, mp_context=self._context, initializer=_init_local_worker,
+                                   initargs=(self.threads, self.gpus, self._workers_started))
 
     def submit(self, task: Hashable, spec: dict[str, Any], gpu: bool) -> None:
         self.start()
