@@ -16,7 +16,7 @@ Schema (version 1; numbers stay numbers)::
     timings          total_seconds, fit_seconds {condition -> per-seed list}, cached {condition -> bool list},
                      attack_seconds (ranking cells: per-seed seconds of the attack's poison)
     environment      recguard, python, platform, torch, transformers, peft, trl, device, git_commit
-                     (cuda_visible_devices where set; ray: node_id, gpu_ids in a Ray task)
+                     (cuda_visible_devices where set; ray_node_id in a Ray task)
     notes            (optional) condition -> per-seed dicts a defense left (e.g. seconds per user)
 
 ``std`` is the sample standard deviation over seeds (0 for one seed).

@@ -148,6 +148,7 @@ backbone_options = {{epochs = 2}}
     result = run_sweep(cells, tmp_path / "out", executor)
     assert (result.ran, result.failures) == (2, [])
     assert executor.description.endswith("2 CPU(s), 1 GPU(s)")
-    placed = {r["spec"]["backbone"]["name"]: r["environment"]["ray"] for r in map(read_record, result.paths)}
-    assert placed["tallrec"]["gpu_ids"] == ["0"] and placed["mf"]["gpu_ids"] == []
-    assert placed["tallrec"]["node_id"] == placed["mf"]["node_id"]
+    placed = {r["spec"]["backbone"]["name"]: r["environment"] for r in map(read_record, result.paths)}
+    assert placed["tallrec"]["cuda_visible_devices"] == "0"
+    assert placed["mf"].get("cuda_visible_devices", "") == ""
+    assert placed["tallrec"]["ray_node_id"] == placed["mf"]["ray_node_id"]

@@ -49,16 +49,14 @@ def attempt(spec: dict[str, Any]) -> Outcome:
 
 
 def ray_attempt(spec: dict[str, Any]) -> Outcome:
-    """`attempt` as a Ray task. Its record's environment also says where Ray ran it (node,
-    and the GPUs Ray assigned, as ids of that node): on a cluster that is the one trace of
-    which machine produced a number."""
+    """`attempt` as a Ray task. Its record's environment also names the Ray node that ran it
+    (the GPU Ray gave the task is in ``cuda_visible_devices``, which Ray sets): on a cluster
+    that is the one trace of which machine produced a number."""
     import ray
 
     outcome = attempt(spec)
     if outcome.record is not None:
-        context = ray.get_runtime_context()
-        outcome.record["environment"]["ray"] = {"node_id": context.get_node_id(),
-                                                "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
+        outcome.record["environment"]["ray_node_id"] = ray.get_runtime_context().get_node_id()
     return outcome
 
 
