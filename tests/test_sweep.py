@@ -19,7 +19,7 @@ from recguard.sweep import load_sweep
 from recguard.sweep.address import Addresser
 from recguard.sweep.executors import LocalExecutor
 from recguard.sweep.run import run_sweep
-from recguard.sweep.table import summary_tables, to_csv, to_markdown
+from recguard.sweep.table import summary_tables, to_csv, to_markdown, variant_labels
 from recguard.sweep.worker import attempt
 
 pytestmark = pytest.mark.integration
@@ -265,6 +265,36 @@ def test_the_table_merges_seeds_across_records():
     assert "| none | 0.5000 ± 0.0000 | 0.2000 ± 0.0000 |" in text
     assert "| x | 0.4500 ± 0.0000 | 0.2000 ± 0.1414 |" in text
     assert "x,a,0.01,under attack,T-HR,0.2" in to_csv([table])
+
+
+def test_settings_of_one_component_are_rows_and_columns_of_their_own():
+    """A defense (or attack) run with two option values in one set of records is two rows
+    (columns), labelled by the option that differs, not one row where the later record wins."""
+    def record(defense_config, attack_config, value, created):
+        metrics = {"clean": {"HR": {"mean": 0.5, "std": 0.0, "per_seed": [0.5]}},
+                   "attacked": {"T-HR": {"mean": 0.9, "std": 0.0, "per_seed": [0.9]}},
+                   "clean+defense": {"HR": {"mean": 0.5, "std": 0.0, "per_seed": [0.5]}},
+                   "attacked+defense": {"T-HR": {"mean": value, "std": 0.0, "per_seed": [value]}}}
+        return {"created_at": created, "conditions": list(metrics), "metrics": metrics,
+                "spec": {"dataset": {"name": "d"}, "protocol": {"name": "p", "budget": 0.03},
+                         "backbone": {"name": "mf", "config": {"epochs": 5}},
+                         "attack": {"name": "pga", "config": attack_config},
+                         "defense": {"name": "rvd", "config": defense_config}, "seeds": [10]}}
+
+    records = [record({"epochs": 1, "zero_ratio": 0.0, "n": 12}, {"steps": 0}, 0.98, "1"),
+               record({"epochs": 5, "zero_ratio": 1.0, "n": 12}, {"steps": 0}, 0.29, "2"),
+               record({"epochs": 1, "zero_ratio": 0.0, "n": 12}, {"steps": 20}, 0.97, "3")]
+    assert variant_labels(records, "defense") == ["rvd epochs=1 zero_ratio=0.0",
+                                                  "rvd epochs=5 zero_ratio=1.0",
+                                                  "rvd epochs=1 zero_ratio=0.0"]
+    assert variant_labels(records, "backbone") == ["mf"] * 3
+    [table] = summary_tables(records)
+    assert table.rows(["none", "rvd"]) == ["none", "rvd epochs=1 zero_ratio=0.0",
+                                          "rvd epochs=5 zero_ratio=1.0"]
+    assert table.columns([("pga", 0.03)]) == [("pga steps=0", 0.03), ("pga steps=20", 0.03)]
+    assert table.stat("rvd epochs=5 zero_ratio=1.0", "pga steps=0", 0.03, True, "T-HR")["mean"] == 0.29
+    assert table.stat("rvd epochs=1 zero_ratio=0.0", "pga steps=0", 0.03, True, "T-HR")["mean"] == 0.98
+    assert "| rvd epochs=5 zero_ratio=1.0 | 0.5000 | 0.2900 | – |" in to_markdown([table])
 
 
 def test_sigint_stops_a_local_sweep_and_a_rerun_finishes_it(tmp_path):

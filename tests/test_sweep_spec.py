@@ -175,3 +175,17 @@ def test_the_benchmark_grids_load_with_the_cells_of_their_scripts(name, cells):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "sweeps" / f"{name}.toml"
     _, found, refused = load_sweep(path)
     assert (len(found), refused) == (cells, [])
+
+
+def test_the_rvd_stand_in_grid_loads_where_its_dataset_is_written(tmp_path, monkeypatch):
+    """benchmarks/sweeps/rvd_ml1m.toml reads the ML-1M stand-in from results/ml1m-scaled
+    (relative to where the sweep runs), which `benchmarks/scaled_movielens.py` writes."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sweeps" / "rvd_ml1m.toml"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RecguardError, match="results/ml1m-scaled' does not exist"):
+        load_sweep(path)
+    (tmp_path / "results" / "ml1m-scaled").mkdir(parents=True)
+    _, found, refused = load_sweep(path)
+    assert (len(found), refused) == (14, [])

@@ -5,6 +5,10 @@ seeds), after a first column of the accuracy without attack.
 Records of one seed each (a sweep's) and of several (`recguard eval --seeds 0,1,2`) mix:
 values are gathered per seed, a later record's seed replacing an earlier one's. The
 undefended conditions every record carries give the ``none`` row.
+
+A backbone, attack or defense run with several settings in one set of records (a spec's
+option axis) is one table, column or row per setting, labelled by the options that
+differ (`variant_labels`): ``rvd epochs=5 zero_ratio=1.0``.
 """
 
 from __future__ import annotations
@@ -58,11 +62,36 @@ class Table:
 
 
 def _ordered(found: list, order: list | None) -> list:
-    """``found`` in ``order``'s order, what ``order`` lacks after it."""
+    """``found`` in ``order``'s order, what ``order`` lacks after it; a variant label (a name
+    and its options) ranks with its name."""
     if not order:
         return found
     rank = {item: i for i, item in enumerate(order)}
-    return sorted(found, key=lambda item: (rank.get(item, len(rank)), found.index(item)))
+
+    def place(item):
+        base = (item[0].split(" ")[0], *item[1:]) if isinstance(item, tuple) else item.split(" ")[0]
+        return rank.get(item, rank.get(base, len(rank))), found.index(item)
+
+    return sorted(found, key=place)
+
+
+def variant_labels(records: list[dict], part: str) -> list[str]:
+    """Each record's ``part`` ("backbone", "attack", "defense") as its name, followed by the
+    options in which it differs from other records of the same name (``key=value``, sorted
+    by key), so that settings of one component are not merged."""
+    configs: dict[str, list[dict]] = {}
+    for record in records:
+        component = record["spec"][part]
+        configs.setdefault(component["name"], []).append(component.get("config") or {})
+    varying = {name: sorted(k for k in set().union(*seen) if len({repr(c.get(k)) for c in seen}) > 1)
+               for name, seen in configs.items()}
+    labels = []
+    for record in records:
+        component = record["spec"][part]
+        config = component.get("config") or {}
+        options = " ".join(f"{k}={config.get(k)}" for k in varying[component["name"]])
+        labels.append(f"{component['name']} {options}" if options else component["name"])
+    return labels
 
 
 def _default_metrics(record: dict, headline: str | None) -> tuple[str | None, str | None]:
@@ -80,24 +109,48 @@ def _default_metrics(record: dict, headline: str | None) -> tuple[str | None, st
 def summary_tables(records: list[dict], headline: str | None = None) -> list[Table]:
     """One `Table` per (dataset, protocol, backbone), in the order first met."""
     tables: dict[tuple[str, str, str], Table] = {}
-    for record in sorted(records, key=lambda r: r["created_at"]):
-        spec = record["spec"]
-        key = (spec["dataset"]["name"], spec["protocol"]["name"], spec["backbone"]["name"])
-        table = tables.setdefault(key, Table(*key))
-        if table.headline is None:
-            table.accuracy, table.headline = _default_metrics(record, headline)
-            table.metrics = list(record["metrics"].get("clean", {}))
-        attack, budget = spec["attack"]["name"], float(spec["protocol"]["budget"])
-        for condition in record["conditions"]:
-            if condition not in ROWS:
-                continue
-            row, attacked = ROWS[condition]
-            cell = table.values.setdefault((row or spec["defense"]["name"], attack, budget, attacked), {})
-            for metric, stat in record["metrics"][condition].items():
-                for seed, value in zip(spec["seeds"], stat["per_seed"]):
-                    cell.setdefault(metric, {})[seed] = value
-                    table.seeds.add(seed)
+    for key, group in _by_table(sorted(records, key=lambda r: r["created_at"])).items():
+        table = tables[key] = Table(*key)
+        labels = zip(variant_labels(group, "attack"), variant_labels(group, "defense"))
+        for record, (attack, defense) in zip(group, labels):
+            _add_record(table, record, attack, defense, headline)
     return list(tables.values())
+
+
+def _by_table(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Records by (dataset, protocol, backbone label), in the order first met; a backbone's
+    settings are told apart among the records of one dataset and protocol."""
+    by_setting: dict[tuple[str, str], list[dict]] = {}
+    for record in records:
+        spec = record["spec"]
+        by_setting.setdefault((spec["dataset"]["name"], spec["protocol"]["name"]), []).append(record)
+    first_seen = {id(r): i for i, r in enumerate(records)}
+    keyed = []
+    for (dataset, protocol), group in by_setting.items():
+        keyed += [((dataset, protocol, label), r) for r, label in zip(group, variant_labels(group, "backbone"))]
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    for key, record in sorted(keyed, key=lambda pair: first_seen[id(pair[1])]):
+        out.setdefault(key, []).append(record)
+    return out
+
+
+def _add_record(table: Table, record: dict, attack: str, defense: str, headline: str | None) -> None:
+    """The record's conditions into ``table``: the undefended ones as the ``none`` row, the
+    defended ones as ``defense``'s, in column ``attack`` at the record's budget."""
+    spec = record["spec"]
+    if table.headline is None:
+        table.accuracy, table.headline = _default_metrics(record, headline)
+        table.metrics = list(record["metrics"].get("clean", {}))
+    budget = float(spec["protocol"]["budget"])
+    for condition in record["conditions"]:
+        if condition not in ROWS:
+            continue
+        row, attacked = ROWS[condition]
+        cell = table.values.setdefault((row or defense, attack, budget, attacked), {})
+        for metric, stat in record["metrics"][condition].items():
+            for seed, value in zip(spec["seeds"], stat["per_seed"]):
+                cell.setdefault(metric, {})[seed] = value
+                table.seeds.add(seed)
 
 
 def _title(table: Table, several_datasets: bool) -> str:
