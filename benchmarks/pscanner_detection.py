@@ -3,13 +3,15 @@ Table 7 trigger (BadRec), at the end and at a random position.
 
     python benchmarks/pscanner_detection.py                       # the defaults
     python benchmarks/pscanner_detection.py --opt lr=2e-3 --opt epochs=2
+    python benchmarks/pscanner_detection.py --opt n_items=768 --opt false_alarm=0.2
 
 Trains the scanner (or loads it from the cache: `prepare_scanner`), draws ``--n`` catalog
 titles (LLaRA's style), and prints one JSON line: the share of benign titles flagged, the
 share flagged with each trigger level x position, the AUC of P(Yes) between the triggered
 and the benign titles (threshold-free: scanners that flag more of everything compare
 here), the benign P(Yes) 90th / 95th percentiles, the training notes' seconds and the
-peak RSS.
+peak RSS. With ``false_alarm`` among the options, the threshold is the defense's calibrated
+one (`calibrated_threshold`), printed as ``threshold``.
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ def main() -> None:
     from recguard.metrics.detection import roc_auc
     from recguard_badrec.triggers import TABLE7_TRIGGERS
     from recguard_pscanner.defense import PScannerDefense, plan_of
-    from recguard_pscanner.scanner import SCAN_PROMPT, prepare_scanner, scan_prompts
+    from recguard_pscanner.scanner import (SCAN_PROMPT, calibrated_threshold, prepare_scanner,
+                                           scan_prompts)
 
     cfg = build_config(PScannerDefense.Config, parse_options(args.opt, "p-scanner"), "p-scanner")
     start = time.perf_counter()
     scanner, tokenizer, notes = prepare_scanner(plan_of(cfg), args.seed, log=lambda line: None)
+    threshold = cfg.threshold
+    if cfg.false_alarm > 0:
+        threshold = calibrated_threshold(scanner, tokenizer, plan_of(cfg), args.seed,
+                                         cfg.n_calibration, cfg.false_alarm)
     rng = np.random.default_rng(args.seed)
     titles = [llara_title(str(t)) for t in rng.choice(load_ml100k(None).item_text, args.n, replace=False)]
     template = load_prompt("recguard_pscanner", SCAN_PROMPT)
@@ -52,13 +59,14 @@ def main() -> None:
                                batch_size=cfg.scan_batch)
 
     benign = p_yes(titles)
-    out = {"options": args.opt, "benign_flagged": round(float((benign > cfg.threshold).mean()), 3),
+    out = {"options": args.opt, "threshold": round(threshold, 4),
+           "benign_flagged": round(float((benign > threshold).mean()), 3),
            "benign_p90": round(float(np.quantile(benign, 0.9)), 3),
            "benign_p95": round(float(np.quantile(benign, 0.95)), 3)}
     for level, trigger in TABLE7_TRIGGERS.items():
         for position in ("end", "random"):
             p = p_yes([insert_trigger(t, trigger, position, rng) for t in titles])
-            out[f"{level}-{position}"] = round(float((p > cfg.threshold).mean()), 3)
+            out[f"{level}-{position}"] = round(float((p > threshold).mean()), 3)
             triggered = np.r_[np.ones(len(p), bool), np.zeros(len(benign), bool)]
             out[f"auc-{level}-{position}"] = round(roc_auc(np.r_[p, benign], triggered), 3)
     out.update(training_seconds=notes.get("seconds_train"), cache=notes.get("cache"),

@@ -11,7 +11,8 @@ from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, TrainSettings
 
 from recguard_pscanner.agent import AgentSettings
-from recguard_pscanner.scanner import SCAN_PROMPT, ScannerPlan, prepare_scanner, scan_prompts
+from recguard_pscanner.scanner import (SCAN_PROMPT, ScannerPlan, calibrated_threshold,
+                                       prepare_scanner, scan_prompts)
 
 PAPER = ("Wang et al., Poison Scanner (P-Scanner) in 'Backdoor Injection Poisoning for "
          "LLM-empowered Recommender Systems' (BadRec), sec. 4, Eq. 4-9, Algorithm 2")
@@ -44,7 +45,13 @@ class PScannerConfig(Config):
                                      "default 0.05 costs a quarter of each step on a CPU and "
                                      "buys nothing in one epoch)", low=0, high=1, open_high=True)
     threshold: float = param(0.5, "flag an item when the scanner's P(Yes) exceeds this (Eq. 9: "
-                                  "answer 'Yes')", low=0, high=1)
+                                  "answer 'Yes'); see false_alarm", low=0, high=1)
+    false_alarm: float = param(
+        0.0, "0: the threshold above (the paper's). Above 0 (ours): the threshold is set after "
+             "training so that this share of fresh synthetic benign titles (the defender's own, "
+             "never trained on) is flagged", low=0, high=1, open_high=True)
+    n_calibration: int = param(300, "false_alarm > 0: fresh synthetic benign titles that set "
+                                    "the threshold", low=1)
     m1: int = param(3, "shortest sentence-level initial trigger in tokens (B.1.2: 3)", low=1)
     m2: int = param(6, "longest sentence-level initial trigger in tokens (B.1.2: 6)", low=1)
     script_letters: bool = param(
@@ -155,5 +162,11 @@ class PScannerDefense(Defense):
             plan_of(self.config), ctx.seed, log=lambda line: print(line, file=sys.stderr))
         notes = ctx.notes.setdefault("p-scanner", {})
         notes["training"] = trained
-        return ScanFilter(model, scanner, tokenizer, self.config.threshold,
-                          self.config.scan_batch, notes)
+        threshold = self.config.threshold
+        if self.config.false_alarm > 0:
+            threshold = calibrated_threshold(scanner, tokenizer, plan_of(self.config), ctx.seed,
+                                             self.config.n_calibration, self.config.false_alarm)
+            notes["calibration"] = {"n": self.config.n_calibration,
+                                    "false_alarm": self.config.false_alarm,
+                                    "threshold": round(threshold, 4)}
+        return ScanFilter(model, scanner, tokenizer, threshold, self.config.scan_batch, notes)

@@ -208,6 +208,32 @@ def heldout_check(scanner, tokenizer, template, titles, vocabulary, plan: Scanne
     return accuracy_report(samples, p_yes)
 
 
+def calibration_titles(plan: ScannerPlan, seed: int, n: int) -> list[str]:
+    """``n`` synthetic benign titles of the seed's pool that training did not use (its
+    rounds' and the held-out check's)."""
+    used = plan.rounds * plan.n_items + plan.n_heldout
+    trained_on = set(benign_pool(seed, used)) if used else set()
+    return [t for t in benign_pool(seed, used + n + len(trained_on)) if t not in trained_on][:n]
+
+
+def calibrated_threshold(scanner, tokenizer, plan: ScannerPlan, seed: int, n: int,
+                         false_alarm: float) -> float:
+    """The P(Yes) above which ``false_alarm`` of `calibration_titles` would be flagged: the
+    (1 - false_alarm) quantile of the scanner's scores on them.
+
+    Ours, not the paper's (Eq. 9 flags an answer 'Yes', P(Yes) > 0.5). A small scanner's
+    scores move as a whole with its training size and with float rounding: the same scanner
+    family flags 8-30% of synthetic benign titles at 0.5 (the README's measurements). A
+    threshold at a fixed share of the defender's own benign titles needs no knowledge of the
+    attack and keeps that share fixed."""
+    from recguard.kit.lm.generation import yes_probability
+
+    template = load_prompt("recguard_pscanner", SCAN_PROMPT)
+    titles = calibration_titles(plan, seed, n)
+    scores = yes_probability(scanner, tokenizer, scan_prompts(tokenizer, template, titles))
+    return float(np.quantile(scores, 1.0 - false_alarm))
+
+
 # ---------------------------------------------------------------- cache
 
 

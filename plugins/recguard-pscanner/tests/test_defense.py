@@ -157,3 +157,28 @@ def test_at_inference_wraps_and_notes(tiny_llm, fresh_cache):
     notes = ctx.notes["p-scanner"]
     assert notes["training"]["cache"] == "miss" and len(notes["training"]["rounds"]) == 1
     assert notes["titles_scanned"] == 2
+
+
+def test_a_false_alarm_share_sets_the_threshold_on_fresh_synthetic_benign_titles(tiny_llm, fresh_cache,
+                                                                                monkeypatch):
+    """false_alarm=0.25: the threshold is the 0.75 quantile of the scanner's P(Yes) on titles
+    of the defender's pool that training did not use, so a quarter of them would be flagged."""
+    scored = []
+
+    def yes_probability(model, tokenizer, prompts, **kwargs):
+        scored.append(list(prompts))
+        return np.linspace(0.0, 1.0, len(prompts))
+
+    config = small(tiny_llm, rounds=1, n_items=4, n_heldout=2, false_alarm=0.25, n_calibration=9)
+    defense = PScannerDefense(config)
+    ctx = DefenseContext(seed=0, protocol=APT, backbone=None)
+    scanner_module.prepare_scanner(plan_of(config), 0, log=lambda line: None)   # trained, cached
+    monkeypatch.setattr(recguard.kit.lm.generation, "yes_probability", yes_probability)
+    model = defense.at_inference(Victim("choose", CATALOG), None, ctx)
+    assert ctx.notes["p-scanner"]["calibration"] == {"n": 9, "false_alarm": 0.25, "threshold": 0.75}
+    assert model.threshold == pytest.approx(0.75)
+    titles = scanner_module.calibration_titles(plan_of(config), 0, 9)
+    assert len(titles) == 9 and not set(titles) & set(scanner_module.benign_pool(0, 4 + 2))
+    assert all(any(t in prompt for prompt in scored[-1]) for t in titles)
+    plain = PScannerDefense(small(tiny_llm, rounds=1, n_items=4, n_heldout=2))
+    assert plain.at_inference(Victim("choose", CATALOG), None, ctx).threshold == 0.5
