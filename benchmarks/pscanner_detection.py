@@ -11,7 +11,7 @@ share flagged with each trigger level x position, the AUC of P(Yes) between the 
 and the benign titles (threshold-free: scanners that flag more of everything compare
 here), the benign P(Yes) 90th / 95th percentiles, the training notes' seconds and the
 peak RSS. With ``false_alarm`` among the options, the threshold is the defense's calibrated
-one (`calibrated_threshold`), printed as ``threshold``.
+one (`scan_threshold`), printed as ``threshold``.
 """
 
 from __future__ import annotations
@@ -39,17 +39,13 @@ def main() -> None:
     from recguard.kit.lm.generation import yes_probability
     from recguard.metrics.detection import roc_auc
     from recguard_badrec.triggers import TABLE7_TRIGGERS
-    from recguard_pscanner.defense import PScannerDefense, plan_of
-    from recguard_pscanner.scanner import (SCAN_PROMPT, calibrated_threshold, prepare_scanner,
-                                           scan_prompts)
+    from recguard_pscanner.defense import PScannerDefense, plan_of, scan_threshold
+    from recguard_pscanner.scanner import SCAN_PROMPT, prepare_scanner, scan_prompts
 
     cfg = build_config(PScannerDefense.Config, parse_options(args.opt, "p-scanner"), "p-scanner")
     start = time.perf_counter()
     scanner, tokenizer, notes = prepare_scanner(plan_of(cfg), args.seed, log=lambda line: None)
-    threshold = cfg.threshold
-    if cfg.false_alarm > 0:
-        threshold = calibrated_threshold(scanner, tokenizer, plan_of(cfg), args.seed,
-                                         cfg.n_calibration, cfg.false_alarm)
+    threshold = scan_threshold(cfg, scanner, tokenizer, args.seed)
     rng = np.random.default_rng(args.seed)
     titles = [llara_title(str(t)) for t in rng.choice(load_ml100k(None).item_text, args.n, replace=False)]
     template = load_prompt("recguard_pscanner", SCAN_PROMPT)

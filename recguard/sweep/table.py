@@ -120,17 +120,17 @@ def summary_tables(records: list[dict], headline: str | None = None) -> list[Tab
 def _by_table(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
     """Records by (dataset, protocol, backbone label), in the order first met; a backbone's
     settings are told apart among the records of one dataset and protocol."""
+    def setting(record):
+        return record["spec"]["dataset"]["name"], record["spec"]["protocol"]["name"]
+
     by_setting: dict[tuple[str, str], list[dict]] = {}
     for record in records:
-        spec = record["spec"]
-        by_setting.setdefault((spec["dataset"]["name"], spec["protocol"]["name"]), []).append(record)
-    first_seen = {id(r): i for i, r in enumerate(records)}
-    keyed = []
-    for (dataset, protocol), group in by_setting.items():
-        keyed += [((dataset, protocol, label), r) for r, label in zip(group, variant_labels(group, "backbone"))]
+        by_setting.setdefault(setting(record), []).append(record)
+    backbone = {id(r): label for group in by_setting.values()
+                for r, label in zip(group, variant_labels(group, "backbone"))}
     out: dict[tuple[str, str, str], list[dict]] = {}
-    for key, record in sorted(keyed, key=lambda pair: first_seen[id(pair[1])]):
-        out.setdefault(key, []).append(record)
+    for record in records:
+        out.setdefault((*setting(record), backbone[id(record)]), []).append(record)
     return out
 
 

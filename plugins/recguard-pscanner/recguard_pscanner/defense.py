@@ -101,6 +101,15 @@ def plan_of(cfg: PScannerConfig) -> ScannerPlan:
         device=cfg.device, dtype=cfg.dtype)
 
 
+def scan_threshold(cfg: PScannerConfig, scanner, tokenizer, seed: int) -> float:
+    """The P(Yes) above which a title is flagged: ``threshold``, or with ``false_alarm`` > 0
+    the trained scanner's calibrated one (`calibrated_threshold`)."""
+    if cfg.false_alarm <= 0:
+        return cfg.threshold
+    return calibrated_threshold(scanner, tokenizer, plan_of(cfg), seed, cfg.n_calibration,
+                                cfg.false_alarm)
+
+
 class ScanFilter(AnswerFilter):
     """Eq. 9: candidates (choose) or the asked item (yes_no) whose title the scanner
     answers 'Yes' to (P(Yes) > threshold) leave the pool before the victim answers."""
@@ -162,10 +171,8 @@ class PScannerDefense(Defense):
             plan_of(self.config), ctx.seed, log=lambda line: print(line, file=sys.stderr))
         notes = ctx.notes.setdefault("p-scanner", {})
         notes["training"] = trained
-        threshold = self.config.threshold
+        threshold = scan_threshold(self.config, scanner, tokenizer, ctx.seed)
         if self.config.false_alarm > 0:
-            threshold = calibrated_threshold(scanner, tokenizer, plan_of(self.config), ctx.seed,
-                                             self.config.n_calibration, self.config.false_alarm)
             notes["calibration"] = {"n": self.config.n_calibration,
                                     "false_alarm": self.config.false_alarm,
                                     "threshold": round(threshold, 4)}
