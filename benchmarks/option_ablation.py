@@ -4,9 +4,9 @@
     python benchmarks/option_ablation.py results/sweeps/fidelity --component defense \
         --metric T-HR@50 --metric HR@50
 
-`recguard table` merges the option variants of one defense into one row; this script keeps
-them apart, keyed by the options that vary among the records of each attack x budget x
-component name.
+Rows are keyed by the options that vary among the records of each attack x budget x
+component name (`recguard.sweep.table.varying_options`, which `recguard table` labels its
+rows by too); this script also picks any metric and condition of the records.
 """
 
 from __future__ import annotations
@@ -17,15 +17,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from recguard.records import aggregate   # the mean and (sample) std every record and table uses
+from recguard.sweep.table import varying_options
 
 
 def load(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-
-
-def varying_keys(configs: list[dict]) -> list[str]:
-    keys = sorted({k for c in configs for k in c})
-    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
 
 
 def main() -> None:
@@ -52,7 +48,7 @@ def main() -> None:
     print("|---" * (7 + len(metrics)) + "|")
     for (protocol, backbone, attack, budget, name), rows in sorted(groups.items(), key=str):
         configs = [r["spec"][args.component].get("config") or {} for r in rows]
-        keys = varying_keys(configs)
+        keys = varying_options(configs)
         variants: dict[str, list[dict]] = defaultdict(list)
         for r, c in zip(rows, configs):
             variants[", ".join(f"{k}={c.get(k)}" for k in keys) or "defaults"].append(r)

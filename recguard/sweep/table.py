@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 
 from recguard.records import aggregate, fmt
@@ -75,6 +76,13 @@ def _ordered(found: list, order: list | None) -> list:
     return sorted(found, key=place)
 
 
+def varying_options(configs: list[dict]) -> list[str]:
+    """The keys, sorted, whose values are not the same in all of ``configs`` (a key one config
+    lacks counts as None there)."""
+    keys = sorted({k for c in configs for k in c})
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+
+
 def variant_labels(records: list[dict], part: str) -> list[str]:
     """Each record's ``part`` ("backbone", "attack", "defense") as its name, followed by the
     options in which it differs from other records of the same name (``key=value``, sorted
@@ -83,8 +91,7 @@ def variant_labels(records: list[dict], part: str) -> list[str]:
     for record in records:
         component = record["spec"][part]
         configs.setdefault(component["name"], []).append(component.get("config") or {})
-    varying = {name: sorted(k for k in set().union(*seen) if len({repr(c.get(k)) for c in seen}) > 1)
-               for name, seen in configs.items()}
+    varying = {name: varying_options(seen) for name, seen in configs.items()}
     labels = []
     for record in records:
         component = record["spec"][part]
