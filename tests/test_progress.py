@@ -181,3 +181,34 @@ def test_rich_phase_does_not_advance_the_cell_bar():
     progress.end_fit()
     assert progress.bars.tasks[0].completed == 1
     progress.close()
+
+
+def test_ranking_behind_an_inference_defense_is_a_phase_in_the_log(register_plugin):
+    """An at_inference defense does its work while the users are ranked (RVD fine-tunes for
+    each served user), so the ranking reports as "seed S · CONDITION · ranking N users
+    behind NAME", from its start to its end, with the users ranked so far."""
+    from recguard import Defense, hookimpl
+    from recguard.pipeline import run_cell
+    from recguard.plan import CellSpec, make_plan
+
+    class Serving(Defense):
+        name = "slow-server"
+        summary = "test defense wrapping the fitted model"
+        stages = frozenset({"at_inference"})
+
+        def at_inference(self, model, train, ctx):
+            return model
+
+    register_plugin(SimpleNamespace(register_defenses=hookimpl(lambda register: register(Serving))),
+                    "slow-server")
+    stream = io.StringIO()
+    spec = CellSpec(seeds=(0,), attack="random", defense="slow-server", backbone_options={"epochs": "1"})
+    run_cell(make_plan(spec), progress=LogProgress(stream, interval=0, clock=FakeClock()), use_cache=False)
+    lines = logged(stream)
+    for condition in ("clean+defense", "attacked+defense"):
+        label = f"seed 0 · {condition} · ranking 943 users behind slow-server"
+        mine = [line.split(", ")[0] for line in lines if line.startswith(label)]
+        assert mine[:2] == [f"{label}: started", f"{label}: 943/943 steps"], lines
+        assert len(mine) == 3 and mine[2].startswith(f"{label}: done in "), lines
+    # undefended conditions rank without a phase line
+    assert not any("· clean · ranking" in line or "· attacked · ranking" in line for line in lines)

@@ -8,10 +8,12 @@ import numpy as np
 
 
 def top_k(score: Callable[[np.ndarray], np.ndarray], users: np.ndarray, exclude: list[np.ndarray],
-          k: int, batch_size: int = 1024) -> np.ndarray:
+          k: int, batch_size: int = 1024,
+          on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Each user's k best items by descending score, ``exclude[j]`` masked for ``users[j]``.
 
     Ties go to the lower item index. Returns int64 (len(users), min(k, n_items)).
+    ``on_batch(done, total)``, if given, hears the users ranked so far after each batch.
     """
     users = np.asarray(users, dtype=np.int64)
     out = []
@@ -28,6 +30,8 @@ def top_k(score: Callable[[np.ndarray], np.ndarray], users: np.ndarray, exclude:
         kept = np.take_along_axis(scores, part, axis=1)
         order = np.lexsort((part, -kept), axis=1)
         out.append(np.take_along_axis(part, order, axis=1))
+        if on_batch is not None:
+            on_batch(start + len(batch), len(users))
     if not out:
         return np.zeros((0, k), dtype=np.int64)
     return np.concatenate(out).astype(np.int64)

@@ -9,6 +9,7 @@ who is fake (`recguard.metrics.detection`).
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -59,18 +60,20 @@ class Evaluator:
         self.targets = prepared.targets
         self.eligible = target_eligibility(self.users, self.targets, everything.user, everything.item)
 
-    def evaluate(self, model: Model, reference: dict[str, float] | None = None
+    def evaluate(self, model: Model, reference: dict[str, float] | None = None,
+                 on_batch: Callable[[int, int], None] | None = None
                  ) -> tuple[dict[str, float], dict[str, float]]:
         """The protocol's metrics and the reference they were computed against.
 
         Without a reference (the clean condition) the model is its own reference:
         the base values of relative metrics (HR@k for RC-HR@k) are taken from it.
+        ``on_batch(done, total)`` hears the users ranked so far.
         """
         if hasattr(model, "set_history"):
             # sequential models read the genuine users' histories up to the test item,
             # validation item included (as LoRec's code tests); fitting never saw it
             model.set_history(self.seen)
-        ranked = top_k(model.score, self.users, self.exclude, self.k_max)
+        ranked = top_k(model.score, self.users, self.exclude, self.k_max, on_batch=on_batch)
         view = RankingView(self.users, ranked, self.test_items, self.targets, self.eligible, {})
         if reference is None:
             reference = {}
@@ -103,7 +106,19 @@ class RankingKind(TaskKind):
         return seed_data.extra["evaluator"].evaluate(model, reference)
 
     def evaluate_defended(self, seed_data, model, condition, seed, reference, dctx, train):
-        metrics, _ = seed_data.extra["evaluator"].evaluate(model, reference)
+        evaluator = seed_data.extra["evaluator"]
+        defense = self.plan.defense
+        if "at_inference" in defense.stages:
+            # the defense does its work while the users are ranked (RVD fine-tunes for each
+            # served user: minutes on ML-1M), so the ranking is a phase of its own
+            update = self.progress.start_phase(f"seed {seed} · {condition} · ranking "
+                                               f"{len(evaluator.users)} users behind {defense.name}")
+            try:
+                metrics, _ = evaluator.evaluate(model, reference, on_batch=update)
+            finally:
+                self.progress.end_phase()
+        else:
+            metrics, _ = evaluator.evaluate(model, reference)
         if train.is_fake.any():
             metrics.update(detection_metrics(dctx, train.is_fake))
         return metrics
