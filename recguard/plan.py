@@ -90,11 +90,23 @@ def plan_metrics(host: Host, protocol: Protocol) -> list[tuple[str, str, int | N
     return [(f"{name}@{k}", name, k, host.metrics.get(name)) for name, k in named]
 
 
+def _dataset_entry(host: Host, name: str):
+    """The registered dataset ``name``; a name that looks like a file or folder gets a
+    pointer to ``--data-path`` (a common first try: ``--dataset my_ratings.csv``)."""
+    try:
+        return host.datasets.entry(name)
+    except RecguardError as exc:
+        if "/" in name or "\\" in name or Path(name).suffix or Path(name).expanduser().exists():
+            raise RecguardError(f"{exc}; a file or folder goes in --data-path "
+                                f"(e.g. --dataset csv --data-path {name})") from None
+        raise
+
+
 def make_plan(spec: CellSpec, host: Host | None = None) -> Plan:
     host = host or get_host()
     if spec.seeds is not None and not spec.seeds:
         raise RecguardError("no seeds given: pass --seeds, e.g. --seeds 0,1,2")
-    dataset_entry = host.datasets.entry(spec.dataset)
+    dataset_entry = _dataset_entry(host, spec.dataset)
     dataset_config = build_config(dataset_entry.obj.Config, spec.dataset_options, "dataset")
     data_path = None
     if spec.data_path is not None:

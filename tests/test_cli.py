@@ -36,6 +36,7 @@ def assert_one_line_error(code, err, fragment):
     (["--attack", "averge"], "unknown attack 'averge' (did you mean 'average'"),
     (["--defense", "nne"], "unknown defense 'nne' (did you mean 'none'"),
     (["--dataset", "ml-100"], "unknown dataset 'ml-100' (did you mean"),
+    (["--dataset", "my/ratings.csv"], "a file or folder goes in --data-path (e.g. --dataset csv --data-path my/ratings.csv)"),
     (["--metrics", "HRR@10"], "unknown metric 'HRR' (did you mean 'HR'"),
     (["--metrics", "HR@0"], "k must be a positive integer"),
     (["--budget", "1.5"], "budget: 1.5 is outside (0, 1)"),
