@@ -119,6 +119,16 @@ def _check_names(spec: SweepSpec, group: Group, host: Host) -> None:
                 raise RecguardError(f"{spec.path}:{group.lines.get(role, group.line)}: {exc}") from None
 
 
+def _option_line(group: Group, message: str) -> int:
+    """The line of the options table a "ROLE option KEY: ..." error is about (the
+    ``ROLE_options`` table, else the by-name ``options``), else the group's line."""
+    role = message.split(" option ", 1)[0] if " option " in message else ""
+    for key in (f"{role}_options", "options"):
+        if role and key in group.lines:
+            return group.lines[key]
+    return group.line
+
+
 def expand(spec: SweepSpec, host: Host | None = None) -> tuple[list[Cell], list[Refused]]:
     """Every cell of the spec, in spec order, and the grid points refused as impossible. A
     misspelt name, a bad option or value is a `RecguardError` naming the file and line."""
@@ -139,7 +149,8 @@ def expand(spec: SweepSpec, host: Host | None = None) -> tuple[list[Cell], list[
                 refused.append(Refused(group.name, group.line, label, str(exc)))
                 continue
             except RecguardError as exc:
-                raise RecguardError(f"{spec.path}:{group.line}: [{group.name}] {label}: {exc}") from None
+                line = _option_line(group, str(exc))
+                raise RecguardError(f"{spec.path}:{line}: [{group.name}] {label}: {exc}") from None
             for seed in plan.spec.seeds:
                 if _excluded(group, resolved_coords(plan, seed)):
                     continue

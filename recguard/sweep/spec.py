@@ -107,7 +107,7 @@ class SpecReader:
         self.check_keys(defaults, GROUP_KEYS, "defaults")
         if not grouped:
             body = {k: v for k, v in data.items() if k not in TOP_KEYS}
-            return SweepSpec(self.path, [self.group(MAIN_GROUP, {**defaults, **body}, ())], headline)
+            return SweepSpec(self.path, [self.group(MAIN_GROUP, body, defaults, ())], headline)
         groups = self.table(data["groups"], "groups")
         if not groups:
             raise self.fail("[groups] is empty: add a grid, e.g. [groups.main]", "groups")
@@ -115,7 +115,7 @@ class SpecReader:
         for name, body in groups.items():
             body = self.table(body, "groups", name)
             self.check_keys(body, GROUP_KEYS, "groups", name)
-            out.append(self.group(name, {**defaults, **body}, ("groups", name)))
+            out.append(self.group(name, body, defaults, ("groups", name)))
         return SweepSpec(self.path, out, headline)
 
     def table(self, value: Any, *key: str) -> dict:
@@ -163,25 +163,32 @@ class SpecReader:
         table = self.table(table, *key)
         return {name: self.option_values(value, *key, name) for name, value in table.items()}
 
-    def group(self, name: str, body: dict, at: tuple[str, ...]) -> Group:
-        axes = {axis: self.values(body[axis], axis, *at, axis) for axis in AXES if axis in body}
-        role_options = {table[: -len("_options")]: self.options(body[table], *at, table)
+    def group(self, name: str, own: dict, defaults: dict, at: tuple[str, ...]) -> Group:
+        """The group at ``at`` (its own keys ``own``) over the spec's ``[defaults]``; each
+        key's messages name the line where it is written, in the group or in the defaults."""
+        body = {**defaults, **own}
+
+        def path(key: str, *inner: str) -> tuple[str, ...]:
+            return (*(at if key in own else ("defaults",)), key, *inner)
+
+        axes = {axis: self.values(body[axis], axis, *path(axis)) for axis in AXES if axis in body}
+        role_options = {table[: -len("_options")]: self.options(body[table], *path(table))
                         for table in OPTION_TABLES if table in body}
-        named = self.table(body.get("options", {}), *at, "options")
-        named_options = {component: self.options(opts, *at, "options", component)
+        named = self.table(body.get("options", {}), *path("options"))
+        named_options = {component: self.options(opts, *path("options", component))
                          for component, opts in named.items()}
         rules = body.get("exclude", [])
         if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
             raise self.fail("exclude must be a list of tables, e.g. [{attack = \"dp\", "
-                            "defense = \"rvd\"}]", *at, "exclude")
+                            "defense = \"rvd\"}]", *path("exclude"))
         excludes = []
         for rule in rules:
-            self.check_keys(rule, EXCLUDE_KEYS, *at, "exclude")
+            self.check_keys(rule, EXCLUDE_KEYS, *path("exclude"))
             if not rule:
-                raise self.fail("an empty exclude rule would drop every cell", *at, "exclude")
-            excludes.append({k: self.values(v, k, *at, "exclude") for k, v in rule.items()})
-        headline = self.text(body["headline"], *at, "headline") if "headline" in body else None
-        lines = {key: self.where.line(*at, key) for key in body}
+                raise self.fail("an empty exclude rule would drop every cell", *path("exclude"))
+            excludes.append({k: self.values(v, k, *path("exclude")) for k, v in rule.items()})
+        headline = self.text(body["headline"], *path("headline")) if "headline" in body else None
+        lines = {key: self.where.line(*path(key)) for key in body}
         return Group(name, self.where.line(*at) if at else 1, axes, role_options, named_options,
                      excludes, headline, lines)
 
