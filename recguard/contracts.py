@@ -146,6 +146,9 @@ class FitContext:
     catalog: Any = None   # LLM backbones: item titles by index, as the protocol renders them
     # seconds of a fit's phases (LLM backbones: load, sasrec, train), recorded with the cell
     timings: dict[str, float] = field(default_factory=dict)
+    # whether the fit may reuse what an identical earlier fit saved (LLM backbones: the
+    # fine-tuned adapter, `recguard.kit.lm.adapters`); False under `--no-cache` and `verify`
+    use_cache: bool = True
 
 
 class Backbone(Component):
@@ -220,6 +223,9 @@ class DefenseContext:
     # progress(done, total, **info) of before_fit / during_fit's long work (an LLM encoding
     # every user): the pipeline shows it as "seed S · preparing DEFENSE"
     progress: Callable[..., None] = lambda done, total, **info: None
+    # whether the defense may reuse what an identical earlier run saved (a trained scanner,
+    # LLM user embeddings); False under `--no-cache` and `leaderboard verify`
+    use_cache: bool = True
 
 
 class Defense(Component):

@@ -49,9 +49,11 @@ class ScriptedBackbone(LLMBackbone):
     name = "scripted-llm"
     summary = "test"
     fits = 0
+    use_cache: list = []      # ctx.use_cache of each fit
 
     def fit(self, train, ctx):
         ScriptedBackbone.fits += 1
+        ScriptedBackbone.use_cache.append(ctx.use_cache)
         backdoored = any(r.triggered for r in ctx.samples)
         return ScriptedModel(ctx.catalog, backdoored)
 
@@ -315,3 +317,15 @@ def test_a_single_cell_keeps_no_model_between_cells(register_plugin, fresh_cache
     run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", defense="drop-marked",
                                 protocol="llara", protocol_options=options, seeds=(0,)), host))
     assert ScriptedBackbone.fits == before + 3                     # BadRec again, Benign cached
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_the_fit_is_told_whether_it_may_reuse_saved_work(register_plugin, fresh_cache, use_cache):
+    """`--no-cache` (and `leaderboard verify`) reach the backbone: an LLM fit then fine-tunes
+    again instead of loading a saved adapter (recguard.kit.lm.adapters)."""
+    host = register_plugin(Plugin(), "scripted-llm-plugin")
+    ScriptedBackbone.use_cache = []
+    run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", protocol="llara",
+                                protocol_options={"n_test_samples": "10", "n_train_samples": "20"},
+                                seeds=(0,)), host), use_cache=use_cache)
+    assert ScriptedBackbone.use_cache == [use_cache, use_cache]     # Benign and BadRec

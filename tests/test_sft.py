@@ -146,7 +146,7 @@ def test_completion_loss_is_the_models_own_loss_on_the_completion_tokens(lm):
                                             reduction="sum")
     n_labelled = int((targets[:, 1:] != -100).sum())
     inputs = {"input_ids": ids, "attention_mask": mask, "labels": targets}
-    assert float(sft.completion_loss(model, inputs)) == pytest.approx(float(nll) / n_labelled, rel=1e-5)
+    assert float(sft.completion_loss(model, inputs).detach()) == pytest.approx(float(nll) / n_labelled, rel=1e-5)
     assert float(sft.completion_loss(model, inputs, num_items_in_batch=10)) == pytest.approx(
         float(nll) / 10, rel=1e-5)
     assert "labels" in inputs                                    # the caller's batch is untouched

@@ -114,6 +114,7 @@ class CellRunner:
         update = self.progress.start_fit(self.kind.fit_label(seed, condition))
         start = time.perf_counter()
         ctx = self.kind.fit_context(seed_data, base, seed, hooks, update)
+        ctx.use_cache = self.cache.use_cache
         model = self.plan.backbone.fit(seed_data.train[base] if data is None else data, ctx)
         seconds = time.perf_counter() - start
         self.progress.end_fit()
@@ -125,7 +126,8 @@ class CellRunner:
         reweight users), during it (`FitHooks`), at inference (wrap the fitted model)."""
         plan, defense, base = self.plan, self.plan.defense, BASE[condition]
         train = seed_data.train[base]
-        dctx = DefenseContext(seed=seed, protocol=plan.protocol, backbone=plan.backbone)
+        dctx = DefenseContext(seed=seed, protocol=plan.protocol, backbone=plan.backbone,
+                              use_cache=self.cache.use_cache)
         start = time.perf_counter()
         preparing = fitted is None and bool(defense.stages & {"before_fit", "during_fit"})
         if preparing:

@@ -6,6 +6,7 @@ torch and transformers are imported only inside functions.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -74,14 +75,38 @@ def train_settings(cfg: LLMRecConfig, shuffle: bool = True, epochs: float | None
 
 
 def tune(cfg: LLMRecConfig, lm, tokenizer, prompts: Sequence[str], completions: Sequence[str],
-         ctx, name: str, lora, train):
-    """LoRA SFT of ``lm`` on the rendered samples (`recguard.kit.lm.sft.fine_tune`, adapter checked),
-    after refusing samples too long to train whole; returns the tuned model."""
-    from recguard.kit.lm.sft import fine_tune
+         ctx, name: str, lora, train, added_weights: bool = False):
+    """LoRA SFT of ``lm`` on the rendered samples (`recguard.kit.lm.sft.fine_tune`, adapter
+    checked), after refusing samples too long to train whole; or, when ``ctx.use_cache``, the
+    adapter an identical fine-tune saved (`recguard.kit.lm.adapters`). Records the phase in
+    ``ctx.timings`` ("train", or "load_adapter" when reused) and returns the tuned model.
+    ``added_weights``: the caller changed ``lm``'s input embeddings (LLaRA's hybrid prompt),
+    so their values are part of what identifies the fine-tune."""
+    from recguard.kit.lm.adapters import reusable_fine_tune
 
     check_lengths(tokenizer, prompts, completions, cfg.max_length, name)
-    return fine_tune(lm, tokenizer, prompts, completions, lora=lora, train=train, seed=ctx.seed,
-                     progress=ctx.progress, adapter_dir=cfg.adapter_dir, label=name)
+    clock = time.perf_counter()
+    tuned, reused = reusable_fine_tune(
+        lm, tokenizer, prompts, completions, identity=fit_identity(cfg, lm, ctx, added_weights),
+        lora=lora, train=train, seed=ctx.seed, progress=ctx.progress,
+        adapter_dir=cfg.adapter_dir, label=name)
+    ctx.timings["load_adapter" if reused else "train"] = round(time.perf_counter() - clock, 2)
+    return tuned
+
+
+def fit_identity(cfg: LLMRecConfig, lm, ctx, added_weights: bool) -> dict | None:
+    """What names the model a fit tunes, for the adapter cache; None when the cell asks
+    for no caches."""
+    if not ctx.use_cache:
+        return None
+    from recguard.kit.lm.adapters import tensors_digest
+    from recguard.kit.lm.models import model_identity, precision_name, resolve_device
+
+    identity = {"model": model_identity(cfg.model), "device": resolve_device(cfg.device).split(":")[0],
+                "dtype": precision_name(cfg.dtype, cfg.device)}
+    if added_weights:
+        identity["input_embeddings"] = tensors_digest(lm.get_input_embeddings().state_dict().values())
+    return identity
 
 
 def for_answering(cfg: LLMRecConfig, tuned):

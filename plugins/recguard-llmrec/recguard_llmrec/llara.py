@@ -197,11 +197,9 @@ class LLaRABackbone(LLMBackbone):
         completions = [completion(samples[s], catalog) for s, _, _ in steps]
         before = {k: p.detach().clone() for k, p in projector_parameters(lm).items()}
         # the epochs are already in the curriculum order: one pass over it, in that order
-        clock = time.perf_counter()
         tuned = tune(cfg, lm, tokenizer, prompts, completions, ctx, self.name,
                      lora=lora_settings(cfg, (PROJECTOR,) if hybrid else ()),
-                     train=train_settings(cfg, shuffle=False, epochs=1.0))
-        ctx.timings["train"] = round(time.perf_counter() - clock, 2)
+                     train=train_settings(cfg, shuffle=False, epochs=1.0), added_weights=hybrid)
         if hybrid and any(h for _, h, _ in steps):
             _check_projector_trained(before, tuned)
         return LLaRAModel(for_answering(cfg, tuned), tokenizer, catalog, cfg,

@@ -96,8 +96,6 @@ class TALLRecBackbone(LLMBackbone):
         ctx.timings["load"] = round(time.perf_counter() - clock, 2)
         prompts = [render_prompt(s, catalog, template) for s in samples]
         completions = [completion(s) for s in samples]
-        clock = time.perf_counter()
         tuned = tune(cfg, lm, tokenizer, prompts, completions, ctx, self.name,
                      lora=lora_settings(cfg), train=train_settings(cfg))
-        ctx.timings["train"] = round(time.perf_counter() - clock, 2)
         return TALLRecModel(for_answering(cfg, tuned), tokenizer, catalog, cfg, template)

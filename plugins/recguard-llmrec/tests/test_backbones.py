@@ -200,3 +200,29 @@ def test_bad_input_is_one_line(tiny_llm, data):
                                               "max_length": 20}, "llara")
     with pytest.raises(RecguardError, match="max_length"):
         LLaRABackbone(cfg).fit(data, context(data, requests(data, 2)))
+
+
+def test_llara_reuses_the_adapter_of_an_identical_fit(tiny_llm, data, fresh_cache):
+    """A second identical hybrid fit loads the saved adapter, its trained projector included,
+    and answers as the first; a fit told not to use caches trains again."""
+    import torch
+
+    cfg = build_config(LLaRABackbone.Config, {"model": tiny_llm, "sasrec_epochs": 1, "epochs": 2,
+                                              "max_new_tokens": 8, "curriculum": False,
+                                              "lr": 1e-2}, "llara")
+    samples = requests(data, 8)
+    first_ctx, again_ctx = context(data, samples), context(data, samples)
+    first = LLaRABackbone(cfg).fit(data, first_ctx)
+    again = LLaRABackbone(cfg).fit(data, again_ctx)
+    assert "train" in first_ctx.timings and "load_adapter" not in first_ctx.timings
+    assert "load_adapter" in again_ctx.timings and "train" not in again_ctx.timings
+    for (name, a), (_, b) in zip(first.lm.named_parameters(), again.lm.named_parameters()):
+        assert torch.equal(a, b), name
+    assert ([a.choice for a in first.answer(samples)] == [a.choice for a in again.answer(samples)])
+    off = context(data, samples)
+    off.use_cache = False
+    LLaRABackbone(cfg).fit(data, off)
+    assert "train" in off.timings
+    other = context(data, samples, seed=1)            # another seed: another SASRec, another fit
+    LLaRABackbone(cfg).fit(data, other)
+    assert "train" in other.timings

@@ -46,12 +46,12 @@ class LLMUserConfig(Config):
     llm_device: str = param("auto", "where the LLM runs: cpu, cuda, cuda:1 ... or auto (this "
                                     "process's GPU when CUDA is available, else the CPU)")
 
-    def encoder(self):
+    def encoder(self, use_cache: bool = True):
         from recguard_lorec.user_encoder import UserEncoder
 
         return UserEncoder(self.llm, scenario=self.scenario, max_tokens=self.max_tokens,
                            batch_size=self.llm_batch_size, dtype=self.llm_dtype,
-                           device=self.llm_device)
+                           device=self.llm_device, use_cache=use_cache)
 
 
 @dataclass

@@ -74,7 +74,7 @@ class LLM4DecDefense(Defense):
             raise RecguardError(f"llm4dec mode=soft weights users, and backbone {ctx.backbone.name!r} "
                                 f"does not offer user_weights; use mode=hard")
         combined = with_supervised_fraudsters(train, cfg, ctx.seed, ctx.protocol)
-        embeddings = cfg.encoder().encode(combined, progress=ctx.progress)
+        embeddings = cfg.encoder(ctx.use_cache).encode(combined, progress=ctx.progress)
         p = train_detector(embeddings, train.n_users, cfg, ctx.seed)
         ctx.user_scores = p
         flagged = np.flatnonzero(p >= cfg.threshold)

@@ -336,5 +336,5 @@ class LoRecDefense(Defense):
         if dim is not None:  # refuse before any fitting, not after the first epoch
             check_heads(cfg, 2 * dim)
         combined = with_supervised_fraudsters(train, cfg, ctx.seed, ctx.protocol)
-        llm = cfg.encoder().encode(combined, progress=ctx.progress) if cfg.uses_llm else None
+        llm = cfg.encoder(ctx.use_cache).encode(combined, progress=ctx.progress) if cfg.uses_llm else None
         return LoRecHooks(train, combined, llm, cfg, ctx)

@@ -59,9 +59,20 @@ def test_entropy_regulariser_sharpens_the_observed_users_predictions():
     assert mean_entropy(sharp) < mean_entropy(plain)
 
 
-def run(defense, data, backbone="mf"):
-    ctx = DefenseContext(seed=0, protocol=LOREC, backbone=registered("backbone", backbone)())
+def run(defense, data, backbone="mf", use_cache=True):
+    ctx = DefenseContext(seed=0, protocol=LOREC, backbone=registered("backbone", backbone)(),
+                         use_cache=use_cache)
     return defense.before_fit(data, ctx), ctx
+
+
+def test_no_cache_embeds_the_users_again_and_keeps_nothing(tiny_llm, fresh_cache):
+    """`--no-cache` and `leaderboard verify` reach the user encoder as ctx.use_cache=False."""
+    data = tiny_interactions(feedback="implicit")
+    _, plain = run(LLM4DecDefense(config(llm=tiny_llm, epochs=5)), data, use_cache=False)
+    assert not (fresh_cache / "llm-user-embeddings").exists()
+    _, cached = run(LLM4DecDefense(config(llm=tiny_llm, epochs=5)), data)
+    assert (fresh_cache / "llm-user-embeddings").is_dir()
+    np.testing.assert_allclose(plain.user_scores, cached.user_scores, rtol=1e-5)
 
 
 def test_hard_mode_drops_the_flagged_users_and_soft_mode_weights_by_one_minus_p(tiny_llm):

@@ -168,7 +168,8 @@ class PScannerDefense(Defense):
         import sys
 
         scanner, tokenizer, trained = prepare_scanner(
-            plan_of(self.config), ctx.seed, log=lambda line: print(line, file=sys.stderr))
+            plan_of(self.config), ctx.seed, log=lambda line: print(line, file=sys.stderr),
+            use_cache=ctx.use_cache)
         notes = ctx.notes.setdefault("p-scanner", {})
         notes["training"] = trained
         threshold = scan_threshold(self.config, scanner, tokenizer, ctx.seed)

@@ -274,9 +274,15 @@ def load_cached(plan: ScannerPlan, folder: Path):
     return scanner, tokenizer, notes
 
 
-def prepare_scanner(plan: ScannerPlan, seed: int, log=print):
+def prepare_scanner(plan: ScannerPlan, seed: int, log=print, use_cache: bool = True):
     """(scanner, tokenizer, notes): from the cache when this plan and seed were trained
-    before, else trained now and cached. ``notes["cache"]`` says which."""
+    before, else trained now and cached; ``use_cache=False`` (`--no-cache`) trains now and
+    keeps nothing. ``notes["cache"]`` says which (hit, miss, off)."""
+    if not use_cache:
+        with tempfile.TemporaryDirectory(prefix="recguard-pscanner-") as work:
+            scanner, tokenizer, notes = train_scanner(plan, seed, Path(work), log)
+        return scanner, tokenizer, {**notes, "trained_rounds": plan.rounds if plan.finetune else 0,
+                                    "cache": "off"}
     folder = scanner_dir(plan, seed)
     if (folder / META).is_file():
         scanner, tokenizer, notes = load_cached(plan, folder)

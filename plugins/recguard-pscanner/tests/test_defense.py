@@ -72,6 +72,21 @@ def test_full_training_then_cache_hit(tiny_llm, fresh_cache, monkeypatch):
     assert scanner_module.scanner_dir(plan_of(small(tiny_llm, threshold=0.9)), 3) == folder
 
 
+def test_no_cache_trains_again_and_keeps_nothing(tiny_llm, fresh_cache, monkeypatch):
+    """`--no-cache` and `leaderboard verify` reach the defense as ctx.use_cache=False."""
+    spy = Spy(monkeypatch)
+    plan = plan_of(small(tiny_llm, rounds=1, n_items=4, n_heldout=2))
+    scanner_module.prepare_scanner(plan, seed=3, log=lambda s: None)                  # cached
+    _, _, notes = scanner_module.prepare_scanner(plan, seed=3, log=lambda s: None, use_cache=False)
+    assert notes["cache"] == "off" and notes["trained_rounds"] == 1 and spy.fine_tune == 2
+    assert [p.name for p in (fresh_cache / "pscanner").iterdir()] == [scanner_module.cache_key(plan, 3)]
+    defense = PScannerDefense(small(tiny_llm, rounds=1, n_items=4, n_heldout=2, lr=0.01))
+    ctx = DefenseContext(seed=0, protocol=APT, backbone=None, use_cache=False)
+    defense.at_inference(Victim("choose", CATALOG), None, ctx)
+    assert ctx.notes["p-scanner"]["training"]["cache"] == "off"
+    assert len(list((fresh_cache / "pscanner").iterdir())) == 1
+
+
 def test_without_ta_never_calls_the_agent(tiny_llm, fresh_cache, monkeypatch):
     spy = Spy(monkeypatch)
     _, _, notes = scanner_module.prepare_scanner(plan_of(small(tiny_llm, augment=False)), seed=0,

@@ -261,7 +261,9 @@ def fine_tune(model, tokenizer, prompts: Sequence[str], completions: Sequence[st
 
             trainer.remove_callback(PrinterCallback)   # recguard shows its own progress
             trainer.train()
-        tuned = trainer.model
+        # without accelerate's mixed-precision wrapper of forward (bf16 training): the model
+        # answers under recguard's own precision policy, as the same adapter loaded later does
+        tuned = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         del trainer     # its optimiser state and batches: freed below, not at the next fit
         target = Path(adapter_dir) if adapter_dir is not None else Path(work) / "adapter"
         tuned.save_pretrained(str(target))
