@@ -19,7 +19,7 @@ from recguard.sweep import load_sweep
 from recguard.sweep.address import Addresser
 from recguard.sweep.executors import LocalExecutor
 from recguard.sweep.run import run_sweep
-from recguard.sweep.table import summary_tables, to_csv, to_markdown, variant_labels
+from recguard.sweep.table import summary_tables, to_csv, to_markdown, to_markdown_full, variant_labels
 from recguard.sweep.worker import attempt
 
 pytestmark = pytest.mark.integration
@@ -265,6 +265,29 @@ def test_the_table_merges_seeds_across_records():
     assert "| none | 0.5000 ± 0.0000 | 0.2000 ± 0.0000 |" in text
     assert "| x | 0.4500 ± 0.0000 | 0.2000 ± 0.1414 |" in text
     assert "x,a,0.01,under attack,T-HR,0.2" in to_csv([table])
+
+
+def test_the_full_table_adds_what_only_a_defense_reports():
+    """Detect-AUC and the weights exist only for the defended condition under attack: the
+    full table has their columns, empty on the undefended row."""
+    def stat(v):
+        return {"mean": v, "std": 0.0, "per_seed": [v]}
+
+    metrics = {"clean": {"HR": stat(0.5), "T-HR": stat(0.0)},
+               "attacked": {"HR": stat(0.4), "T-HR": stat(0.2)},
+               "clean+defense": {"HR": stat(0.45), "T-HR": stat(0.0)},
+               "attacked+defense": {"HR": stat(0.4), "T-HR": stat(0.1), "Detect-AUC": stat(0.9),
+                                    "Weight-fake": stat(0.05)}}
+    record = {"created_at": "1", "conditions": list(metrics), "metrics": metrics,
+              "spec": {"dataset": {"name": "d"}, "protocol": {"name": "p", "budget": 0.01},
+                       "backbone": {"name": "mf"}, "attack": {"name": "a"}, "defense": {"name": "x"},
+                       "seeds": [0]}}
+    [table] = summary_tables([record])
+    assert table.defense_metrics == ["Detect-AUC", "Weight-fake"]
+    lines = to_markdown_full([table]).splitlines()
+    assert lines[2] == "| attack | budget | defense | HR | T-HR | Detect-AUC | Weight-fake |"
+    assert lines[4] == "| a | 0.01 | none | 0.5000 | 0.2000 |  |  |"
+    assert lines[5] == "| a | 0.01 | x | 0.4500 | 0.1000 | 0.9000 | 0.0500 |"
 
 
 def test_settings_of_one_component_are_rows_and_columns_of_their_own():

@@ -34,6 +34,8 @@ class Table:
     accuracy: str | None = None
     headline: str | None = None
     metrics: list = field(default_factory=list)   # the clean condition's, in record order
+    # what only a defense under attack reports (Detect-AUC, Weight-fake, Score, Scan-Recall, ...)
+    defense_metrics: list = field(default_factory=list)
     # (row, attack, budget, attacked) -> metric -> seed -> value
     values: dict = field(default_factory=dict)
     seeds: set = field(default_factory=set)
@@ -148,6 +150,8 @@ def _add_record(table: Table, record: dict, attack: str, defense: str, headline:
     if table.headline is None:
         table.accuracy, table.headline = _default_metrics(record, headline)
         table.metrics = list(record["metrics"].get("clean", {}))
+    table.defense_metrics += [m for m in record["metrics"].get("attacked+defense", {})
+                              if m not in table.metrics and m not in table.defense_metrics]
     budget = float(spec["protocol"]["budget"])
     for condition in record["conditions"]:
         if condition not in ROWS:
@@ -191,13 +195,14 @@ def to_markdown(tables: list[Table], rows: list[str] | None = None,
 def to_markdown_full(tables: list[Table], rows: list[str] | None = None,
                      columns: list[tuple[str, float]] | None = None) -> str:
     """Every metric, a line per attack, budget and defense: the accuracy metrics without the
-    attack, the target metrics (T-*) under it."""
+    attack, the target metrics (T-*) under it, then what only a defense reports under attack
+    (detection: Detect-AUC, Weight-fake / -genuine; LLM filters: Score, Scan-*)."""
     out = []
     for table in tables:
         accuracy = [m for m in table.metrics if not m.startswith("T-")]
-        targets = [m for m in table.metrics if m.startswith("T-")]
+        targets = [m for m in table.metrics if m.startswith("T-")] + table.defense_metrics
         lines = [f"#### {table.backbone}, protocol `{table.protocol}`: every metric (accuracy without "
-                 f"attack, target metrics under attack)", "",
+                 f"attack, target and defense metrics under attack)", "",
                  "| attack | budget | defense | " + " | ".join(accuracy + targets) + " |",
                  "|---" * (3 + len(accuracy) + len(targets)) + "|"]
         for attack, budget in table.columns(columns):
@@ -205,7 +210,8 @@ def to_markdown_full(tables: list[Table], rows: list[str] | None = None,
                 if (row, attack, budget, True) not in table.values:
                     continue
                 cells = [fmt(table.stat(row, attack, budget, False, m)) for m in accuracy]
-                cells += [fmt(table.stat(row, attack, budget, True, m)) for m in targets]
+                cells += [fmt(table.stat(row, attack, budget, True, m), missing="")
+                          for m in targets]
                 lines.append("| " + " | ".join([attack, f"{budget:g}", row] + cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
