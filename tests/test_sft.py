@@ -146,9 +146,10 @@ def test_completion_loss_is_the_models_own_loss_on_the_completion_tokens(lm):
                                             reduction="sum")
     n_labelled = int((targets[:, 1:] != -100).sum())
     inputs = {"input_ids": ids, "attention_mask": mask, "labels": targets}
-    assert float(sft.completion_loss(model, inputs).detach()) == pytest.approx(float(nll) / n_labelled, rel=1e-5)
-    assert float(sft.completion_loss(model, inputs, num_items_in_batch=10)) == pytest.approx(
-        float(nll) / 10, rel=1e-5)
+    loss = float(sft.completion_loss(model, inputs).detach())
+    assert loss == pytest.approx(float(nll.detach()) / n_labelled, rel=1e-5)
+    assert float(sft.completion_loss(model, inputs, num_items_in_batch=10).detach()) == pytest.approx(
+        float(nll.detach()) / 10, rel=1e-5)
     assert "labels" in inputs                                    # the caller's batch is untouched
 
     class WithoutLogitsToKeep(torch.nn.Module):                  # a model that cannot cut
@@ -159,8 +160,8 @@ def test_completion_loss_is_the_models_own_loss_on_the_completion_tokens(lm):
         def forward(self, input_ids, attention_mask, use_cache=False):
             return self.inner(input_ids=input_ids, attention_mask=attention_mask)
 
-    assert float(sft.completion_loss(WithoutLogitsToKeep(model), inputs)) == pytest.approx(
-        float(nll) / n_labelled, rel=1e-5)
+    assert float(sft.completion_loss(WithoutLogitsToKeep(model), inputs).detach()) == pytest.approx(
+        float(nll.detach()) / n_labelled, rel=1e-5)
 
 
 def test_the_head_runs_in_float32_on_a_bf16_model_and_only_inside_the_context(tiny_llm):
