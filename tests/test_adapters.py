@@ -70,3 +70,19 @@ def test_the_digest_of_added_weights_follows_their_values():
     assert adapters.tensors_digest([a]) == adapters.tensors_digest([a.copy()])
     assert adapters.tensors_digest([a]) != adapters.tensors_digest([a + 1])
     assert adapters.tensors_digest([a]) != adapters.tensors_digest([a.reshape(3, 2)])
+
+
+def test_an_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    from recguard import atomic_folder
+
+    target = tmp_path / "cache" / "entry"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target) as tmp:
+            (tmp / "half").write_text("x")
+            raise RuntimeError("interrupted")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    with atomic_folder(target) as tmp:
+        (tmp / "a").write_text("first")
+    with atomic_folder(target) as tmp:              # a second writer of the same key: theirs stays
+        (tmp / "a").write_text("second")
+    assert (target / "a").read_text() == "first" and list(target.parent.iterdir()) == [target]

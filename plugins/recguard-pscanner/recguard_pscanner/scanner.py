@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recguard import atomic_write_json, cache_dir, release_memory
+from recguard import atomic_folder, atomic_write_json, cache_dir, release_memory
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, TrainSettings
 
@@ -287,17 +285,8 @@ def prepare_scanner(plan: ScannerPlan, seed: int, log=print, use_cache: bool = T
     if (folder / META).is_file():
         scanner, tokenizer, notes = load_cached(plan, folder)
         return scanner, tokenizer, {**notes, "cache": "hit"}
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         scanner, tokenizer, notes = train_scanner(plan, seed, tmp, log)
         notes["trained_rounds"] = plan.rounds if plan.finetune else 0
         atomic_write_json(tmp / META, notes)
-        try:
-            os.rename(tmp, folder)
-        except OSError:                 # another run finished the same plan first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return scanner, tokenizer, {**notes, "cache": "miss"}

@@ -20,12 +20,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from recguard.files import cache_dir
+from recguard.files import atomic_folder, cache_dir
 
 CACHE_VERSION = 1
 LIBRARIES = ("torch", "transformers", "peft", "trl")
@@ -105,19 +104,10 @@ def reusable_fine_tune(model, tokenizer, prompts: Sequence[str], completions: Se
         if adapter_dir is not None:
             shutil.copytree(folder, adapter_dir, dirs_exist_ok=True)
         return tuned, True
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         target = Path(adapter_dir) if adapter_dir is not None else tmp
         tuned = fine_tune(model, tokenizer, prompts, completions, lora=lora, train=train,
                           seed=seed, progress=progress, adapter_dir=target, label=label)
         if adapter_dir is not None:
             shutil.copytree(target, tmp, dirs_exist_ok=True)
-        try:
-            os.rename(tmp, folder)
-        except OSError:             # another process saved the same adapter first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return tuned, False
