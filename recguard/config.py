@@ -10,13 +10,14 @@ so a range check alone would let ``nan`` through.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
 import typing
 from typing import Any, Iterable
 
-from recguard.errors import RecguardError, did_you_mean
+from recguard.errors import OptionError, RecguardError, did_you_mean
 
 
 def param(default: Any, help: str = "", *, low: float | None = None, high: float | None = None,
@@ -48,17 +49,30 @@ def build_config(config_cls: type, overrides: dict[str, Any], what: str) -> Any:
     for key, raw in overrides.items():
         if key not in fields:
             accepted = ", ".join(fields) or "none"
-            raise RecguardError(f"unknown {what} option {key!r}{did_you_mean(key, fields)}; "
-                                f"accepted: {accepted}")
-        values[key] = coerce(raw, hints[key], f"{what} option {key}")
-        check_field(fields[key], values[key], f"{what} option {key}")  # before __post_init__ sees it
+            raise OptionError(f"unknown {what} option {key!r}{did_you_mean(key, fields)}; "
+                              f"accepted: {accepted}", what, key)
+        with _option(what, key):
+            values[key] = coerce(raw, hints[key], f"{what} option {key}")
+            check_field(fields[key], values[key], f"{what} option {key}")  # before __post_init__
     try:
         config = config_cls(**values)
     except (TypeError, ValueError) as exc:
-        raise RecguardError(f"invalid {what} options: {exc}") from None
+        raise OptionError(f"invalid {what} options: {exc}", what) from None
     for f in dataclasses.fields(config_cls):
-        check_field(f, getattr(config, f.name), f"{what} option {f.name}")
+        with _option(what, f.name):
+            check_field(f, getattr(config, f.name), f"{what} option {f.name}")
     return config
+
+
+@contextlib.contextmanager
+def _option(role: str, key: str):
+    """Re-raise a `RecguardError` about one option as an `OptionError` that names it."""
+    try:
+        yield
+    except OptionError:
+        raise
+    except RecguardError as exc:
+        raise OptionError(str(exc), role, key) from None
 
 
 def coerce(raw: Any, hint: Any, what: str) -> Any:

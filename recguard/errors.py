@@ -14,6 +14,17 @@ class RecguardError(Exception):
     """
 
 
+class OptionError(RecguardError):
+    """A bad ``key=value`` option of one component: ``role`` is what `build_config` was told
+    it configures ("attack", "backbone", "protocol", ...), ``key`` the option (None when the
+    options are wrong together). A sweep spec uses them to name the line of the options."""
+
+    def __init__(self, message: str, role: str, key: str | None = None):
+        super().__init__(message)
+        self.role = role
+        self.key = key
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, stripped ('' when it has none): what a
     one-line report of a foreign exception can quote."""

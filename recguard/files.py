@@ -4,6 +4,7 @@ have)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,6 +25,19 @@ def cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "recguard"
+
+
+def canonical_json(obj: Any, compact: bool = False) -> str:
+    """``obj`` as JSON with sorted keys and ``str()`` of what JSON has no type for: the same
+    text for the same content, whatever the order it was built in."""
+    return json.dumps(obj, sort_keys=True, default=str,
+                      separators=(",", ":") if compact else None)
+
+
+def json_digest(obj: Any, length: int = 64, compact: bool = False) -> str:
+    """The first ``length`` hex digits of the sha256 of `canonical_json` of ``obj``: the
+    content address of a cache entry, a record or a result."""
+    return hashlib.sha256(canonical_json(obj, compact).encode()).hexdigest()[:length]
 
 
 def check_writable(path: str | os.PathLike, what: str, folder: bool = True) -> Path:

@@ -5,7 +5,7 @@ import pytest
 
 from recguard.config import build_config, describe_fields, param, parse_options
 from recguard.contracts import Config
-from recguard.errors import RecguardError
+from recguard.errors import OptionError, RecguardError
 
 
 @dataclass
@@ -39,6 +39,9 @@ def test_bad_options_name_the_problem(overrides, fragment):
         build_config(Example, overrides, "test")
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+    # the error carries what it is about, so that a sweep spec can point at the option's line
+    assert isinstance(err.value, OptionError)
+    assert (err.value.role, err.value.key) == ("test", next(iter(overrides)))
 
 
 def test_parse_options():

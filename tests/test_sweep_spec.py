@@ -104,6 +104,8 @@ adv_start = 0
     ('attack = "average"\nexclude = "x"\n', 2, ["exclude must be a list of tables"]),
     ('protocol = "apt"\nattack = "avrage"\n', 2, ["unknown attack 'avrage'", "did you mean 'average'"]),
     ('protocol = "apt"\n[backbone_options]\nepochs = "many"\n', 2, ["epochs"]),
+    ('protocol = "apt"\nattack = "average"\n\n[protocol_options]\nn_targets = "x"\n', 4,
+     ["protocol option n_targets"]),
     ('[defaults]\nattack = "average"\n\n[groups.a]\nseeds = [0]\nbudget = 2\n', 6, ["budget: 2 is not"]),
     ('[defaults]\nprotocol = "apt"\nseeds = [-3]\n\n[groups.a]\nattack = "average"\n', 3, ["-3 is not a seed"]),
     ('attack = "average\n', 1, ["not valid TOML"]),

@@ -18,7 +18,7 @@ import numpy as np
 
 from recguard.data.interactions import Interactions
 from recguard.errors import RecguardError
-from recguard.files import atomic_write, cache_dir
+from recguard.files import atomic_write, cache_dir, canonical_json
 
 FORMAT_VERSION = 1
 ARRAYS = ("user", "item", "rating", "timestamp", "user_ids", "item_ids")
@@ -58,8 +58,7 @@ def file_signature(path: Path | str) -> dict:
 
 def key_json(key: dict) -> str:
     """The canonical JSON of a cache key, with the cache format version."""
-    return json.dumps({"format": FORMAT_VERSION, "key": key}, sort_keys=True,
-                      separators=(",", ":"), default=str)
+    return canonical_json({"format": FORMAT_VERSION, "key": key}, compact=True)
 
 
 def cache_path(key: dict) -> Path:

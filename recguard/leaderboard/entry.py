@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from recguard.errors import RecguardError, did_you_mean
-from recguard.files import atomic_write_json, loads_json
+from recguard.files import atomic_write_json, json_digest, loads_json
 from recguard.protocols import RANKING, task_kind_of
 from recguard.records import aggregate, validate_record
 
@@ -345,7 +345,7 @@ def content_key(entry: dict) -> str:
     spec = record["spec"]
     same = {k: _comparable(spec[k]) for k in SAME_CELL}
     same |= {"seeds": spec["seeds"], "targets": spec["targets"], "metrics": record["metrics"]}
-    return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
+    return json_digest(same)
 
 
 def duplicate_problems(entries: list[tuple[Path, dict]]) -> dict[Path, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recguard import __version__
-from recguard.files import atomic_write_json, cache_dir
+from recguard.files import atomic_write_json, cache_dir, json_digest
 from recguard.pipeline.conditions import ATTACKED, ATTACKED_DEF, CLEAN, CLEAN_DEF
 from recguard.plan import Plan
 
@@ -91,8 +91,7 @@ class CellCache:
                          plan.defense.resolved_config(plan.protocol)] if defended else None),
             "metrics": [label for label, _, _, _ in plan.metrics],
         }
-        blob = json.dumps(parts, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:24]
+        return json_digest(parts, 24)
 
     def key(self, condition: str, seed: int) -> str | None:
         """The key of a condition's result: its fit's, plus the attack for a clean condition

@@ -4,11 +4,11 @@ version or plugin source gives the touched cells new names (and only those)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from recguard import __version__
+from recguard.files import json_digest
 from recguard.pipeline.cache import package_fingerprint
 from recguard.pipeline.record import planned_spec
 from recguard.plan import Plan
@@ -51,8 +51,7 @@ class Addresser:
         }
 
     def key(self, cell: Cell) -> str:
-        blob = json.dumps(self.parts(cell), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        return json_digest(self.parts(cell), 32)
 
     def filename(self, cell: Cell) -> str:
         """``<backbone>_<attack>_<defense>_s<seed>_<key>.json``: the names for a reader, the

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 from recguard.compat import IncompatibleCell
-from recguard.errors import RecguardError
+from recguard.errors import OptionError, RecguardError
 from recguard.plan import CellSpec, Plan, make_plan
 from recguard.plugins import Host, get_host
 from recguard.sweep.spec import ROLES, Group, SweepSpec
@@ -119,10 +119,10 @@ def _check_names(spec: SweepSpec, group: Group, host: Host) -> None:
                 raise RecguardError(f"{spec.path}:{group.lines.get(role, group.line)}: {exc}") from None
 
 
-def _option_line(group: Group, message: str) -> int:
-    """The line of the options table a "ROLE option KEY: ..." error is about (the
-    ``ROLE_options`` table, else the by-name ``options``), else the group's line."""
-    role = message.split(" option ", 1)[0] if " option " in message else ""
+def _option_line(group: Group, exc: RecguardError) -> int:
+    """The line of the options table a bad option is in (the ``ROLE_options`` table, else the
+    by-name ``options``), else the group's line."""
+    role = exc.role if isinstance(exc, OptionError) else ""
     for key in (f"{role}_options", "options"):
         if role and key in group.lines:
             return group.lines[key]
@@ -149,7 +149,7 @@ def expand(spec: SweepSpec, host: Host | None = None) -> tuple[list[Cell], list[
                 refused.append(Refused(group.name, group.line, label, str(exc)))
                 continue
             except RecguardError as exc:
-                line = _option_line(group, str(exc))
+                line = _option_line(group, exc)
                 raise RecguardError(f"{spec.path}:{line}: [{group.name}] {label}: {exc}") from None
             for seed in plan.spec.seeds:
                 if _excluded(group, resolved_coords(plan, seed)):

@@ -22,7 +22,6 @@ prompts.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from recguard import Interactions, Progress, RecguardError, atomic_write, cache_dir
+from recguard.files import canonical_json, json_digest
 from recguard.kit.lm.models import mean_pool
 
 TEMPLATE_FILE = "lorec_user.txt"
@@ -63,10 +63,6 @@ def render_prompt(template: str, scenario: str, titles: Sequence[str]) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _canonical(key: dict) -> str:
-    return json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _progress_hooks(progress: Any, label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -193,11 +189,11 @@ class UserEncoder:
 
     def cache_path(self, key: dict) -> Path:
         """The matrix file of a `cache_key`."""
-        return self.cache_root() / "matrix" / f"{_sha256(_canonical(key))[:32]}.npz"
+        return self.cache_root() / "matrix" / f"{json_digest(key, 32, compact=True)}.npz"
 
     def prompt_store(self) -> Path:
         """The folder of per-prompt vectors made with these settings (one file per prompt)."""
-        return self.cache_root() / "prompts" / _sha256(_canonical(self.settings_key()))[:24]
+        return self.cache_root() / "prompts" / json_digest(self.settings_key(), 24, compact=True)
 
     @staticmethod
     def _read_npz(path: Path, key_json: str | None = None) -> dict | None:
@@ -231,7 +227,7 @@ class UserEncoder:
         histories = self.histories(train)
         prompts = [self.render(h) for h in histories]
         key = self.cache_key(train, prompts)
-        key_json = _canonical(key)
+        key_json = canonical_json(key, compact=True)
         path = self.cache_path(key)
         label = f"LLM user prompts ({train.n_users} users)"
         if self.use_cache and path.exists():

@@ -18,7 +18,6 @@ renamed into place, so an interrupted run leaves nothing half-written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from recguard import atomic_folder, atomic_write_json, cache_dir, release_memory
+from recguard.files import json_digest
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, TrainSettings
 
@@ -252,8 +252,7 @@ def cache_key(plan: ScannerPlan, seed: int) -> str:
     if plan.finetune and plan.augment:
         record.update(agent=model_identity(plan.agent_model),
                       agent_prompt=load_prompt("recguard_pscanner", AGENT_PROMPT))
-    text = json.dumps(record, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return json_digest(record, 20)
 
 
 def scanner_dir(plan: ScannerPlan, seed: int) -> Path:

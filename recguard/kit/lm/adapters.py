@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from recguard.files import atomic_folder, cache_dir
+from recguard.files import atomic_folder, cache_dir, json_digest
 
 CACHE_VERSION = 1
 LIBRARIES = ("torch", "transformers", "peft", "trl")
@@ -74,7 +74,7 @@ def adapter_key(identity: dict[str, Any], prompts: Sequence[str], completions: S
               "code": _source_digest(), "libraries": _versions(),
               # under accelerate launch each process trains a share of every batch
               "processes": int(os.environ.get("WORLD_SIZE", "1"))}
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return json_digest(record, 24)
 
 
 def adapter_folder(key: str) -> Path:
