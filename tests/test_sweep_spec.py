@@ -91,6 +91,8 @@ adv_start = 0
     assert got == [("none", {"epochs": "1"}, {}), ("none", {"epochs": "2"}, {}),
                    ("apr", {"epochs": "1"}, {"adv_start": "0"}), ("apr", {"epochs": "2"}, {"adv_start": "0"})]
     assert cells[2].plan.defense.config.adv_start == 0
+    # a reader tells the cells apart by their labels (dry run, progress, failures)
+    assert cells[2].label == "mf(epochs=1) · apt · average 0.03 · apr(adv_start=0) · seed 0"
 
 
 @pytest.mark.parametrize("text, line, words", [

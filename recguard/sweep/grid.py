@@ -30,9 +30,18 @@ class Cell:
 
     @property
     def label(self) -> str:
-        plan = self.plan
-        return (f"{plan.backbone.name} · {plan.protocol.name} · {plan.attack.name} "
-                f"{plan.protocol.budget:g} · {plan.defense.name} · seed {self.seed}")
+        """The cell for a reader: each component with the options the spec gives it, so that
+        two cells of a grid over an option read apart."""
+        plan, spec = self.plan, self.plan.spec
+
+        def named(name: str, options: dict[str, Any]) -> str:
+            given = ", ".join(f"{k}={v}" for k, v in options.items())
+            return f"{name}({given})" if given else name
+
+        return (f"{named(plan.backbone.name, spec.backbone_options)} · "
+                f"{named(plan.protocol.name, spec.protocol_options)} · "
+                f"{named(plan.attack.name, spec.attack_options)} {plan.protocol.budget:g} · "
+                f"{named(plan.defense.name, spec.defense_options)} · seed {self.seed}")
 
     def to_spec(self) -> dict[str, Any]:
         """The cell as plain data (names and option strings): what a worker plans it from."""
