@@ -216,6 +216,11 @@ def test_sweep_and_table_commands(tmp_path):
     assert [line.split(" | ")[0] for line in lines[4:6]] == ["| none", "| apr"]
     dry = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "--dry-run"])
     assert "4 cells: 4 done, 0 to run" in dry.output and "about 0.0 min" in dry.output
+    some = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "--dry-run",
+                               "--where", "defense=apr", "--where", "attack=bandwagon"])
+    assert some.exit_code == 0 and "1 cells: 1 done, 0 to run" in some.output
+    malformed = runner.invoke(cli, ["sweep", str(spec), "--output", str(out), "--where", "defense"])
+    assert malformed.exit_code != 0 and "KEY=VALUE" in str(malformed.exception or malformed.output)
     table = runner.invoke(cli, ["table", str(out)])
     assert table.exit_code == 0 and table.output == "\n".join(lines[:6]) + "\n"
     csv_out = runner.invoke(cli, ["table", str(out), "--format", "csv", "--metric", "T-NDCG@50"])

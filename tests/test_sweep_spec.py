@@ -154,6 +154,29 @@ def test_missing_or_empty_spec(tmp_path):
         load_sweep(write(tmp_path, 'protocol = "apt"\nseeds = 0\nexclude = [{attack = "average"}]\n'))
 
 
+def test_where_selects_cells_by_axis_and_by_option(tmp_path):
+    path = write(tmp_path, """
+protocol = "apt"
+attack = ["average", "bandwagon"]
+budget = [0.01, 0.03]
+defense = ["none", "apr"]
+seeds = [0, 1]
+backbone_options = {epochs = [1, 2]}
+""")
+    _, every, _ = load_sweep(path)
+    assert len(every) == 32
+    _, cells, _ = load_sweep(path, where={"attack": ["bandwagon"], "budget": ["0.030"],
+                                          "epochs": ["2"], "seed": ["1"]})
+    assert [(c.plan.attack.name, c.plan.protocol.budget, c.plan.spec.backbone_options, c.seed)
+            for c in cells] == [("bandwagon", 0.03, {"epochs": "2"}, 1)] * 2
+    _, cells, _ = load_sweep(path, where={"defense": ["apr", "none"], "attack": ["average"]})
+    assert len(cells) == 16
+    with pytest.raises(RecguardError, match="--where epoch: no cell of the spec has it .*'epochs'"):
+        load_sweep(path, where={"epoch": ["2"]})
+    with pytest.raises(RecguardError, match="no cell matches --where defense=dp"):
+        load_sweep(path, where={"defense": ["dp"]})
+
+
 def test_named_options_go_to_the_component_not_to_a_protocol_of_the_same_name(tmp_path):
     spec = read_spec(write(tmp_path, """
 protocol = "lorec"

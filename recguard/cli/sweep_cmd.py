@@ -71,6 +71,10 @@ def _leaderboard(records: list[dict], who, folders: tuple[str, ...]) -> list[Pat
 @click.option("--dry-run", is_flag=True, help="list the cells, how many are done, and an estimate")
 @click.option("--group", "groups", multiple=True, metavar="NAME",
               help="run only this group of the spec (repeatable)")
+@click.option("--where", "where", multiple=True, metavar="KEY=V[,V...]",
+              help="run only the cells with one of these values: an axis (backbone, attack, "
+                   "defense, budget, seed, ...) or a component option (trigger_level=char); "
+                   "repeatable, all must hold")
 @click.option("--skip-incompatible", is_flag=True, help="skip impossible cells (else refuse the spec)")
 @click.option("--table", "table_only", is_flag=True, help="only print the summary table of the records")
 @click.option("--full", is_flag=True, help="with the summary table, every metric per attack, budget "
@@ -80,15 +84,15 @@ def _leaderboard(records: list[dict], who, folders: tuple[str, ...]) -> list[Pat
 @click.option("--leaderboard", "leaderboard_dirs", multiple=True, metavar="DIR",
               help="also add each cell's seeds as an entry in DIR (repeatable)")
 @submitter_options
-def sweep_command(spec, executor, jobs, address, output, dry_run, groups, skip_incompatible, table_only, full,
-                  fmt, quiet, leaderboard_dirs, submitter, paper, code, contact):
+def sweep_command(spec, executor, jobs, address, output, dry_run, groups, where, skip_incompatible,
+                  table_only, full, fmt, quiet, leaderboard_dirs, submitter, paper, code, contact):
     """Run a grid of cells from a TOML spec; finished cells are skipped, so a re-run resumes."""
     from recguard.files import check_writable
     from recguard.sweep import load_sweep
     from recguard.sweep.run import cell_paths
 
     who = make_submitter(submitter, paper, code, contact) if leaderboard_dirs else None
-    sweep, cells, refused = load_sweep(spec, skip_incompatible, groups)
+    sweep, cells, refused = load_sweep(spec, skip_incompatible, groups, _where(where))
     for cell in refused:
         click.echo(f"skipped (impossible): {sweep.path}:{cell}", err=True)
     output = Path(output or Path("results") / "sweeps" / Path(spec).stem)
@@ -119,6 +123,18 @@ def sweep_command(spec, executor, jobs, address, output, dry_run, groups, skip_i
         for cell, error in result.failures:
             click.echo(f"failed: [{cell.group}] {cell.label}: {error}", err=True)
         sys.exit(1)
+
+
+def _where(pairs: tuple[str, ...]) -> dict[str, list[str]]:
+    """``("defense=strip,rd", "seed=0")`` -> ``{"defense": ["strip", "rd"], "seed": ["0"]}``."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        listed = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or not listed:
+            raise RecguardError(f"--where {pair!r} is not of the form KEY=VALUE[,VALUE...]")
+        out.setdefault(key.strip(), []).extend(listed)
+    return out
 
 
 def _read(path: Path) -> dict:

@@ -14,15 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from recguard.errors import RecguardError, unknown
-from recguard.sweep.grid import Cell, Refused, expand
+from recguard.sweep.grid import Cell, Refused, expand, select
 from recguard.sweep.spec import SweepSpec, read_spec
 
 
-def load_sweep(path: str | Path, skip_incompatible: bool = False, groups: tuple[str, ...] = ()
-               ) -> tuple[SweepSpec, list[Cell], list[Refused]]:
-    """Read, expand and check a spec (only ``groups`` of it, when named). Impossible cells
-    are refused with their line unless ``skip_incompatible`` (then they are returned, to be
-    reported)."""
+def load_sweep(path: str | Path, skip_incompatible: bool = False, groups: tuple[str, ...] = (),
+               where: dict[str, list[str]] | None = None) -> tuple[SweepSpec, list[Cell], list[Refused]]:
+    """Read, expand and check a spec (only ``groups`` of it, when named; only the cells
+    `select` keeps for ``where``). Impossible cells are refused with their line unless
+    ``skip_incompatible`` (then they are returned, to be reported)."""
     spec = read_spec(path)
     if groups:
         names = [g.name for g in spec.groups]
@@ -38,6 +38,11 @@ def load_sweep(path: str | Path, skip_incompatible: bool = False, groups: tuple[
                             f"{more}; exclude them in the spec or pass --skip-incompatible")
     if not cells:
         raise RecguardError(f"{spec.path}: no cell to run (every cell is excluded or impossible)")
+    if where:
+        cells = select(cells, where)
+        if not cells:
+            wanted = " ".join(f"{k}={','.join(v)}" for k, v in where.items())
+            raise RecguardError(f"{spec.path}: no cell matches --where {wanted}")
     return spec, cells, refused
 
 

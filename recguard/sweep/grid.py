@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 from recguard.compat import IncompatibleCell
-from recguard.errors import OptionError, RecguardError
+from recguard.errors import OptionError, RecguardError, did_you_mean
 from recguard.plan import CellSpec, Plan, make_plan
 from recguard.plugins import Host, get_host
 from recguard.sweep.spec import ROLES, Group, SweepSpec
@@ -114,6 +114,39 @@ def resolved_coords(plan: Plan, seed: int) -> dict[str, Any]:
     return {"dataset": spec.dataset, "data_path": spec.data_path, "backbone": plan.backbone.name,
             "protocol": plan.protocol.name, "attack": plan.attack.name, "defense": plan.defense.name,
             "budget": float(plan.protocol.budget), "seed": seed}
+
+
+def cell_coords(cell: Cell) -> dict[str, str]:
+    """What `--where` can select a cell by, as text: its axes (dataset, backbone, protocol,
+    attack, budget, defense, seed) and every option the spec gives a component, by key."""
+    coords = {key: ("" if value is None else f"{value:g}" if isinstance(value, float) else str(value))
+              for key, value in resolved_coords(cell.plan, cell.seed).items()}
+    for role in ROLES:
+        for key, value in getattr(cell.plan.spec, f"{role}_options").items():
+            coords.setdefault(key, str(value))
+    return coords
+
+
+def select(cells: list[Cell], where: dict[str, list[str]]) -> list[Cell]:
+    """The cells whose coordinates take one of the listed values for every key of ``where``
+    (values compared as text; budgets as numbers). A key no cell has is an error."""
+    coords = [cell_coords(cell) for cell in cells]
+    known = sorted({key for c in coords for key in c})
+    for key in where:
+        if key not in known:
+            raise RecguardError(f"--where {key}: no cell of the spec has it{did_you_mean(key, known)}; "
+                                f"keys: {', '.join(known)}")
+
+    def same(key: str, have: str, want: str) -> bool:
+        if key == "budget":
+            try:
+                return float(have) == float(want)
+            except ValueError:
+                return False
+        return have == want
+
+    return [cell for cell, c in zip(cells, coords)
+            if all(key in c and any(same(key, c[key], v) for v in values) for key, values in where.items())]
 
 
 def _check_names(spec: SweepSpec, group: Group, host: Host) -> None:
