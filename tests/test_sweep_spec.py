@@ -154,6 +154,29 @@ def test_missing_or_empty_spec(tmp_path):
         load_sweep(write(tmp_path, 'protocol = "apt"\nseeds = 0\nexclude = [{attack = "average"}]\n'))
 
 
+def test_a_group_updates_the_default_options_key_by_key(tmp_path):
+    spec = read_spec(write(tmp_path, """
+[defaults]
+protocol = "apt"
+attack = "average"
+seeds = 0
+backbone_options = {epochs = 3, lr = 0.01}
+[defaults.options.apr]
+eps = 0.5
+adv_start = 1
+
+[groups.a]
+defense = "apr"
+backbone_options = {epochs = 5}
+[groups.a.options.apr]
+eps = [0.1, 0.2]
+"""))
+    cells, _ = expand(spec)
+    assert [(c.plan.spec.backbone_options, c.plan.spec.defense_options) for c in cells] == [
+        ({"epochs": "5", "lr": "0.01"}, {"eps": "0.1", "adv_start": "1"}),
+        ({"epochs": "5", "lr": "0.01"}, {"eps": "0.2", "adv_start": "1"})]
+
+
 def test_where_selects_cells_by_axis_and_by_option(tmp_path):
     path = write(tmp_path, """
 protocol = "apt"
@@ -193,8 +216,8 @@ llm_dtype = "bfloat16"
     assert all(c.plan.spec.protocol_options == {} for c in cells)
 
 
-BENCHMARK_SPECS = {"cf_defenses": 450, "heuristic_attacks": 30, "sequential_defenses": 54,
-                   "llm_backdoor": 64, "optimisation_attacks": 21, "fidelity": 315}
+BENCHMARK_SPECS = {"cf_defenses": 450, "heuristic_attacks": 30, "sequential_defenses": 69,
+                   "llm_backdoor": 76, "optimisation_attacks": 21, "fidelity": 315}
 
 
 @pytest.mark.parametrize("name, cells", sorted(BENCHMARK_SPECS.items()))

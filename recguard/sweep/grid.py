@@ -39,7 +39,8 @@ class Cell:
             return f"{name}({given})" if given else name
 
         return (f"{named(plan.backbone.name, spec.backbone_options)} · "
-                f"{named(plan.protocol.name, spec.protocol_options)} · "
+                # the budget is shown after the attack
+                f"{named(plan.protocol.name, {k: v for k, v in spec.protocol_options.items() if k != 'budget'})} · "
                 f"{named(plan.attack.name, spec.attack_options)} {plan.protocol.budget:g} · "
                 f"{named(plan.defense.name, spec.defense_options)} · seed {self.seed}")
 

@@ -26,6 +26,8 @@ EXCLUDE_KEYS = tuple(a for a in AXES if a != "seeds") + ("seed",)
 MAIN_GROUP = "main"
 
 
+_ABSENT = object()   # a key a table does not have
+
 @dataclass
 class Group:
     """One grid: a value list per axis, options (a list is an axis too) and exclude rules."""
@@ -171,12 +173,23 @@ class SpecReader:
         def path(key: str, *inner: str) -> tuple[str, ...]:
             return (*(at if key in own else ("defaults",)), key, *inner)
 
+        def merged_options(*key: str) -> dict[str, list[str]]:
+            """The options table at ``key`` of the defaults, updated option by option by the
+            group's own (each value's messages name the line it is written on)."""
+            out: dict[str, list[str]] = {}
+            for where, table in ((("defaults",), defaults), (at, own)):
+                for part in key:
+                    table = table.get(part, _ABSENT) if isinstance(table, dict) else _ABSENT
+                if table is not _ABSENT:
+                    out.update(self.options(table, *where, *key))
+            return out
+
         axes = {axis: self.values(body[axis], axis, *path(axis)) for axis in AXES if axis in body}
-        role_options = {table[: -len("_options")]: self.options(body[table], *path(table))
+        role_options = {table[: -len("_options")]: merged_options(table)
                         for table in OPTION_TABLES if table in body}
-        named = self.table(body.get("options", {}), *path("options"))
-        named_options = {component: self.options(opts, *path("options", component))
-                         for component, opts in named.items()}
+        named = {**self.table(defaults.get("options", {}), "defaults", "options"),
+                 **self.table(own.get("options", {}), *at, "options")}
+        named_options = {component: merged_options("options", component) for component in named}
         rules = body.get("exclude", [])
         if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
             raise self.fail("exclude must be a list of tables, e.g. [{attack = \"dp\", "
