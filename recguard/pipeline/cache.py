@@ -131,8 +131,8 @@ class CellCache:
 
 class FittedModels:
     """The last fitted models, by their fit's key (the clean model's not depending on the
-    attack), for a grid of cells run in one process (benchmarks/llm_backdoor.py): the clean
-    model is fine-tuned once for every trigger, the poisoned one once for every defense.
+    attack), for cells run one after another in one process (benchmarks/llm_poison_curve.py):
+    the clean model is fine-tuned once for every rate, a poisoned one once for its defenses.
     A single cell keeps none (each model held costs its weights in memory)."""
 
     def __init__(self, size: int = 2):
