@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -354,6 +355,52 @@ def test_sigint_stops_a_local_sweep_and_a_rerun_finishes_it(tmp_path):
     assert f"12 cells: {len(done)} already done, {12 - len(done)} run, 0 failed" in again.stderr
     assert all(out.joinpath(n).stat().st_mtime_ns == s for n, s in stamps.items())
     assert len(json.loads(done[0].read_text())["spec"]["seeds"]) == 1
+
+
+def _children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux's /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status   # a zombie has ended
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_sweep_leaves_no_worker_running(tmp_path, how):
+    """`kill PID` stops a sweep as Ctrl-C does (its workers stopped, exit 130); a sweep killed
+    outright (SIGKILL: nothing runs in it) has its workers end themselves within seconds
+    instead of finishing cells nobody will record."""
+    slow = TINY.replace("backbone_options = {epochs = 2}", "backbone_options = {epochs = 4000}")
+    spec = spec_file(tmp_path, slow)
+    command = [sys.executable, "-m", "recguard", "sweep", str(spec), "--output", str(tmp_path / "out"),
+               "--jobs", "1", "-q"]
+    env = dict(os.environ, RECGUARD_CACHE=str(tmp_path / "cache"))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while time.monotonic() < deadline and not workers:
+        # the pool's worker runs `spawn_main`; the resource tracker is another child
+        workers = {c for c in _children(process.pid)
+                   if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")}
+        time.sleep(0.2)
+    assert workers, "no worker started"
+    time.sleep(2)
+    process.send_signal(how)
+    process.communicate(timeout=60)
+    assert process.returncode == (130 if how == signal.SIGTERM else -signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
 
 
 def test_a_killed_local_worker_fails_its_cell_and_a_fresh_pool_runs_the_next(tmp_path):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -150,6 +151,7 @@ def _run(cells, paths, output, executor_name, jobs, address, quiet):
 
     executor = make_executor(executor_name, jobs, address)
     progress = sweep_progress_for(quiet)
+    previous = signal.signal(signal.SIGTERM, _interrupt)   # `kill PID` stops it as Ctrl-C does
     try:
         return run_sweep(cells, output, executor, progress, paths)
     except KeyboardInterrupt:
@@ -157,6 +159,12 @@ def _run(cells, paths, output, executor_name, jobs, address, quiet):
         click.echo(f"interrupted: {done} of {len(cells)} cells have their record in {output}; "
                    f"run the same command again to resume", err=True)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 @click.command("table")

@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Hashable
@@ -46,6 +48,17 @@ def _init_local_worker(threads: int, gpus: list[str], started) -> None:
     # Ctrl-C reaches the whole process group: the parent decides (stop the workers, keep
     # every finished record), a worker must not die half-way on its own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True,
+                     name="exit-with-the-sweep").start()
+
+
+def _exit_with(parent: int, every_s: float = 1.0) -> None:
+    """End this worker once its sweep process is gone (killed with SIGKILL, say), rather
+    than finish a cell nobody will record. The parent writes the records, so nothing is
+    left half-written; the caches a cell fills are written atomically."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(3)
 
 
 class LocalExecutor:
