@@ -38,9 +38,8 @@ class Cell:
             given = ", ".join(f"{k}={v}" for k, v in options.items())
             return f"{name}({given})" if given else name
 
-        return (f"{named(plan.backbone.name, spec.backbone_options)} · "
-                # the budget is shown after the attack
-                f"{named(plan.protocol.name, {k: v for k, v in spec.protocol_options.items() if k != 'budget'})} · "
+        protocol = {k: v for k, v in spec.protocol_options.items() if k != "budget"}  # shown after the attack
+        return (f"{named(plan.backbone.name, spec.backbone_options)} · {named(plan.protocol.name, protocol)} · "
                 f"{named(plan.attack.name, spec.attack_options)} {plan.protocol.budget:g} · "
                 f"{named(plan.defense.name, spec.defense_options)} · seed {self.seed}")
 

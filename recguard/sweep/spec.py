@@ -25,8 +25,8 @@ TOP_KEYS = ("groups", "defaults", "headline")
 EXCLUDE_KEYS = tuple(a for a in AXES if a != "seeds") + ("seed",)
 MAIN_GROUP = "main"
 
-
 _ABSENT = object()   # a key a table does not have
+
 
 @dataclass
 class Group:
