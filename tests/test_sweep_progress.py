@@ -1,4 +1,4 @@
-"""A sweep's progress: one line per finished or failed cell in a log; a bar with running
+"""A sweep's progress: one line per started, finished or failed cell in a log; a bar with running
 and failed counts on a terminal."""
 
 import io
@@ -18,6 +18,7 @@ def test_log_lines_count_the_cells():
     log.failed_once("c", "ValueError: no", retrying=False)
     lines = [line.split(" ", 1)[1] for line in stream.getvalue().splitlines()]
     assert lines == ["sweep: 4 cells, 1 already done, 3 to run", "running on local",
+                     "[1/4] a: started", "[1/4] b: started", "[1/4] c: started",
                      "[2/4] a: done in 2.5 s", "[2/4] b: failed, retrying once: ValueError: no",
                      "[2/4] c: failed: ValueError: no"]
     assert (log.done, log.running, log.failed) == (2, 0, 1)

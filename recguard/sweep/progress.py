@@ -1,5 +1,5 @@
 """A sweep's progress: a rich bar of cells done / running / failed with an ETA on a
-terminal, one line per finished cell in a log."""
+terminal, one line per started and per finished cell in a log."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ class SweepProgress:
 
 
 class LogSweepProgress(SweepProgress):
-    """One timestamped line per finished or failed cell."""
+    """One timestamped line per started, finished or failed cell (an LLM cell runs for
+    minutes: the log says which)."""
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
@@ -49,6 +50,10 @@ class LogSweepProgress(SweepProgress):
 
     def note(self, text: str) -> None:
         self._say(text)
+
+    def started(self, label: str) -> None:
+        super().started(label)
+        self._say(f"[{self.done}/{self.total}] {label}: started")
 
     def finished(self, label: str, seconds: float) -> None:
         super().finished(label, seconds)
