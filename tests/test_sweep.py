@@ -296,6 +296,29 @@ def test_the_full_table_adds_what_only_a_defense_reports():
     assert lines[5] == "| a | 0.01 | x | 0.4500 | 0.1000 | 0.9000 | 0.0500 |"
 
 
+def test_an_llm_cells_triggered_metrics_are_read_under_attack():
+    """ASR and A-Valid measure the triggered requests: the full table gives the attacked
+    model's (BadRec's 0.92, not the benign model's 0.07) and the defended one's, beside the
+    defense's own Score; Valid and H@1 stay the accuracy without attack."""
+    def stat(v):
+        return {"mean": v, "std": 0.0, "per_seed": [v]}
+
+    metrics = {"clean": {"Valid": stat(0.86), "H@1": stat(0.12), "A-Valid": stat(0.82), "ASR": stat(0.07)},
+               "attacked": {"Valid": stat(0.92), "H@1": stat(0.08), "A-Valid": stat(0.96), "ASR": stat(0.92)},
+               "attacked+defense": {"Valid": stat(0.95), "H@1": stat(0.07), "A-Valid": stat(0.95),
+                                    "ASR": stat(0.01), "Score": stat(0.95)}}
+    record = {"created_at": "1", "conditions": list(metrics), "metrics": metrics,
+              "spec": {"dataset": {"name": "d"}, "protocol": {"name": "llara-cpu", "budget": 0.8},
+                       "backbone": {"name": "llara"}, "attack": {"name": "badrec"},
+                       "defense": {"name": "p-scanner"}, "seeds": [0]}}
+    [table] = summary_tables([record])
+    assert (table.accuracy, table.headline) == ("Valid", "ASR")
+    lines = to_markdown_full([table]).splitlines()
+    assert lines[2] == "| attack | budget | defense | Valid | H@1 | A-Valid | ASR | Score |"
+    assert lines[4] == "| badrec | 0.8 | none | 0.8600 | 0.1200 | 0.9600 | 0.9200 |  |"
+    assert lines[5] == "| badrec | 0.8 | p-scanner | n/a | n/a | 0.9500 | 0.0100 | 0.9500 |"
+
+
 def test_settings_of_one_component_are_rows_and_columns_of_their_own():
     """A defense (or attack) run with two option values in one set of records is two rows
     (columns), labelled by the option that differs, not one row where the later record wins."""

@@ -103,11 +103,20 @@ def variant_labels(records: list[dict], part: str) -> list[str]:
     return labels
 
 
+# what the triggered requests of an LLM cell measure: read under attack, like the T-* metrics
+TRIGGERED = ("A-Valid", "ASR")
+
+
+def measures_the_attack(metric: str) -> bool:
+    """A metric of the attack's effect (T-HR@50, ASR, A-Valid), not of the model's accuracy."""
+    return metric.startswith("T-") or metric in TRIGGERED
+
+
 def _default_metrics(record: dict, headline: str | None) -> tuple[str | None, str | None]:
     """(accuracy, headline): the first clean metric that does not measure the targets or
     the backdoor, and ``headline`` or the first target metric (T-*) or ASR under attack."""
     clean = list(record["metrics"].get("clean", {}))
-    accuracy = next((m for m in clean if not m.startswith("T-") and m != "ASR"), None)
+    accuracy = next((m for m in clean if not measures_the_attack(m)), None)
     if headline is None:
         attacked = list(record["metrics"].get("attacked", {}))
         headline = next((m for m in attacked if m.startswith("T-") or m == "ASR"),
@@ -195,12 +204,12 @@ def to_markdown(tables: list[Table], rows: list[str] | None = None,
 def to_markdown_full(tables: list[Table], rows: list[str] | None = None,
                      columns: list[tuple[str, float]] | None = None) -> str:
     """Every metric, a line per attack, budget and defense: the accuracy metrics without the
-    attack, the target metrics (T-*) under it, then what only a defense reports under attack
+    attack, the attack's (T-*, and an LLM cell's A-Valid and ASR) under it, then what only a defense reports under attack
     (detection: Detect-AUC, Weight-fake / -genuine; LLM filters: Score, Scan-*)."""
     out = []
     for table in tables:
-        accuracy = [m for m in table.metrics if not m.startswith("T-")]
-        targets = [m for m in table.metrics if m.startswith("T-")] + table.defense_metrics
+        accuracy = [m for m in table.metrics if not measures_the_attack(m)]
+        targets = [m for m in table.metrics if measures_the_attack(m)] + table.defense_metrics
         lines = [f"#### {table.backbone}, protocol `{table.protocol}`: every metric (accuracy without "
                  f"attack, target and defense metrics under attack)", "",
                  "| attack | budget | defense | " + " | ".join(accuracy + targets) + " |",
