@@ -37,6 +37,12 @@ def matches(record: dict, where: dict[str, str]) -> bool:
     return True
 
 
+def _row_rank(label: str) -> tuple[int, str]:
+    """The paper's order; a variant ("p-scanner false_alarm=0.2") ranks with its name."""
+    name = label.split(" ")[0]
+    return (ROW_ORDER.index(name) if name in ROW_ORDER else len(ROW_ORDER)), label
+
+
 def render(records: list[dict]) -> str:
     backbones = variant_labels(records, "backbone")
     defenses = variant_labels(records, "defense")
@@ -64,10 +70,7 @@ def render(records: list[dict]) -> str:
             rows.setdefault("BadRec", {})[position] = metrics["attacked"]
             if "attacked+defense" in metrics:
                 rows.setdefault(defense, {})[position] = metrics["attacked+defense"]
-        base = lambda label: label.split(" ")[0]   # noqa: E731 - a variant ranks with its name
-        order = sorted(rows, key=lambda r: (ROW_ORDER.index(base(r)) if base(r) in ROW_ORDER
-                                            else len(ROW_ORDER), r))
-        for label in order:
+        for label in sorted(rows, key=_row_rank):
             by_position = rows[label]
             cells = [fmt(by_position.get(p, {}).get(c), missing="/") for p in positions for c in columns]
             out.append(f"| {label} | " + " | ".join(cells) + " |")
