@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,7 +62,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, _mode_for(path))   # mkstemp makes it 0600
         with os.fdopen(fd, mode) as fh:
@@ -83,7 +84,7 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
     (a cache entry of the same key holds the same thing)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(folder), suffix=".tmp", dir=folder.parent))
     try:
         yield tmp
     except BaseException:
@@ -93,6 +94,46 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
         os.rename(tmp, folder)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temporary_prefix(path: Path) -> str:
+    """``.NAME.HOST-PID.``: the temporary files and folders beside ``path`` name their writer,
+    so that what a killed writer left (SIGKILL runs no clean-up) is removed by the next."""
+    _remove_abandoned(path)
+    return f".{path.name}.{_HOST}-{os.getpid()}."
+
+
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Remove the temporaries beside ``path`` whose writer, a process of this host, is gone.
+    Another host's (a cache on a shared disk) are left alone: their writer cannot be asked."""
+    if os.name != "posix":   # os.kill(pid, 0) asks on POSIX; on Windows it terminates
+        return
+    prefix = f".{path.name}.{_HOST}-"
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for sibling in siblings:
+        pid = sibling.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        if sibling.is_dir():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, another user's
+        return True
+    return True
 
 
 def _mode_for(path: Path) -> int:

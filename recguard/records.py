@@ -15,7 +15,7 @@ Schema (version 1; numbers stay numbers)::
     counts           users, items, train_interactions, fake_users, filler_size, targets
     timings          total_seconds, fit_seconds {condition -> per-seed list}, cached {condition -> bool list},
                      attack_seconds (ranking cells: per-seed seconds of the attack's poison)
-    environment      recguard, python, platform, torch, transformers, peft, trl, device, git_commit
+    environment      recguard, python, platform, cpu, torch, transformers, peft, trl, device, git_commit
                      (cuda_visible_devices where set; ray_node_id in a Ray task)
     notes            (optional) condition -> per-seed dicts a defense left (e.g. seconds per user)
 
@@ -91,12 +91,37 @@ def environment() -> dict[str, Any]:
     if torch is not None and torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
     found = {"recguard": __version__, "python": platform.python_version(),
-             "platform": platform.platform(), "torch": version("torch"),
+             "platform": platform.platform(), "cpu": cpu_description(), "torch": version("torch"),
              "transformers": version("transformers"), "peft": version("peft"), "trl": version("trl"),
              "numpy": version("numpy"), "device": device, "git_commit": _git_commit()}
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:   # which of the machine's GPUs it saw
         found["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return found
+
+
+# the vector extensions that decide which float kernels torch runs on a CPU
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU's model and its SIMD extensions, e.g. "AMD EPYC (avx2, avx512f)". A fine-tune
+    on CPUs that differ in them sums in another order, so its numbers can differ after the
+    first digits: the same cell on two machines is told apart here."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    model = model or platform.processor() or platform.machine()
+    simd = [flag for flag in SIMD_FLAGS if flag in flags]
+    return f"{model} ({', '.join(simd)})" if simd else model
 
 
 def _git_commit() -> str | None:

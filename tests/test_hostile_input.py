@@ -2,6 +2,7 @@
 never a non-finite number in a record, never submitter text rendered raw."""
 
 import json
+import os
 
 import pytest
 
@@ -343,6 +344,33 @@ def test_files_are_written_with_the_umask_and_keep_their_mode(tmp_path):
         assert stat.S_IMODE(kept.stat().st_mode) == 0o664 and kept.read_text() == "new"
     finally:
         os.umask(old)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="asks whether a pid runs with os.kill(pid, 0)")
+def test_a_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path):
+    import subprocess
+    import sys
+
+    from recguard.files import _HOST, atomic_folder, atomic_write_text
+
+    # a writer killed half-way (SIGKILL runs no clean-up) leaves its temporaries behind
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)
+    left_file = tmp_path / f".rec.json.{_HOST}-{dead}.abc.tmp"
+    left_file.write_text("half")
+    left_folder = tmp_path / f".entry.{_HOST}-{dead}.xyz.tmp"
+    (left_folder / "sub").mkdir(parents=True)
+    alive = tmp_path / f".rec.json.{_HOST}-{os.getpid()}.def.tmp"    # a writer still at work
+    alive.write_text("busy")
+    other_host = tmp_path / f".rec.json.otherhost-{dead}.ghi.tmp"    # a writer elsewhere
+    other_host.write_text("theirs")
+    atomic_write_text(tmp_path / "rec.json", "{}")
+    with atomic_folder(tmp_path / "entry") as tmp:
+        (tmp / "a").write_text("x")
+    assert not left_file.exists() and not left_folder.exists()
+    assert alive.exists() and other_host.exists()
+    assert (tmp_path / "rec.json").read_text() == "{}" and (tmp_path / "entry" / "a").exists()
 
 
 def test_render_readme_keeps_its_mode(tmp_path, capsys):

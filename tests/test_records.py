@@ -59,3 +59,13 @@ def test_read_record_refuses_non_json(tmp_path):
     path.write_text("{not json")
     with pytest.raises(RecguardError, match="not a JSON file"):
         read_record(path)
+
+
+def test_the_environment_names_the_cpu_and_its_simd_extensions():
+    from recguard.records import cpu_description
+
+    info = ("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512f "
+            "avx512_bf16\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu\n")
+    assert cpu_description(info) == "AMD EPYC 9R14 (avx2, avx512f, avx512_bf16)"
+    assert cpu_description("model name : Old\nflags : fpu sse2\n") == "Old"
+    assert isinstance(cpu_description(), str) and cpu_description()
