@@ -38,7 +38,8 @@ _EXPORTS = {
     **dict.fromkeys(("AnswersView", "RowsView"), "recguard.metrics.answers"),
     **dict.fromkeys(("RecguardError", "did_you_mean"), "recguard.errors"),
     "Progress": "recguard.progress",
-    **dict.fromkeys(("cache_dir", "atomic_write", "atomic_write_json", "atomic_folder"), "recguard.files"),
+    **dict.fromkeys(("cache_dir", "atomic_write", "atomic_write_json", "atomic_folder", "canonical_json",
+                     "json_digest"), "recguard.files"),
     "release_memory": "recguard.memory",
     **dict.fromkeys(("registered", "registered_names"), "recguard.plugins"),
 }

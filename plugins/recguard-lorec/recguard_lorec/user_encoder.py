@@ -28,8 +28,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from recguard import Interactions, Progress, RecguardError, atomic_write, cache_dir
-from recguard.files import canonical_json, json_digest
+from recguard import (Interactions, Progress, RecguardError, atomic_write, cache_dir, canonical_json,
+                      json_digest)
 from recguard.kit.lm.models import mean_pool
 
 TEMPLATE_FILE = "lorec_user.txt"

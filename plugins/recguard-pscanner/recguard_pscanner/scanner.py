@@ -27,8 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recguard import atomic_folder, atomic_write_json, cache_dir, release_memory
-from recguard.files import json_digest
+from recguard import atomic_folder, atomic_write_json, cache_dir, json_digest, release_memory
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, TrainSettings
 
