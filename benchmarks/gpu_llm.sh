@@ -13,7 +13,7 @@
 #   curve  BadRec's ASR and H@1 against PR (0.5-10 %) at the paper's protocol on 8192 of
 #          its training windows, one epoch (benchmarks/llm_poison_curve.py)
 #   grid   the backdoor baselines beside P-Scanner per trigger and position (the llara group
-#          of benchmarks/sweeps/llm_backdoor.toml; `python benchmarks/llm_backdoor.py DIR`
+#          of benchmarks/sweeps/llm_backdoor.toml; `recguard table DIR --by position`
 #          renders its records)
 #   paper  the paper's LLaRA cell: every training window, PR 1 %, 5 epochs at lr 8e-4
 #   multi  the main cell on every visible GPU at once (torchrun, one process per GPU: the

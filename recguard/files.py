@@ -8,9 +8,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -99,26 +101,35 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
 def _temporary_prefix(path: Path) -> str:
     """``.NAME.HOST-PID.``: the temporary files and folders beside ``path`` name their writer,
     so that what a killed writer left (SIGKILL runs no clean-up) is removed by the next."""
-    _remove_abandoned(path)
+    _remove_abandoned(path.parent)
     return f".{path.name}.{_HOST}-{os.getpid()}."
 
 
 _HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+_ABANDONED = re.compile(rf"^\..+\.{re.escape(_HOST)}-(\d+)\.[^.]*\.tmp$")
+# a folder is looked over at most once a minute per process: a sweep writes thousands of
+# records into one folder, and a listing per write would make that quadratic
+_SWEEP_EVERY_S = 60.0
+_last_swept: dict[Path, float] = {}
 
 
-def _remove_abandoned(path: Path) -> None:
-    """Remove the temporaries beside ``path`` whose writer, a process of this host, is gone.
+def _remove_abandoned(folder: Path) -> None:
+    """Remove the temporaries in ``folder`` whose writer, a process of this host, is gone.
     Another host's (a cache on a shared disk) are left alone: their writer cannot be asked."""
     if os.name != "posix":   # os.kill(pid, 0) asks on POSIX; on Windows it terminates
         return
-    prefix = f".{path.name}.{_HOST}-"
+    now = time.monotonic()
+    if now - _last_swept.get(folder, -_SWEEP_EVERY_S) < _SWEEP_EVERY_S:
+        return
+    _last_swept[folder] = now
     try:
-        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+        with os.scandir(folder) as entries:
+            left = [(Path(e.path), int(m.group(1))) for e in entries
+                    if (m := _ABANDONED.match(e.name))]
     except OSError:
         return
-    for sibling in siblings:
-        pid = sibling.name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or _running(int(pid)):
+    for sibling, pid in left:
+        if _running(pid):
             continue
         if sibling.is_dir():
             shutil.rmtree(sibling, ignore_errors=True)

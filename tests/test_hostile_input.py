@@ -3,6 +3,7 @@ never a non-finite number in a record, never submitter text rendered raw."""
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -371,6 +372,23 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path):
     assert not left_file.exists() and not left_folder.exists()
     assert alive.exists() and other_host.exists()
     assert (tmp_path / "rec.json").read_text() == "{}" and (tmp_path / "entry" / "a").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="asks whether a pid runs with os.kill(pid, 0)")
+def test_a_folder_is_listed_once_for_many_writes(tmp_path, monkeypatch):
+    from recguard import files
+
+    listed = []
+    real = os.scandir
+
+    def counting_scandir(folder):
+        listed.append(Path(folder))
+        return real(folder)
+
+    monkeypatch.setattr(files.os, "scandir", counting_scandir)
+    for i in range(50):
+        files.atomic_write_text(tmp_path / f"rec{i}.json", "{}")
+    assert listed.count(tmp_path) == 1 and len(list(tmp_path.glob("rec*.json"))) == 50
 
 
 def test_render_readme_keeps_its_mode(tmp_path, capsys):

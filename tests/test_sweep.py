@@ -319,6 +319,84 @@ def test_an_llm_cells_triggered_metrics_are_read_under_attack():
     assert lines[5] == "| badrec | 0.8 | p-scanner | n/a | n/a | 0.9500 | 0.0100 | 0.9500 |"
 
 
+def _backdoor_record(position, defense, asr_defended, created, level="sentence", seed=0):
+    def stat(v):
+        return {"mean": v, "std": 0.0, "per_seed": [v]}
+
+    metrics = {"clean": {"Valid": stat(0.86), "ASR": stat(0.07)},
+               "attacked": {"Valid": stat(0.92), "ASR": stat(0.92 if position == "end" else 0.86)},
+               "attacked+defense": {"Valid": stat(0.95), "ASR": stat(asr_defended), "Score": stat(0.9)}}
+    attack = {"position": position, "trigger_level": level, "lr": 0.0008, "merge": True}
+    return {"created_at": created, "conditions": list(metrics), "metrics": metrics,
+            "spec": {"dataset": {"name": "ml-100k"}, "protocol": {"name": "llara-cpu", "budget": 0.8},
+                     "backbone": {"name": "llara", "config": {"epochs": 1.0}},
+                     "attack": {"name": "badrec", "config": attack},
+                     "defense": {"name": defense, "config": {}}, "seeds": [seed]}}
+
+
+def test_records_are_selected_by_axis_and_option_as_cells_are():
+    from recguard.errors import RecguardError
+    from recguard.sweep.table import select_records
+
+    records = [_backdoor_record("end", "p-scanner", 0.01, "1"),
+               _backdoor_record("random", "p-scanner", 0.02, "2", level="word"),
+               _backdoor_record("end", "strip", 0.05, "3")]
+    assert select_records(records, {"trigger_level": ["word"]}) == [records[1]]
+    assert select_records(records, {"defense": ["strip", "rd"], "position": ["end"]}) == [records[2]]
+    # numbers as numbers, booleans in TOML's spelling or Python's
+    assert len(select_records(records, {"lr": ["8e-4"], "merge": ["true"], "budget": ["0.80"]})) == 3
+    assert len(select_records(records, {"merge": ["True"], "seed": ["0"], "epochs": ["1"]})) == 3
+    with pytest.raises(RecguardError, match="--where positon: no record has it .*'position'"):
+        select_records(records, {"positon": ["end"]})
+
+
+def test_the_by_layout_puts_each_value_of_an_option_in_columns_of_its_own():
+    """BadRec's Table 2: Benign, the attack and each defense as rows, every metric once per
+    position; a cell no record measured reads '/', a trigger level is a table of its own."""
+    from recguard.sweep.table import to_markdown_by
+
+    records = [_backdoor_record("end", "p-scanner", 0.01, "1"),
+               _backdoor_record("random", "p-scanner", 0.02, "2"),
+               _backdoor_record("end", "strip", 0.05, "3"),
+               _backdoor_record("end", "strip", 0.07, "4", seed=1),
+               _backdoor_record("end", "p-scanner", 0.4, "5", level="char")]
+    text = to_markdown_by(records, "position")
+    tables = text.strip().split("\n\n#### ")
+    assert len(tables) == 2
+    lines = tables[0].splitlines()
+    assert lines[0] == ("#### llara · badrec trigger_level=sentence on ml-100k, protocol `llara-cpu`: "
+                        "every metric by position, seeds 0,1")
+    assert lines[2] == ("| row | Valid (end) | ASR (end) | Score (end) | "
+                        "Valid (random) | ASR (random) | Score (random) |")
+    assert lines[4] == "| Benign | 0.8600 ± 0.0000 | 0.0700 ± 0.0000 | / | 0.8600 | 0.0700 | / |"
+    assert lines[5] == "| badrec | 0.9200 ± 0.0000 | 0.9200 ± 0.0000 | / | 0.9200 | 0.8600 | / |"
+    assert lines[6] == "| p-scanner | 0.9500 | 0.0100 | 0.9000 | 0.9500 | 0.0200 | 0.9000 |"
+    assert lines[7] == "| strip | 0.9500 ± 0.0000 | 0.0600 ± 0.0141 | 0.9000 ± 0.0000 | / | / | / |"
+    assert tables[1].startswith("llara · badrec trigger_level=char on ml-100k")
+
+
+def test_the_table_command_selects_and_lays_out_by_an_option(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from recguard.cli import _add_commands, cli, sweep_cmd
+
+    _add_commands()
+    # the records are abridged (no provenance, timings, ...): read them without validation
+    monkeypatch.setattr(sweep_cmd, "_read", lambda path: json.loads(path.read_text()))
+    for i, (position, defense) in enumerate([("end", "p-scanner"), ("random", "p-scanner"),
+                                             ("end", "strip")]):
+        record = _backdoor_record(position, defense, 0.01, str(i))
+        (tmp_path / f"r{i}.json").write_text(json.dumps(record))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["table", str(tmp_path), "--by", "position", "--where", "defense=p-scanner"])
+    assert result.exit_code == 0, result.output
+    assert [line.split(" | ")[0] for line in result.output.splitlines()[4:]] == ["| Benign", "| badrec",
+                                                                                 "| p-scanner"]
+    for bad in (["--by", "position", "--format", "csv"], ["--where", "defense=rd"], ["--by", "positon"]):
+        refused = runner.invoke(cli, ["table", str(tmp_path), *bad])
+        assert refused.exit_code != 0 and "Traceback" not in refused.output
+
+
 def test_settings_of_one_component_are_rows_and_columns_of_their_own():
     """A defense (or attack) run with two option values in one set of records is two rows
     (columns), labelled by the option that differs, not one row where the later record wins."""

@@ -173,13 +173,23 @@ def _interrupt(signum, frame):
                                              "target metric (T-*), or ASR]")
 @click.option("--format", "fmt", type=FORMATS, default="md", show_default=True)
 @click.option("--full", is_flag=True, help="also every metric per attack, budget and defense (Markdown)")
+@click.option("--where", "where", multiple=True, metavar="KEY=V[,V...]",
+              help="only the records with one of these values: dataset, backbone, protocol, "
+                   "attack, defense, budget, seed or a component option (trigger_level=word); "
+                   "repeatable, all must hold")
+@click.option("--by", "by", default=None, metavar="KEY",
+              help="instead, every metric of every row, a group of columns per value of KEY, "
+                   "e.g. position (BadRec's Table 2 layout; Markdown)")
 @click.option("--output", "out", default=None, type=click.Path(dir_okay=False),
               help="write the table to this file (default: stdout)")
-def table_command(records, metric, fmt, full, out):
+def table_command(records, metric, fmt, full, where, by, out):
     """The summary table of result records (files, or folders of them): rows are defenses,
     columns attack x budget, mean ± std over seeds."""
     from recguard.files import atomic_write_text
+    from recguard.sweep.table import select_records, to_markdown_by
 
+    if by and (fmt == "csv" or full):
+        raise RecguardError("--by draws its own Markdown table: leave out --format csv and --full")
     paths: list[Path] = []
     for given in map(Path, records):
         if given.is_dir():
@@ -189,7 +199,10 @@ def table_command(records, metric, fmt, full, out):
             paths += found
         else:
             paths.append(given)
-    text = _render([_read(p) for p in paths], fmt, metric, full=full)
+    chosen = select_records([_read(p) for p in paths], _where(where))
+    if not chosen:
+        raise RecguardError("no record matches the --where conditions")
+    text = to_markdown_by(chosen, by) if by else _render(chosen, fmt, metric, full=full)
     if out:
         atomic_write_text(out, text)
     else:

@@ -119,34 +119,50 @@ def resolved_coords(plan: Plan, seed: int) -> dict[str, Any]:
 def cell_coords(cell: Cell) -> dict[str, str]:
     """What `--where` can select a cell by, as text: its axes (dataset, backbone, protocol,
     attack, budget, defense, seed) and every option the spec gives a component, by key."""
-    coords = {key: ("" if value is None else f"{value:g}" if isinstance(value, float) else str(value))
-              for key, value in resolved_coords(cell.plan, cell.seed).items()}
+    coords = {key: coord_text(value) for key, value in resolved_coords(cell.plan, cell.seed).items()}
     for role in ROLES:
         for key, value in getattr(cell.plan.spec, f"{role}_options").items():
-            coords.setdefault(key, str(value))
+            coords.setdefault(key, coord_text(value))
     return coords
 
 
+def coord_text(value: Any) -> str:
+    """A coordinate as `--where` compares it: None empty, booleans as TOML writes them."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def select(cells: list[Cell], where: dict[str, list[str]]) -> list[Cell]:
-    """The cells whose coordinates take one of the listed values for every key of ``where``
-    (values compared as text; budgets as numbers). A key no cell has is an error."""
-    coords = [cell_coords(cell) for cell in cells]
+    """The cells whose coordinates (`cell_coords`) match ``where`` (`matching`)."""
+    keep = matching([cell_coords(cell) for cell in cells], where, "cell of the spec")
+    return [cell for cell, kept in zip(cells, keep) if kept]
+
+
+def matching(coords: list[dict[str, str]], where: dict[str, list[str]], what: str) -> list[bool]:
+    """Whether each of ``coords`` takes one of the listed values for every key of ``where``
+    (`_same`). A key none of them has is an error that
+    lists the keys they have (``what`` names them in the message)."""
     known = sorted({key for c in coords for key in c})
     for key in where:
         if key not in known:
-            raise RecguardError(f"--where {key}: no cell of the spec has it{did_you_mean(key, known)}; "
+            raise RecguardError(f"--where {key}: no {what} has it{did_you_mean(key, known)}; "
                                 f"keys: {', '.join(known)}")
 
-    def same(key: str, have: str, want: str) -> bool:
-        if key == "budget":
-            try:
-                return float(have) == float(want)
-            except ValueError:
-                return False
-        return have == want
+    return [all(key in c and any(_same(c[key], v) for v in values) for key, values in where.items())
+            for c in coords]
 
-    return [cell for cell, c in zip(cells, coords)
-            if all(key in c and any(same(key, c[key], v) for v in values) for key, values in where.items())]
+
+def _same(have: str, want: str) -> bool:
+    """Equal as text, or as numbers (``lr=8e-4`` is ``0.0008``), or as booleans in any case."""
+    if have == want or have.lower() == want.lower() in ("true", "false"):
+        return True
+    try:
+        return float(have) == float(want)
+    except ValueError:
+        return False
 
 
 def _check_names(spec: SweepSpec, group: Group, host: Host) -> None:

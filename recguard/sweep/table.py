@@ -18,7 +18,9 @@ import io
 import json
 from dataclasses import dataclass, field
 
+from recguard.errors import RecguardError, did_you_mean
 from recguard.records import aggregate, fmt
+from recguard.sweep.grid import coord_text, matching
 
 # condition -> (row: the defense or "none", whether the attack is in it)
 ROWS = {"clean": ("none", False), "attacked": ("none", True),
@@ -85,15 +87,16 @@ def varying_options(configs: list[dict]) -> list[str]:
     return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
 
 
-def variant_labels(records: list[dict], part: str) -> list[str]:
+def variant_labels(records: list[dict], part: str, ignore: tuple[str, ...] = ()) -> list[str]:
     """Each record's ``part`` ("backbone", "attack", "defense") as its name, followed by the
     options in which it differs from other records of the same name (``key=value``, sorted
-    by key), so that settings of one component are not merged."""
+    by key, the ``ignore``d keys left out), so that settings of one component are not merged."""
     configs: dict[str, list[dict]] = {}
     for record in records:
         component = record["spec"][part]
         configs.setdefault(component["name"], []).append(component.get("config") or {})
-    varying = {name: varying_options(seen) for name, seen in configs.items()}
+    varying = {name: [k for k in varying_options(seen) if k not in ignore]
+               for name, seen in configs.items()}
     labels = []
     for record in records:
         component = record["spec"][part]
@@ -250,3 +253,95 @@ def to_csv(tables: list[Table], rows: list[str] | None = None,
                                      f"{budget:g}", "under attack", table.headline, stat["mean"],
                                      stat["std"], len(stat["per_seed"])])
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------- selection and the by-option layout
+
+COMPONENT_ROLES = ("backbone", "attack", "defense")
+
+
+def record_coords(record: dict) -> dict[str, str]:
+    """What `--where` and `--by` can name in a record, as text (as a sweep's cells): dataset,
+    backbone, protocol, attack, defense, budget, seed (a record of one seed) and every option
+    of the components' configurations, by key (the first role's where two share a key)."""
+    spec = record["spec"]
+    coords = {"dataset": spec["dataset"]["name"], "protocol": spec["protocol"]["name"],
+              "budget": coord_text(float(spec["protocol"]["budget"]))}
+    coords.update({role: spec[role]["name"] for role in COMPONENT_ROLES})
+    if len(spec["seeds"]) == 1:
+        coords["seed"] = str(spec["seeds"][0])
+    for role in COMPONENT_ROLES:
+        for key, value in (spec[role].get("config") or {}).items():
+            coords.setdefault(key, coord_text(value))
+    return coords
+
+
+def select_records(records: list[dict], where: dict[str, list[str]]) -> list[dict]:
+    """The records that match ``where`` (`recguard.sweep.grid.matching`)."""
+    keep = matching([record_coords(r) for r in records], where, "record")
+    return [record for record, kept in zip(records, keep) if kept]
+
+
+def to_markdown_by(records: list[dict], key: str) -> str:
+    """Every metric of every row, a group of columns per value of ``key`` (an option such as
+    BadRec's ``position``, or ``budget``): the layout of BadRec's Table 2. A table per dataset,
+    protocol, backbone and attack setting other than ``key``; its rows are the model without
+    the attack ("Benign"), under it (the attack's name) and behind each defense (its label,
+    `variant_labels`), in the order first met; values are the mean ± std over seeds."""
+    coords = {id(r): record_coords(r) for r in records}
+    known = sorted({k for c in coords.values() for k in c})
+    if key not in known:
+        raise RecguardError(f"--by {key}: no record has it{did_you_mean(key, known)}; "
+                            f"keys: {', '.join(known)}")
+    records = sorted((r for r in records if key in coords[id(r)]), key=lambda r: r["created_at"])
+    attack = dict(zip(map(id, records), variant_labels(records, "attack", ignore=(key,))))
+    defense = dict(zip(map(id, records), variant_labels(records, "defense")))
+    out = []
+    for (dataset, protocol, backbone), group in _by_table(records).items():
+        by_attack: dict[str, list[dict]] = {}
+        for record in group:
+            by_attack.setdefault(attack[id(record)], []).append(record)
+        for label, members in by_attack.items():
+            by = _ByTable(f"#### {backbone} · {label} on {dataset}, protocol `{protocol}`: every "
+                          f"metric by {key}")
+            for record in members:
+                by.add(record, coords[id(record)][key], record["spec"]["attack"]["name"],
+                       defense[id(record)])
+            out.append(by.markdown())
+    return "\n\n".join(out) + "\n"
+
+
+@dataclass
+class _ByTable:
+    title: str
+    metrics: list = field(default_factory=list)   # in the order first met
+    by_values: list = field(default_factory=list)
+    # (row, value of the key) -> metric -> seed -> value
+    values: dict = field(default_factory=dict)
+    seeds: set = field(default_factory=set)
+
+    def add(self, record: dict, by_value: str, attack: str, defense: str) -> None:
+        if by_value not in self.by_values:
+            self.by_values.append(by_value)
+        seeds = record["spec"]["seeds"]
+        for condition, row in (("clean", "Benign"), ("attacked", attack), ("attacked+defense", defense)):
+            for metric, stat in record["metrics"].get(condition, {}).items():
+                if metric not in self.metrics:
+                    self.metrics.append(metric)
+                per_seed = self.values.setdefault((row, by_value), {}).setdefault(metric, {})
+                per_seed.update(zip(seeds, stat["per_seed"]))
+                self.seeds.update(seeds)
+
+    def markdown(self) -> str:
+        rows = list(dict.fromkeys(row for row, _ in self.values))
+        header = [f"{metric} ({value})" for value in self.by_values for metric in self.metrics]
+        lines = [f"{self.title}, seeds {','.join(map(str, sorted(self.seeds)))}", "",
+                 "| row | " + " | ".join(header) + " |", "|---" * (1 + len(header)) + "|"]
+        for row in rows:
+            cells = []
+            for value in self.by_values:
+                measured = self.values.get((row, value), {})
+                cells += [fmt(aggregate([m[s] for s in sorted(m)]) if (m := measured.get(metric)) else None,
+                              missing="/") for metric in self.metrics]
+            lines.append("| " + " | ".join([row] + cells) + " |")
+        return "\n".join(lines)
