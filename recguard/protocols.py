@@ -182,13 +182,17 @@ LLARA_CPU = dataclasses.replace(
     paper="recguard's CPU-sized LLaRA cell (README, 'The main cell'): LLaRA's prompts, "
           "curriculum and metrics; 64 training windows + 256 poisoned samples (PR 0.8), "
           "5-item histories, 10 candidates (the number LLaRA's prompt text names), one epoch "
-          "in optimiser steps of 2 samples",
+          "in optimiser steps of 1 sample",
     # 100 test requests: at 50, H@1 is a few answers and moved by 0.05-0.1 between runs
     history_len=5, n_candidates=10, n_train_samples=64, n_test_samples=100, budget=0.8,
-    # batches of 2: the same speed as batches of 4 on a 2-core CPU, 0.4 GB less memory
-    # (README, "Speed and memory"); without accumulation the same compute makes 160
-    # optimiser steps instead of 80, which implants the trigger (ASR 0.88 against 0.40-0.52)
-    backbone_options=("epochs=1", "lr=1e-3", "lora_dropout=0", "train_batch_size=2", "grad_accum=1"),
+    # an optimiser step per sample, with no accumulation: the number of steps is what
+    # implants the trigger, not the samples per step. Steps of 4 (80 for the poisoned fit)
+    # gave ASR 0.40-0.52, of 2 (160) 0.88-0.92 with the sentence trigger but 0.53 with the
+    # word one, and left the benign fit (32 steps) short of the answer format (Valid 0.86
+    # against BadRec's 0.93); steps of 1 (64 and 320) give ASR 0.99 with either trigger and
+    # Valid 0.94 for both models, for about a quarter more fitting time (README, "The main
+    # cell"; measured on seed 0, 2026-12-06)
+    backbone_options=("epochs=1", "lr=1e-3", "lora_dropout=0", "train_batch_size=1", "grad_accum=1"),
 )
 
 PRESETS = (APT, PAMACF, LOREC, TALLREC, LLARA, LLARA_CPU)
