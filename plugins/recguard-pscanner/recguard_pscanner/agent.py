@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from recguard import release_memory
 from recguard.kit.lm.generation import generate, pad_batch
 from recguard.kit.lm.prompts import load_prompt
 from recguard.kit.lm.sft import LoraSettings, labelled_logits, with_lora
@@ -99,17 +100,52 @@ class TriggerAgent:
     def __init__(self, settings: AgentSettings, seed: int):
         import torch
 
+        self.settings = settings
+        torch.manual_seed(seed)
+        self._build()
+        self.template = load_prompt("recguard_pscanner", AGENT_PROMPT)
+        self._parked = None
+
+    def _build(self) -> None:
+        """The base model with a fresh LoRA adapter, and its optimiser."""
+        import torch
+
         from recguard.kit.lm.models import load_causal_lm
 
-        self.settings = settings
-        base, self.tokenizer = load_causal_lm(settings.model, dtype=settings.dtype,
-                                              device=settings.device)
-        torch.manual_seed(seed)
-        self.model = with_lora(base, settings.lora)
+        s = self.settings
+        base, self.tokenizer = load_causal_lm(s.model, dtype=s.dtype, device=s.device)
+        self.model = with_lora(base, s.lora)
         self.model.eval()
-        self.template = load_prompt("recguard_pscanner", AGENT_PROMPT)
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=settings.lr)
+            [p for p in self.model.parameters() if p.requires_grad], lr=s.lr)
+
+    def park(self) -> None:
+        """Let the model go while the scanner fine-tunes (a round's memory peak, where the
+        victim, the scanner and the agent are held at once): the LoRA weights and the
+        optimiser's state stay, and `unpark` reads the base weights again (the GGUF is
+        converted once, so that is a load from the converted folder)."""
+        from peft import get_peft_model_state_dict
+
+        if self._parked is None:
+            self._parked = ({k: v.detach() for k, v in get_peft_model_state_dict(self.model).items()},
+                            self.optimizer.state_dict())
+            self.model = self.optimizer = None
+            release_memory()
+
+    def unpark(self) -> None:
+        """The model as `park` left it: the same base, LoRA weights and optimiser state. The
+        global torch RNG is put back, so parking changes no later draw."""
+        import torch
+        from peft import set_peft_model_state_dict
+
+        if self._parked is not None:
+            lora, optimizer = self._parked
+            rng = torch.random.get_rng_state()
+            self._build()
+            torch.random.set_rng_state(rng)
+            set_peft_model_state_dict(self.model, lora)
+            self.optimizer.load_state_dict(optimizer)
+            self._parked = None
 
     def prompt(self, trigger: InitialTrigger) -> str:
         return chat(self.tokenizer, self.template.format(n_words=max(1, len(trigger.tokens)),

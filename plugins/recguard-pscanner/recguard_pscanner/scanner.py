@@ -159,10 +159,14 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
         samples = make_samples(items, triggers, picks, agent, plan.position, rng, seed * 1000 + t)
         prompts = scan_prompts(tokenizer, template, [s.text for s in samples])
         t1 = time.perf_counter()
+        if agent is not None:
+            agent.park()            # its weights go while the scanner fine-tunes
         scanner = fine_tune(scanner, tokenizer, prompts, [s.label for s in samples],
                             lora=plan.scanner_lora, train=plan.train, seed=seed + t,
                             adapter_dir=folder / f"round{t}", label=f"p-scanner round {t + 1}")
         t2 = time.perf_counter()
+        if agent is not None:
+            agent.unpark()
         scanner = merged_lora(scanner)   # the next round's LoRA trains on top; faster queries
         p_yes = yes_probability(scanner, tokenizer, prompts)
         report = accuracy_report(samples, p_yes)

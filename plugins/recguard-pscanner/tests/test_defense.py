@@ -197,3 +197,28 @@ def test_a_false_alarm_share_sets_the_threshold_on_fresh_synthetic_benign_titles
     assert all(any(t in prompt for prompt in scored[-1]) for t in titles)
     plain = PScannerDefense(small(tiny_llm, rounds=1, n_items=4, n_heldout=2))
     assert plain.at_inference(Victim("choose", CATALOG), None, ctx).threshold == 0.5
+
+
+def test_a_parked_agent_comes_back_the_same(tiny_llm):
+    """The agent lets its model go while the scanner fine-tunes (the round's memory peak):
+    after `unpark` it rewrites and updates exactly as an agent that was never parked."""
+    import torch
+
+    from recguard_pscanner.agent import TriggerAgent
+    from recguard_pscanner.triggers import InitialTrigger
+
+    settings = plan_of(small(tiny_llm, agent_steps=2)).agent
+    triggers = [InitialTrigger(level=1, tokens=("zq",)), InitialTrigger(level=2, tokens=("a", "b", "c"))]
+    u = np.array([1.0, -1.0])
+
+    def run(parked: bool):
+        agent = TriggerAgent(settings, seed=0)
+        first = agent.update(triggers, ["night sky", "quiet river"], u, seed=1)   # optimiser state
+        if parked:
+            agent.park()
+            assert agent.model is None and agent.optimizer is None
+            agent.unpark()
+        draw = torch.rand(1).item()        # the LoRA initialisation of the reload drew none
+        return first, agent.rewrite(triggers, seed=2), agent.update(triggers, ["a", "b"], u, seed=3), draw
+
+    assert run(parked=True) == run(parked=False)
