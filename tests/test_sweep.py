@@ -375,6 +375,18 @@ def test_the_by_layout_puts_each_value_of_an_option_in_columns_of_its_own():
     assert tables[1].startswith("llara · badrec trigger_level=char on ml-100k")
 
 
+def test_a_defense_option_as_the_by_key_makes_columns_not_rows():
+    from recguard.sweep.table import to_markdown_by
+
+    records = [_backdoor_record("end", "p-scanner", asr, str(i)) for i, asr in enumerate((0.3, 0.05))]
+    for record, false_alarm in zip(records, (0.0, 0.2)):
+        record["spec"]["defense"]["config"] = {"false_alarm": false_alarm, "n_items": 768}
+    lines = to_markdown_by(records, "false_alarm").splitlines()
+    assert lines[2] == ("| row | Valid (0) | ASR (0) | Score (0) | Valid (0.2) | ASR (0.2) | Score (0.2) |")
+    assert [line.split(" | ")[0] for line in lines[4:]] == ["| Benign", "| badrec", "| p-scanner"]
+    assert lines[6] == "| p-scanner | 0.9500 | 0.3000 | 0.9000 | 0.9500 | 0.0500 | 0.9000 |"
+
+
 def test_the_table_command_selects_and_lays_out_by_an_option(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

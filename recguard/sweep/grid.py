@@ -142,9 +142,9 @@ def select(cells: list[Cell], where: dict[str, list[str]]) -> list[Cell]:
 
 
 def matching(coords: list[dict[str, str]], where: dict[str, list[str]], what: str) -> list[bool]:
-    """Whether each of ``coords`` takes one of the listed values for every key of ``where``
-    (`_same`). A key none of them has is an error that
-    lists the keys they have (``what`` names them in the message)."""
+    """Whether each of ``coords`` takes one of the listed values (`_same`) for every key of
+    ``where``. A key none of them has is an error that lists the keys they have (``what``
+    names them in the message)."""
     known = sorted({key for c in coords for key in c})
     for key in where:
         if key not in known:

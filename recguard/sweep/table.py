@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from recguard.errors import RecguardError, did_you_mean
 from recguard.records import aggregate, fmt
-from recguard.sweep.grid import coord_text, matching
+from recguard.sweep.grid import COMPONENTS, coord_text, matching
 
 # condition -> (row: the defense or "none", whether the attack is in it)
 ROWS = {"clean": ("none", False), "attacked": ("none", True),
@@ -138,9 +138,10 @@ def summary_tables(records: list[dict], headline: str | None = None) -> list[Tab
     return list(tables.values())
 
 
-def _by_table(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+def _by_table(records: list[dict], ignore: tuple[str, ...] = ()) -> dict[tuple[str, str, str], list[dict]]:
     """Records by (dataset, protocol, backbone label), in the order first met; a backbone's
-    settings are told apart among the records of one dataset and protocol."""
+    settings are told apart among the records of one dataset and protocol (but for the
+    ``ignore``d options)."""
     def setting(record):
         return record["spec"]["dataset"]["name"], record["spec"]["protocol"]["name"]
 
@@ -148,7 +149,7 @@ def _by_table(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
     for record in records:
         by_setting.setdefault(setting(record), []).append(record)
     backbone = {id(r): label for group in by_setting.values()
-                for r, label in zip(group, variant_labels(group, "backbone"))}
+                for r, label in zip(group, variant_labels(group, "backbone", ignore))}
     out: dict[tuple[str, str, str], list[dict]] = {}
     for record in records:
         out.setdefault((*setting(record), backbone[id(record)]), []).append(record)
@@ -257,9 +258,6 @@ def to_csv(tables: list[Table], rows: list[str] | None = None,
 
 # ------------------------------------------------------------- selection and the by-option layout
 
-COMPONENT_ROLES = ("backbone", "attack", "defense")
-
-
 def record_coords(record: dict) -> dict[str, str]:
     """What `--where` and `--by` can name in a record, as text (as a sweep's cells): dataset,
     backbone, protocol, attack, defense, budget, seed (a record of one seed) and every option
@@ -267,10 +265,10 @@ def record_coords(record: dict) -> dict[str, str]:
     spec = record["spec"]
     coords = {"dataset": spec["dataset"]["name"], "protocol": spec["protocol"]["name"],
               "budget": coord_text(float(spec["protocol"]["budget"]))}
-    coords.update({role: spec[role]["name"] for role in COMPONENT_ROLES})
+    coords.update({role: spec[role]["name"] for role in COMPONENTS})
     if len(spec["seeds"]) == 1:
         coords["seed"] = str(spec["seeds"][0])
-    for role in COMPONENT_ROLES:
+    for role in COMPONENTS:
         for key, value in (spec[role].get("config") or {}).items():
             coords.setdefault(key, coord_text(value))
     return coords
@@ -284,10 +282,11 @@ def select_records(records: list[dict], where: dict[str, list[str]]) -> list[dic
 
 def to_markdown_by(records: list[dict], key: str) -> str:
     """Every metric of every row, a group of columns per value of ``key`` (an option such as
-    BadRec's ``position``, or ``budget``): the layout of BadRec's Table 2. A table per dataset,
-    protocol, backbone and attack setting other than ``key``; its rows are the model without
-    the attack ("Benign"), under it (the attack's name) and behind each defense (its label,
-    `variant_labels`), in the order first met; values are the mean ± std over seeds."""
+    BadRec's ``position``, a defense's ``false_alarm``, or ``budget``): the layout of BadRec's
+    Table 2. A table per dataset, protocol, backbone and attack setting other than ``key``;
+    its rows are the model without the attack ("Benign"), under it (the attack's name) and
+    behind each defense (its label, `variant_labels`, without ``key``), in the order first
+    met; values are the mean ± std over seeds."""
     coords = {id(r): record_coords(r) for r in records}
     known = sorted({k for c in coords.values() for k in c})
     if key not in known:
@@ -295,9 +294,9 @@ def to_markdown_by(records: list[dict], key: str) -> str:
                             f"keys: {', '.join(known)}")
     records = sorted((r for r in records if key in coords[id(r)]), key=lambda r: r["created_at"])
     attack = dict(zip(map(id, records), variant_labels(records, "attack", ignore=(key,))))
-    defense = dict(zip(map(id, records), variant_labels(records, "defense")))
+    defense = dict(zip(map(id, records), variant_labels(records, "defense", ignore=(key,))))
     out = []
-    for (dataset, protocol, backbone), group in _by_table(records).items():
+    for (dataset, protocol, backbone), group in _by_table(records, ignore=(key,)).items():
         by_attack: dict[str, list[dict]] = {}
         for record in group:
             by_attack.setdefault(attack[id(record)], []).append(record)
