@@ -145,14 +145,19 @@ def matching(coords: list[dict[str, str]], where: dict[str, list[str]], what: st
     """Whether each of ``coords`` takes one of the listed values (`_same`) for every key of
     ``where``. A key none of them has is an error that lists the keys they have (``what``
     names them in the message)."""
-    known = sorted({key for c in coords for key in c})
-    for key in where:
-        if key not in known:
-            raise RecguardError(f"--where {key}: no {what} has it{did_you_mean(key, known)}; "
-                                f"keys: {', '.join(known)}")
-
+    check_keys(coords, list(where), "--where", what)
     return [all(key in c and any(_same(c[key], v) for v in values) for key, values in where.items())
             for c in coords]
+
+
+def check_keys(coords: list[dict[str, str]], keys: list[str], flag: str, what: str) -> None:
+    """A `RecguardError` for the first of ``keys`` that none of ``coords`` has, with the
+    closest keys and all of them ("--by positon: no record has it (did you mean ...)")."""
+    known = sorted({key for c in coords for key in c})
+    for key in keys:
+        if key not in known:
+            raise RecguardError(f"{flag} {key}: no {what} has it{did_you_mean(key, known)}; "
+                                f"keys: {', '.join(known)}")
 
 
 def _same(have: str, want: str) -> bool:

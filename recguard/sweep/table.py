@@ -18,9 +18,8 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from recguard.errors import RecguardError, did_you_mean
 from recguard.records import aggregate, fmt
-from recguard.sweep.grid import COMPONENTS, coord_text, matching
+from recguard.sweep.grid import COMPONENTS, check_keys, coord_text, matching
 
 # condition -> (row: the defense or "none", whether the attack is in it)
 ROWS = {"clean": ("none", False), "attacked": ("none", True),
@@ -288,10 +287,7 @@ def to_markdown_by(records: list[dict], key: str) -> str:
     behind each defense (its label, `variant_labels`, without ``key``), in the order first
     met; values are the mean ± std over seeds."""
     coords = {id(r): record_coords(r) for r in records}
-    known = sorted({k for c in coords.values() for k in c})
-    if key not in known:
-        raise RecguardError(f"--by {key}: no record has it{did_you_mean(key, known)}; "
-                            f"keys: {', '.join(known)}")
+    check_keys(list(coords.values()), [key], "--by", "record")
     records = sorted((r for r in records if key in coords[id(r)]), key=lambda r: r["created_at"])
     attack = dict(zip(map(id, records), variant_labels(records, "attack", ignore=(key,))))
     defense = dict(zip(map(id, records), variant_labels(records, "defense", ignore=(key,))))
