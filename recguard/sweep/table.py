@@ -170,10 +170,16 @@ def _add_record(table: Table, record: dict, attack: str, defense: str, headline:
             continue
         row, attacked = ROWS[condition]
         cell = table.values.setdefault((row or defense, attack, budget, attacked), {})
-        for metric, stat in record["metrics"][condition].items():
-            for seed, value in zip(spec["seeds"], stat["per_seed"]):
-                cell.setdefault(metric, {})[seed] = value
-                table.seeds.add(seed)
+        for metric, values in per_seed(record, condition):
+            cell.setdefault(metric, {}).update(values)
+            table.seeds.update(values)
+
+
+def per_seed(record: dict, condition: str):
+    """(metric, {seed: value}) for each metric of one of ``record``'s conditions."""
+    seeds = record["spec"]["seeds"]
+    for metric, stat in record["metrics"].get(condition, {}).items():
+        yield metric, dict(zip(seeds, stat["per_seed"]))
 
 
 def _title(table: Table, several_datasets: bool) -> str:
@@ -318,14 +324,12 @@ class _ByTable:
     def add(self, record: dict, by_value: str, attack: str, defense: str) -> None:
         if by_value not in self.by_values:
             self.by_values.append(by_value)
-        seeds = record["spec"]["seeds"]
         for condition, row in (("clean", "Benign"), ("attacked", attack), ("attacked+defense", defense)):
-            for metric, stat in record["metrics"].get(condition, {}).items():
+            for metric, values in per_seed(record, condition):
                 if metric not in self.metrics:
                     self.metrics.append(metric)
-                per_seed = self.values.setdefault((row, by_value), {}).setdefault(metric, {})
-                per_seed.update(zip(seeds, stat["per_seed"]))
-                self.seeds.update(seeds)
+                self.values.setdefault((row, by_value), {}).setdefault(metric, {}).update(values)
+                self.seeds.update(values)
 
     def markdown(self) -> str:
         rows = list(dict.fromkeys(row for row, _ in self.values))
