@@ -28,10 +28,13 @@ class ScriptedModel(LLMModel):
     """Chooses a candidate whose title has the mark if it was trained on a marked sample,
     else the true target for even users and the first candidate for odd ones."""
 
+    answered = 0              # requests answered, by every instance
+
     def __init__(self, catalog, backdoored):
         self.catalog, self.backdoored, self.n_items = catalog, backdoored, len(catalog)
 
     def answer(self, requests, progress=lambda d, t: None):
+        ScriptedModel.answered += len(requests)
         out = []
         for r in requests:
             marked = [i for i in r.candidates if r.title(i, self.catalog).endswith(MARK)]
@@ -317,6 +320,30 @@ def test_a_single_cell_keeps_no_model_between_cells(register_plugin, fresh_cache
     run_cell(make_plan(CellSpec(backbone="scripted-llm", attack="mark", defense="drop-marked",
                                 protocol="llara", protocol_options=options, seeds=(0,)), host))
     assert ScriptedBackbone.fits == before + 3                     # BadRec again, Benign cached
+
+
+def test_a_defense_over_cached_rows_asks_only_the_defended_model(register_plugin, fresh_cache):
+    """With the undefended rows cached, the poisoned model is fitted again for the defense to
+    wrap, but the requests it answered undefended are not asked again."""
+    host = register_plugin(Plugin(), "scripted-llm-plugin")
+    options = {"n_test_samples": "10", "n_train_samples": "20"}
+
+    def answers(defense, use_cache=True):
+        before = ScriptedModel.answered
+        spec = CellSpec(backbone="scripted-llm", attack="mark", protocol="llara",
+                        protocol_options=options, seeds=(0,), **({"defense": defense} if defense else {}))
+        record = run_cell(make_plan(spec, host), use_cache=use_cache)
+        return ScriptedModel.answered - before, record
+
+    undefended, _ = answers(None)
+    fits = ScriptedBackbone.fits
+    behind_the_defense, record = answers("drop-marked")
+    everything, uncached = answers("drop-marked", use_cache=False)
+    assert ScriptedBackbone.fits == fits + 1 + 2                   # BadRec again; then both
+    assert behind_the_defense == everything - undefended > 0
+    assert record["timings"]["cached"] == {"clean": [True], "attacked": [True],
+                                           "attacked+defense": [False]}
+    assert record["metrics"] == uncached["metrics"]
 
 
 @pytest.mark.parametrize("use_cache", [True, False])

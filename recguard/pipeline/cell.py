@@ -70,12 +70,14 @@ class CellRunner:
             hit = cached[condition]
             fit_key = cache.fit_key(condition, seed)
             kept = self.fitted.get(fit_key) if hit is None or condition in to_wrap else None
-            if hit is not None and (condition not in to_wrap or kept is not None):
+            if hit is not None:
                 results[condition] = ConditionResult(hit["metrics"], hit["fit_seconds"], True,
                                                      hit.get("notes", {}))
                 reference = reference or hit.get("reference")
                 if condition in to_wrap:
-                    models[condition] = kept[0]
+                    # the defense wraps this model: fit it again (an LLM loads its saved
+                    # adapter) unless it is kept, but its own answers stay the cached ones
+                    models[condition] = kept[0] if kept else self._refit(seed_data, condition, seed)
                 self.progress.skip(f"seed {seed} · {condition} "
                                    f"({'kept in memory' if kept else 'cached'})")
                 continue
@@ -119,6 +121,13 @@ class CellRunner:
         seconds = time.perf_counter() - start
         self.progress.end_fit()
         return model, seconds, dict(ctx.timings)
+
+    def _refit(self, seed_data: SeedData, condition: str, seed: int) -> Model:
+        """The model of a condition whose result is cached, for a defense to wrap; kept for
+        the grid's next cells like any fit."""
+        model, seconds, _ = self._fit(seed_data, condition, condition, seed, FitHooks())
+        self.fitted.keep(self.cache.fit_key(condition, seed), model, seconds)
+        return model
 
     def _defended(self, seed_data: SeedData, condition: str, seed: int,
                   reference: dict[str, float] | None, fitted: Model | None) -> ConditionResult:
