@@ -6,7 +6,7 @@
 Each variant runs the benign `llara-cpu` cell (no attack: one fine-tuning of LLaRA on the
 preset's 64 windows, 8 test requests) in its own child process with the result cache off,
 and reports its wall time, the fine-tuning seconds from the record and the child's peak
-resident memory. The default variants are the ones the README's "Speed and memory"
+resident memory. The default variants are the ones `docs/main_cell.md`'s "Speed and memory"
 compares: float32 weights under bf16 autocast (`dtype=mixed`) against bf16 weights, in
 steps of 4 samples against micro-batches of 2 accumulated twice (the same 4 per step).
 """
