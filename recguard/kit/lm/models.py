@@ -169,7 +169,7 @@ def resolve_precision(dtype: Any, device: str):
     "auto": bfloat16 weights where the device computes bf16 natively (a recent GPU, a CPU
     with AMX), plain float32 elsewhere. On this project's 2-core AMX CPU, bf16 weights answer
     1.9x faster than float32 weights under bf16 autocast and fit a LLaRA model as fast in
-    0.5 GB less (README, "Speed and memory"). "mixed": float32 weights run under bf16
+    0.5 GB less (docs/main_cell.md, "Speed and memory"). "mixed": float32 weights run under bf16
     autocast. Any other dtype is taken as is, without autocast. LoRA adapters stay float32
     either way (peft), as does LLaRA's projector."""
     import torch
