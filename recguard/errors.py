@@ -19,7 +19,8 @@ class RecguardError(Exception):
 class RecguardWarning(UserWarning):
     """A user-facing warning: the work goes on, but probably not as the user meant (a setting
     that runs far slower here than the default would). Raised with ``warnings.warn``; the CLI
-    prints ``warning: <message>`` on stderr (once per place and message, Python's default)."""
+    and a sweep's local workers print it as ``warning: <message>`` on stderr (`show_warning`;
+    once per place and message, Python's default)."""
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
