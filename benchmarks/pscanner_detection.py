@@ -11,7 +11,12 @@ share flagged with each trigger level x position, the AUC of P(Yes) between the 
 and the benign titles (threshold-free: scanners that flag more of everything compare
 here), the benign P(Yes) 90th / 95th percentiles, the training notes' seconds and the
 peak RSS. With ``false_alarm`` among the options, the threshold is the defense's calibrated
-one (`scan_threshold`), printed as ``threshold``.
+one (`scan_threshold`), printed as ``threshold``. ``--false-alarms 0.1,0.2,...`` adds a
+Markdown table: for each share, the threshold `calibrated_threshold` sets (that share of the
+defender's own synthetic benign titles flagged) and the share of clean and of triggered
+catalog titles it flags, so one trained scanner's operating points read in one run:
+
+    python benchmarks/pscanner_detection.py --false-alarms 0.1,0.2,0.3,0.35,0.4
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ def main() -> None:
     parser.add_argument("--opt", action="append", default=[], help="p-scanner option key=value")
     parser.add_argument("--n", type=int, default=300, help="catalog titles to scan")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--false-alarms", default="",
+                        help="comma-separated shares of synthetic benign titles to flag: a table "
+                             "of the thresholds they set and what each flags")
     args = parser.parse_args()
 
     from recguard.config import build_config, parse_options
@@ -40,7 +48,8 @@ def main() -> None:
     from recguard.metrics.detection import roc_auc
     from recguard_badrec.triggers import TABLE7_TRIGGERS
     from recguard_pscanner.defense import PScannerDefense, plan_of, scan_threshold
-    from recguard_pscanner.scanner import SCAN_PROMPT, prepare_scanner, scan_prompts
+    from recguard_pscanner.scanner import (SCAN_PROMPT, calibrated_threshold, prepare_scanner,
+                                           scan_prompts)
 
     cfg = build_config(PScannerDefense.Config, parse_options(args.opt, "p-scanner"), "p-scanner")
     start = time.perf_counter()
@@ -59,9 +68,11 @@ def main() -> None:
            "benign_flagged": round(float((benign > threshold).mean()), 3),
            "benign_p90": round(float(np.quantile(benign, 0.9)), 3),
            "benign_p95": round(float(np.quantile(benign, 0.95)), 3)}
+    scores = {}
     for level, trigger in TABLE7_TRIGGERS.items():
         for position in ("end", "random"):
-            p = p_yes([insert_trigger(t, trigger, position, rng) for t in titles])
+            p = scores[f"{level} {position}"] = p_yes(
+                [insert_trigger(t, trigger, position, rng) for t in titles])
             out[f"{level}-{position}"] = round(float((p > threshold).mean()), 3)
             triggered = np.r_[np.ones(len(p), bool), np.zeros(len(benign), bool)]
             out[f"auc-{level}-{position}"] = round(roc_auc(np.r_[p, benign], triggered), 3)
@@ -69,6 +80,22 @@ def main() -> None:
                seconds=round(time.perf_counter() - start),
                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))
     print(json.dumps(out), flush=True)
+    if args.false_alarms:
+        shares = [float(s) for s in args.false_alarms.split(",")]
+        print(operating_points(shares, benign, scores, lambda share: calibrated_threshold(
+            scanner, tokenizer, plan_of(cfg), args.seed, cfg.n_calibration, share)), flush=True)
+
+
+def operating_points(shares, benign, scores: dict, threshold_for) -> str:
+    """Markdown: per share of synthetic benign titles flagged (0: Eq. 9's 0.5), its threshold
+    and the share of the clean and of each triggered set of catalog titles above it."""
+    head = "| false_alarm | threshold | clean flagged | " + " | ".join(scores) + " |"
+    rows = [head, "|" + "---|" * (3 + len(scores))]
+    for share in [0.0, *shares]:
+        cut = 0.5 if share == 0 else threshold_for(share)
+        flagged = [f"{(p > cut).mean():.2f}" for p in (benign, *scores.values())]
+        rows.append(f"| {share:g} | {cut:.3f} | " + " | ".join(flagged) + " |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

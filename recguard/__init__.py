@@ -36,7 +36,7 @@ _EXPORTS = {
                     "recguard.protocols"),
     "roc_auc": "recguard.metrics.detection",
     **dict.fromkeys(("AnswersView", "RowsView"), "recguard.metrics.answers"),
-    **dict.fromkeys(("RecguardError", "did_you_mean"), "recguard.errors"),
+    **dict.fromkeys(("RecguardError", "RecguardWarning", "did_you_mean"), "recguard.errors"),
     "Progress": "recguard.progress",
     **dict.fromkeys(("cache_dir", "atomic_write", "atomic_write_json", "atomic_folder", "canonical_json",
                      "json_digest"), "recguard.files"),

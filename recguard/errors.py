@@ -1,8 +1,10 @@
-"""The one exception type the CLI turns into a one-line message."""
+"""The exception type the CLI turns into a one-line message, and the warning it shows as one."""
 
 from __future__ import annotations
 
 import difflib
+import sys
+import warnings
 from typing import Iterable
 
 
@@ -12,6 +14,24 @@ class RecguardError(Exception):
     The CLI prints ``error: <message>`` on stderr and exits with status 2; no
     traceback is shown. Messages are one line and say what would work instead.
     """
+
+
+class RecguardWarning(UserWarning):
+    """A user-facing warning: the work goes on, but probably not as the user meant (a setting
+    that runs far slower here than the default would). Raised with ``warnings.warn``; the CLI
+    and a sweep's local workers print it as ``warning: <message>`` on stderr (`show_warning`;
+    once per place and message, Python's default)."""
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for recguard's processes (the CLI, a sweep's workers): a
+    `RecguardWarning` as one ``warning: <message>`` line on stderr, any other warning as
+    Python shows it."""
+    if issubclass(category, RecguardWarning):
+        text = f"warning: {message}\n"
+    else:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+    (file or sys.stderr).write(text)
 
 
 class OptionError(RecguardError):

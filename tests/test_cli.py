@@ -97,3 +97,14 @@ def test_list_shows_components_with_provenance(capsys):
     assert code == 0
     for name in ("mf", "average", "bandwagon", "T-HR", "ml-100k", "apt", "recguard-mf"):
         assert name in out
+
+
+def test_a_library_warning_is_one_line_and_others_keep_their_form(capsys):
+    from recguard.errors import RecguardWarning, show_warning
+
+    show_warning(RecguardWarning("half precision is emulated here"), RecguardWarning,
+                 "models.py", 10)
+    assert capsys.readouterr().err == "warning: half precision is emulated here\n"
+    show_warning(DeprecationWarning("old"), DeprecationWarning, "x.py", 3)
+    err = capsys.readouterr().err
+    assert "x.py:3" in err and "DeprecationWarning: old" in err

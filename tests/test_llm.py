@@ -220,3 +220,20 @@ def test_loaded_model_carries_its_precision_and_hub_kernels_stay_off(tiny_llm, m
     seen.clear()
     llm.load_causal_lm(tiny_llm, dtype="float32", device="cpu")
     assert "use_kernels" not in seen
+
+
+def test_half_precision_on_a_cpu_that_emulates_it_warns_once_loaded(tiny_llm, monkeypatch):
+    import warnings
+
+    from recguard.errors import RecguardWarning
+
+    monkeypatch.setattr(llm, "bf16_is_fast", lambda device: False)
+    for dtype in ("bfloat16", "mixed", "float16"):
+        with pytest.warns(RecguardWarning, match=f"dtype={dtype} on a CPU without AVX512-BF16"):
+            llm.load_causal_lm(tiny_llm, dtype=dtype, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecguardWarning)
+        llm.load_causal_lm(tiny_llm, dtype="auto", device="cpu")      # float32 here: silent
+        llm.load_causal_lm(tiny_llm, dtype="float32", device="cpu")
+        monkeypatch.setattr(llm, "bf16_is_fast", lambda device: True)
+        llm.load_causal_lm(tiny_llm, dtype="bfloat16", device="cpu")  # native bf16: silent

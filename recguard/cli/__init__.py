@@ -2,18 +2,20 @@
 
 Library errors (`RecguardError`) become ``error: <message>`` on stderr and exit
 status 2, never a traceback; any other exception is one ``internal error`` line
-(exit 1) that says how to see the traceback: ``recguard --debug ...``. Ctrl-C
-exits 130. Plugins add commands through ``register_commands``.
+(exit 1) that says how to see the traceback: ``recguard --debug ...``. Library
+warnings (`RecguardWarning`) become ``warning: <message>`` lines. Ctrl-C exits
+130. Plugins add commands through ``register_commands``.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 from recguard import __version__
-from recguard.errors import RecguardError
+from recguard.errors import RecguardError, show_warning
 
 
 DEBUG_FLAG = "--debug"
@@ -69,6 +71,7 @@ def fail(message: str, status: int = 2) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
+    warnings.showwarning = show_warning
     try:
         _add_commands()
         # not cli.main(): it turns Ctrl-C into Abort (exit 1) after printing a blank line

@@ -10,11 +10,12 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Hashable
 
-from recguard.errors import RecguardError
+from recguard.errors import RecguardError, show_warning
 from recguard.sweep.worker import Outcome, attempt, limit_threads, one_line, ray_attempt, thread_cap
 
 RAY_INSTALL = 'pip install "recguard[ray]"'
@@ -43,6 +44,7 @@ def next_gpu(gpus: list[str], started) -> str:
 
 def _init_local_worker(threads: int, gpus: list[str], started) -> None:
     limit_threads(threads)
+    warnings.showwarning = show_warning     # a library warning: one line in the sweep's log
     if gpus:   # the workers take the GPUs in turn, each seeing one as its cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = next_gpu(gpus, started)
     # Ctrl-C reaches the whole process group: the parent decides (stop the workers, keep

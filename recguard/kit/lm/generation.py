@@ -65,8 +65,8 @@ def _encode_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str])
 # the same speed; multiples of 16 (a few more shapes) cost a LLaRA fit of 128 steps 0.1 GB
 # more than 64 and save a tenth of its time, and more where prompts are short (a scanner's
 # 45 tokens: 48 wide instead of 64). Queries without gradient also sort their prompts by
-# length (`_sorted_batches`), so that a batch's rows need little padding. README, "The
-# main cell".
+# length (`_sorted_batches`), so that a batch's rows need little padding.
+# docs/main_cell.md has the measurements.
 LENGTH_MULTIPLE = 16
 
 

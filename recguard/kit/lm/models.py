@@ -21,12 +21,13 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recguard.errors import RecguardError, first_line
+from recguard.errors import RecguardError, RecguardWarning, first_line
 from recguard.files import atomic_write_text, cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -168,7 +169,7 @@ def resolve_precision(dtype: Any, device: str):
     "auto": bfloat16 weights where the device computes bf16 natively (a recent GPU, a CPU
     with AMX), plain float32 elsewhere. On this project's 2-core AMX CPU, bf16 weights answer
     1.9x faster than float32 weights under bf16 autocast and fit a LLaRA model as fast in
-    0.5 GB less (README, "Speed and memory"). "mixed": float32 weights run under bf16
+    0.5 GB less (docs/main_cell.md, "Speed and memory"). "mixed": float32 weights run under bf16
     autocast. Any other dtype is taken as is, without autocast. LoRA adapters stay float32
     either way (peft), as does LLaRA's projector."""
     import torch
@@ -178,6 +179,21 @@ def resolve_precision(dtype: Any, device: str):
     if str(dtype) != "auto":
         return _torch_dtype(dtype), False
     return (torch.bfloat16 if bf16_is_fast(device) else torch.float32), False
+
+
+def warn_if_emulated(name: str, dtype: Any, device: str) -> None:
+    """A `RecguardWarning` when ``dtype`` asks for half precision (bfloat16, float16, or
+    float32 under bf16 autocast) on a CPU that computes it only by emulation (no AVX512-BF16
+    or AMX): there it runs slower than float32, which ``dtype=auto`` would take."""
+    import torch
+
+    weights, autocast = resolve_precision(dtype, device)
+    half = autocast or weights in (torch.bfloat16, torch.float16)
+    if half and device == "cpu" and not bf16_is_fast(device):
+        warnings.warn(RecguardWarning(
+            f"model {name!r} in dtype={dtype} on a CPU without AVX512-BF16 or AMX: half "
+            f"precision is emulated there and runs slower than float32 (dtype=auto takes "
+            f"float32 on this CPU)"), stacklevel=3)
 
 
 def precision_name(dtype: Any, device: Any) -> str:
@@ -402,6 +418,7 @@ def load_causal_lm(model: str | os.PathLike | None = None, dtype: Any = "auto",
     name = model_name(model)
     device = resolve_device(device)
     weights, autocast = resolve_precision(dtype, device)
+    warn_if_emulated(name, dtype, device)
     if name in PACKAGED_MODELS:
         source = convert_gguf(name)
     else:

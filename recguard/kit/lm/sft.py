@@ -96,7 +96,7 @@ def merged_lora(model):
 
     An unmerged adapter runs beside every adapted projection, in float32, on each forward:
     on a CPU, merged weights answer a LLaRA batch about 30% faster (prefill and decoding;
-    README, "The main cell"). The merged model is the same function up to the rounding of
+    docs/main_cell.md). The merged model is the same function up to the rounding of
     ``W + scale * B @ A`` to the weights' dtype."""
     if not hasattr(model, "merge_and_unload"):
         return model
