@@ -12,8 +12,8 @@ and the benign titles (threshold-free: scanners that flag more of everything com
 here), the benign P(Yes) 90th / 95th percentiles, the training notes' seconds and the
 peak RSS. With ``false_alarm`` among the options, the threshold is the defense's calibrated
 one (`scan_threshold`), printed as ``threshold``. ``--false-alarms 0.1,0.2,...`` adds a
-Markdown table: for each share, the threshold `calibrated_threshold` sets (that share of the
-defender's own synthetic benign titles flagged) and the share of clean and of triggered
+Markdown table: for each share, the threshold `calibrated_threshold` would set (that share of
+the defender's own synthetic benign titles flagged) and the share of clean and of triggered
 catalog titles it flags, so one trained scanner's operating points read in one run:
 
     python benchmarks/pscanner_detection.py --false-alarms 0.1,0.2,0.3,0.35,0.4
@@ -48,8 +48,8 @@ def main() -> None:
     from recguard.metrics.detection import roc_auc
     from recguard_badrec.triggers import TABLE7_TRIGGERS
     from recguard_pscanner.defense import PScannerDefense, plan_of, scan_threshold
-    from recguard_pscanner.scanner import (SCAN_PROMPT, calibrated_threshold, prepare_scanner,
-                                           scan_prompts)
+    from recguard_pscanner.scanner import (SCAN_PROMPT, calibration_scores, prepare_scanner,
+                                           scan_prompts, threshold_flagging)
 
     cfg = build_config(PScannerDefense.Config, parse_options(args.opt, "p-scanner"), "p-scanner")
     start = time.perf_counter()
@@ -82,8 +82,10 @@ def main() -> None:
     print(json.dumps(out), flush=True)
     if args.false_alarms:
         shares = [float(s) for s in args.false_alarms.split(",")]
-        print(operating_points(shares, benign, scores, lambda share: calibrated_threshold(
-            scanner, tokenizer, plan_of(cfg), args.seed, cfg.n_calibration, share)), flush=True)
+        calibration = calibration_scores(scanner, tokenizer, plan_of(cfg), args.seed,
+                                         cfg.n_calibration)
+        print(operating_points(shares, benign, scores,
+                               lambda share: threshold_flagging(calibration, share)), flush=True)
 
 
 def operating_points(shares, benign, scores: dict, threshold_for) -> str:

@@ -227,12 +227,21 @@ def calibrated_threshold(scanner, tokenizer, plan: ScannerPlan, seed: int, n: in
     family flags 8-30% of synthetic benign titles at 0.5 (the README's measurements). A
     threshold at a fixed share of the defender's own benign titles needs no knowledge of the
     attack and keeps that share fixed."""
+    return threshold_flagging(calibration_scores(scanner, tokenizer, plan, seed, n), false_alarm)
+
+
+def calibration_scores(scanner, tokenizer, plan: ScannerPlan, seed: int, n: int) -> np.ndarray:
+    """The scanner's P(Yes) on the ``n`` `calibration_titles`."""
     from recguard.kit.lm.generation import yes_probability
 
     template = load_prompt("recguard_pscanner", SCAN_PROMPT)
     titles = calibration_titles(plan, seed, n)
-    scores = yes_probability(scanner, tokenizer, scan_prompts(tokenizer, template, titles))
-    return float(np.quantile(scores, 1.0 - false_alarm))
+    return yes_probability(scanner, tokenizer, scan_prompts(tokenizer, template, titles))
+
+
+def threshold_flagging(scores: np.ndarray, share: float) -> float:
+    """The P(Yes) above which ``share`` of ``scores`` lie: their (1 - share) quantile."""
+    return float(np.quantile(scores, 1.0 - share))
 
 
 # ---------------------------------------------------------------- cache

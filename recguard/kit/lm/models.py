@@ -181,13 +181,13 @@ def resolve_precision(dtype: Any, device: str):
     return (torch.bfloat16 if bf16_is_fast(device) else torch.float32), False
 
 
-def warn_if_emulated(name: str, dtype: Any, device: str) -> None:
-    """A `RecguardWarning` when ``dtype`` asks for half precision (bfloat16, float16, or
-    float32 under bf16 autocast) on a CPU that computes it only by emulation (no AVX512-BF16
-    or AMX): there it runs slower than float32, which ``dtype=auto`` would take."""
+def warn_if_emulated(name: str, dtype: Any, device: str, weights, autocast: bool) -> None:
+    """A `RecguardWarning` when the ``dtype`` option resolved (`resolve_precision`) to half
+    precision (bfloat16 or float16 weights, or float32 under bf16 autocast) on a CPU that
+    computes it only by emulation (no AVX512-BF16 or AMX): there it runs slower than float32,
+    which ``dtype=auto`` would take."""
     import torch
 
-    weights, autocast = resolve_precision(dtype, device)
     half = autocast or weights in (torch.bfloat16, torch.float16)
     if half and device == "cpu" and not bf16_is_fast(device):
         warnings.warn(RecguardWarning(
@@ -418,7 +418,7 @@ def load_causal_lm(model: str | os.PathLike | None = None, dtype: Any = "auto",
     name = model_name(model)
     device = resolve_device(device)
     weights, autocast = resolve_precision(dtype, device)
-    warn_if_emulated(name, dtype, device)
+    warn_if_emulated(name, dtype, device, weights, autocast)
     if name in PACKAGED_MODELS:
         source = convert_gguf(name)
     else:
