@@ -77,8 +77,8 @@ class CellRunner:
                 if condition in to_wrap:
                     # the defense wraps this model: fit it again (an LLM loads its saved
                     # adapter) unless it is kept, but its own answers stay the cached ones
-                    models[condition] = (kept[0] if kept
-                                         else self._refit(seed_data, condition, seed, fit_key))
+                    models[condition] = (kept[0] if kept else self._refit(
+                        seed_data, condition, seed, fit_key, hit["fit_seconds"]))
                 self.progress.skip(f"seed {seed} · {condition} "
                                    f"({'kept in memory' if kept else 'cached'})")
                 continue
@@ -123,11 +123,13 @@ class CellRunner:
         self.progress.end_fit()
         return model, seconds, dict(ctx.timings)
 
-    def _refit(self, seed_data: SeedData, condition: str, seed: int, fit_key: str | None) -> Model:
+    def _refit(self, seed_data: SeedData, condition: str, seed: int, fit_key: str | None,
+               fit_seconds: float) -> Model:
         """The model of a condition whose result is cached, for a defense to wrap; kept for
-        the grid's next cells like any fit."""
-        model, seconds, _ = self._fit(seed_data, condition, condition, seed, FitHooks())
-        self.fitted.keep(fit_key, model, seconds)
+        the grid's next cells like any fit, with the seconds of its original fit (the cached
+        row's), not of this reload."""
+        model, _, _ = self._fit(seed_data, condition, condition, seed, FitHooks())
+        self.fitted.keep(fit_key, model, fit_seconds)
         return model
 
     def _defended(self, seed_data: SeedData, condition: str, seed: int,
