@@ -30,6 +30,10 @@ def cli(debug):
     \b
     recguard eval                       the default cell: MF on ML-100K, Average attack
     recguard eval --attack bandwagon    another attack (recguard list attacks)
+    recguard eval --attack badrec --defense p-scanner
+                                        BadRec's backdoor in LLaRA (an LLM recommender)
+                                        and P-Scanner against it; about 15-20 minutes
+                                        on 2 CPU cores (README, "The main cell")
     recguard list                       every registered component
     recguard show RECORD.json           a result record as tables
     recguard sweep SPEC.toml            a grid of cells (docs/sweeps.md); a re-run resumes
