@@ -387,6 +387,19 @@ def test_a_defense_option_as_the_by_key_makes_columns_not_rows():
     assert lines[6] == "| p-scanner | 0.9500 | 0.3000 | 0.9000 | 0.9500 | 0.0500 | 0.9000 |"
 
 
+def test_the_by_layout_keeps_the_metrics_asked_for_in_their_order():
+    from recguard.errors import RecguardError
+    from recguard.sweep.table import to_markdown_by
+
+    records = [_backdoor_record(position, "p-scanner", asr, str(i))
+               for i, (position, asr) in enumerate([("end", 0.01), ("random", 0.02)])]
+    lines = to_markdown_by(records, "position", ["Score", "ASR"]).splitlines()
+    assert lines[2] == "| row | Score (end) | ASR (end) | Score (random) | ASR (random) |"
+    assert lines[6] == "| p-scanner | 0.9000 | 0.0100 | 0.9000 | 0.0200 |"
+    with pytest.raises(RecguardError, match="no metric 'HR@10' .*; they have Valid, ASR, Score"):
+        to_markdown_by(records, "position", ["ASR", "HR@10"])
+
+
 def test_the_table_command_selects_and_lays_out_by_an_option(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -404,7 +417,11 @@ def test_the_table_command_selects_and_lays_out_by_an_option(tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     assert [line.split(" | ")[0] for line in result.output.splitlines()[4:]] == ["| Benign", "| badrec",
                                                                                  "| p-scanner"]
-    for bad in (["--by", "position", "--format", "csv"], ["--where", "defense=rd"], ["--by", "positon"]):
+    result = runner.invoke(cli, ["table", str(tmp_path), "--by", "position", "--metrics", "ASR, Score"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2] == "| row | ASR (end) | Score (end) | ASR (random) | Score (random) |"
+    for bad in (["--by", "position", "--format", "csv"], ["--where", "defense=rd"], ["--by", "positon"],
+                ["--metrics", "ASR"], ["--by", "position", "--metrics", "ASR,T-HR@50"]):
         refused = runner.invoke(cli, ["table", str(tmp_path), *bad])
         assert refused.exit_code != 0 and "Traceback" not in refused.output
 

@@ -180,9 +180,11 @@ def _interrupt(signum, frame):
 @click.option("--by", "by", default=None, metavar="KEY",
               help="instead, every metric of every row, a group of columns per value of KEY, "
                    "e.g. position (BadRec's Table 2 layout; Markdown)")
+@click.option("--metrics", "metrics", default=None, metavar="M1,M2,...",
+              help="with --by, only these metrics, in this order (e.g. ASR,H@1,Scan-Recall)")
 @click.option("--output", "out", default=None, type=click.Path(dir_okay=False),
               help="write the table to this file (default: stdout)")
-def table_command(records, metric, fmt, full, where, by, out):
+def table_command(records, metric, fmt, full, where, by, metrics, out):
     """The summary table of result records (files, or folders of them): rows are defenses,
     columns attack x budget, mean ± std over seeds."""
     from recguard.files import atomic_write_text
@@ -190,6 +192,8 @@ def table_command(records, metric, fmt, full, where, by, out):
 
     if by and (fmt == "csv" or full):
         raise RecguardError("--by draws its own Markdown table: leave out --format csv and --full")
+    if metrics and not by:
+        raise RecguardError("--metrics picks the columns of --by: give --by KEY too")
     paths: list[Path] = []
     for given in map(Path, records):
         if given.is_dir():
@@ -202,7 +206,8 @@ def table_command(records, metric, fmt, full, where, by, out):
     chosen = select_records([_read(p) for p in paths], _where(where))
     if not chosen:
         raise RecguardError("no record matches the --where conditions")
-    text = to_markdown_by(chosen, by) if by else _render(chosen, fmt, metric, full=full)
+    chosen_metrics = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    text = to_markdown_by(chosen, by, chosen_metrics) if by else _render(chosen, fmt, metric, full=full)
     if out:
         atomic_write_text(out, text)
     else:

@@ -18,6 +18,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
+from recguard.errors import RecguardError
 from recguard.records import aggregate, fmt
 from recguard.sweep.grid import COMPONENTS, check_keys, coord_text, matching
 
@@ -285,13 +286,14 @@ def select_records(records: list[dict], where: dict[str, list[str]]) -> list[dic
     return [record for record, kept in zip(records, keep) if kept]
 
 
-def to_markdown_by(records: list[dict], key: str) -> str:
+def to_markdown_by(records: list[dict], key: str, metrics: list[str] | None = None) -> str:
     """Every metric of every row, a group of columns per value of ``key`` (an option such as
     BadRec's ``position``, a defense's ``false_alarm``, or ``budget``): the layout of BadRec's
     Table 2. A table per dataset, protocol, backbone and attack setting other than ``key``;
     its rows are the model without the attack ("Benign"), under it (the attack's name) and
     behind each defense (its label, `variant_labels`, without ``key``), in the order first
-    met; values are the mean ± std over seeds."""
+    met; values are the mean ± std over seeds. ``metrics`` keeps only those columns, in
+    that order."""
     coords = {id(r): record_coords(r) for r in records}
     check_keys(list(coords.values()), [key], "--by", "record")
     records = sorted((r for r in records if key in coords[id(r)]), key=lambda r: r["created_at"])
@@ -308,7 +310,7 @@ def to_markdown_by(records: list[dict], key: str) -> str:
             for record in members:
                 by.add(record, coords[id(record)][key], record["spec"]["attack"]["name"],
                        defense[id(record)])
-            out.append(by.markdown())
+            out.append(by.markdown(metrics))
     return "\n\n".join(out) + "\n"
 
 
@@ -331,9 +333,14 @@ class _ByTable:
                 self.values.setdefault((row, by_value), {}).setdefault(metric, {}).update(values)
                 self.seeds.update(values)
 
-    def markdown(self) -> str:
+    def markdown(self, metrics: list[str] | None = None) -> str:
+        if metrics is None:
+            metrics = self.metrics
+        elif unknown := [m for m in metrics if m not in self.metrics]:
+            raise RecguardError(f"no metric {', '.join(map(repr, unknown))} in the records of "
+                                f"'{self.title.lstrip('# ')}'; they have {', '.join(self.metrics)}")
         rows = list(dict.fromkeys(row for row, _ in self.values))
-        header = [f"{metric} ({value})" for value in self.by_values for metric in self.metrics]
+        header = [f"{metric} ({value})" for value in self.by_values for metric in metrics]
         lines = [f"{self.title}, seeds {','.join(map(str, sorted(self.seeds)))}", "",
                  "| row | " + " | ".join(header) + " |", "|---" * (1 + len(header)) + "|"]
         for row in rows:
@@ -341,6 +348,6 @@ class _ByTable:
             for value in self.by_values:
                 measured = self.values.get((row, value), {})
                 cells += [fmt(aggregate([m[s] for s in sorted(m)]) if (m := measured.get(metric)) else None,
-                              missing="/") for metric in self.metrics]
+                              missing="/") for metric in metrics]
             lines.append("| " + " | ".join([row] + cells) + " |")
         return "\n".join(lines)
