@@ -61,6 +61,10 @@ class PScannerConfig(Config):
     title_case: float = param(
         0.0, "share of initial triggers whose tokens are capitalised as a title's words "
              "(ours; 0: as the vocabulary spells them, the paper)", low=0, high=1)
+    balance_labels: bool = param(
+        True, "the scanner trains on as many 'No' as 'Yes' samples, the rarer repeated (ours: "
+              "Eq. 4 makes two thirds 'Yes', and a scanner trained on that share answered 'Yes' "
+              "to every title on one seed of three); false: Eq. 4's share as drawn")
     position: Literal["end", "random", "both"] = param(
         "both", "where synthetic triggers go: title end, a random word boundary, or either "
                 "(each item draws one; the paper evaluates End and Random attacks)")
@@ -97,7 +101,7 @@ def plan_of(cfg: PScannerConfig) -> ScannerPlan:
         position=cfg.position, scanner_lora=lora,
         train=TrainSettings(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, shuffle=False),
         agent=agent if use_agent else None, script_letters=cfg.script_letters,
-        title_case=cfg.title_case,
+        title_case=cfg.title_case, balance_labels=cfg.balance_labels,
         device=cfg.device, dtype=cfg.dtype)
 
 

@@ -61,6 +61,7 @@ class ScannerPlan:
     agent: AgentSettings | None
     script_letters: bool = True   # initial triggers also draw letters of other scripts
     title_case: float = 0.0       # share of initial triggers written in title case
+    balance_labels: bool = True   # the minority answer's samples repeated up to the majority's
     device: str = "auto"          # where the scanner (and the agent) run
     dtype: str = "auto"           # recguard.kit.lm.models.resolve_precision
 
@@ -105,6 +106,27 @@ def make_samples(titles: Sequence[str], triggers: Sequence[InitialTrigger], use_
         trig = rewrites.get(i, trigger.text)
         out.append(Sample(title, trigger, rewrites.get(i), insert(title, trig, position, rng)))
     return out
+
+
+def balanced_order(labels: Sequence[str], rng: np.random.Generator) -> list[int]:
+    """The round's sample indices in training order, the samples of the rarer answer repeated
+    (drawn without replacement while they last) until both answers have as many, each repeat
+    put at a random place: the curriculum's order of the rest is kept.
+
+    Eq. 4's l ~ U{0,1,2} makes two thirds of the samples 'Yes'. A scanner that answers 'Yes' to
+    every title is then right two times in three, and on some seeds the fine-tune stops there
+    (seed 2 of the main cell: accuracy 0.664 on its own samples, every held-out title flagged)."""
+    labels = np.asarray(labels)
+    kinds, counts = np.unique(labels, return_counts=True)
+    order = list(range(len(labels)))
+    if len(kinds) < 2:
+        return order
+    rarer = np.flatnonzero(labels == kinds[np.argmin(counts)])
+    n_extra = int(counts.max() - counts.min())
+    repeats = np.concatenate([rng.permutation(rarer) for _ in range(-(-n_extra // len(rarer)))])[:n_extra]
+    for index in repeats:
+        order.insert(int(rng.integers(len(order) + 1)), int(index))
+    return order
 
 
 def accuracy_report(samples: Sequence[Sample], p_yes: np.ndarray) -> dict:
@@ -158,10 +180,13 @@ def train_scanner(plan: ScannerPlan, seed: int, folder: Path, log=print) -> tupl
         picks = curriculum_picks(len(items), rng) if agent is not None else np.zeros(len(items), bool)
         samples = make_samples(items, triggers, picks, agent, plan.position, rng, seed * 1000 + t)
         prompts = scan_prompts(tokenizer, template, [s.text for s in samples])
+        order = (balanced_order([s.label for s in samples], rng) if plan.balance_labels
+                 else range(len(samples)))
         t1 = time.perf_counter()
         if agent is not None:
             agent.park()            # its weights go while the scanner fine-tunes
-        scanner = fine_tune(scanner, tokenizer, prompts, [s.label for s in samples],
+        scanner = fine_tune(scanner, tokenizer, [prompts[i] for i in order],
+                            [samples[i].label for i in order],
                             lora=plan.scanner_lora, train=plan.train, seed=seed + t,
                             adapter_dir=folder / f"round{t}", label=f"p-scanner round {t + 1}")
         t2 = time.perf_counter()

@@ -33,11 +33,13 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.fine_tune = self.agent = self.updates = 0
+        self.labels = []      # the answers each fine-tune was given, in order
         real_ft, real_agent = recguard.kit.lm.sft.fine_tune, scanner_module.TriggerAgent
         spy = self
 
         def fine_tune(*args, **kwargs):
             spy.fine_tune += 1
+            spy.labels.append(list(args[3]))
             assert kwargs["train"].shuffle is False           # the curriculum is an order
             return real_ft(*args, **kwargs)
 
@@ -70,6 +72,28 @@ def test_full_training_then_cache_hit(tiny_llm, fresh_cache, monkeypatch):
     assert scanner_module.scanner_dir(plan, 4) != folder                   # keyed by seed
     assert scanner_module.scanner_dir(plan_of(small(tiny_llm, lr=0.01)), 3) != folder
     assert scanner_module.scanner_dir(plan_of(small(tiny_llm, threshold=0.9)), 3) == folder
+
+
+def test_the_scanner_trains_on_as_many_no_as_yes_unless_told_otherwise(tiny_llm, fresh_cache,
+                                                                       monkeypatch):
+    spy = Spy(monkeypatch)
+    scanner_module.prepare_scanner(plan_of(small(tiny_llm, n_items=12)), seed=3, log=lambda s: None)
+    assert all(labels.count("Yes") == labels.count("No") for labels in spy.labels)
+    assert all(len(labels) >= 12 for labels in spy.labels)
+    spy.labels.clear()
+    scanner_module.prepare_scanner(plan_of(small(tiny_llm, n_items=12, balance_labels=False)), seed=3,
+                                   log=lambda s: None)
+    assert [len(labels) for labels in spy.labels] == [12, 12]       # Eq. 4's draw as it is
+
+
+def test_balanced_order_repeats_the_rarer_answer_and_keeps_the_rest_in_order():
+    labels = ["Yes"] * 7 + ["No"] * 3
+    order = scanner_module.balanced_order(labels, np.random.default_rng(0))
+    assert [order.count(i) for i in range(7)] == [1] * 7
+    assert sorted(order.count(i) for i in (7, 8, 9)) == [2, 2, 3]   # each 'No' again, one twice more
+    assert [labels[i] for i in order].count("No") == 7
+    assert [i for i in order if i < 7] == list(range(7))      # the curriculum's order, kept
+    assert scanner_module.balanced_order(["Yes"] * 4, np.random.default_rng(0)) == [0, 1, 2, 3]
 
 
 def test_no_cache_trains_again_and_keeps_nothing(tiny_llm, fresh_cache, monkeypatch):
