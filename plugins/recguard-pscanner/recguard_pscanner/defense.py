@@ -64,7 +64,7 @@ class PScannerConfig(Config):
     balance_labels: bool = param(
         True, "the scanner trains on as many 'No' as 'Yes' samples, the rarer repeated (ours: "
               "Eq. 4 makes two thirds 'Yes', and a scanner trained on that share answered 'Yes' "
-              "to every title on one seed of three); false: Eq. 4's share as drawn")
+              "to nearly every title on one seed of three); false: Eq. 4's share as drawn")
     position: Literal["end", "random", "both"] = param(
         "both", "where synthetic triggers go: title end, a random word boundary, or either "
                 "(each item draws one; the paper evaluates End and Random attacks)")

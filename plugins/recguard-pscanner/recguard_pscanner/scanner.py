@@ -115,7 +115,8 @@ def balanced_order(labels: Sequence[str], rng: np.random.Generator) -> list[int]
 
     Eq. 4's l ~ U{0,1,2} makes two thirds of the samples 'Yes'. A scanner that answers 'Yes' to
     every title is then right two times in three, and on some seeds the fine-tune stops there
-    (seed 2 of the main cell: accuracy 0.664 on its own samples, every held-out title flagged)."""
+    (seed 2 of the main cell: accuracy 0.664 on its own samples, 94% of the held-out benign
+    titles flagged)."""
     labels = np.asarray(labels)
     kinds, counts = np.unique(labels, return_counts=True)
     order = list(range(len(labels)))
