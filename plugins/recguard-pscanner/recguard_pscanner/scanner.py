@@ -120,10 +120,10 @@ def balanced_order(labels: Sequence[str], rng: np.random.Generator) -> list[int]
     labels = np.asarray(labels)
     kinds, counts = np.unique(labels, return_counts=True)
     order = list(range(len(labels)))
-    if len(kinds) < 2:
+    n_extra = int(counts.max() - counts.min()) if len(kinds) == 2 else 0
+    if n_extra == 0:
         return order
     rarer = np.flatnonzero(labels == kinds[np.argmin(counts)])
-    n_extra = int(counts.max() - counts.min())
     repeats = np.concatenate([rng.permutation(rarer) for _ in range(-(-n_extra // len(rarer)))])[:n_extra]
     for index in repeats:
         order.insert(int(rng.integers(len(order) + 1)), int(index))

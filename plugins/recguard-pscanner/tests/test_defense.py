@@ -94,6 +94,7 @@ def test_balanced_order_repeats_the_rarer_answer_and_keeps_the_rest_in_order():
     assert [labels[i] for i in order].count("No") == 7
     assert [i for i in order if i < 7] == list(range(7))      # the curriculum's order, kept
     assert scanner_module.balanced_order(["Yes"] * 4, np.random.default_rng(0)) == [0, 1, 2, 3]
+    assert scanner_module.balanced_order(["No", "Yes"] * 2, np.random.default_rng(0)) == [0, 1, 2, 3]
 
 
 def test_no_cache_trains_again_and_keeps_nothing(tiny_llm, fresh_cache, monkeypatch):
