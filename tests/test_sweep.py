@@ -396,8 +396,13 @@ def test_the_by_layout_keeps_the_metrics_asked_for_in_their_order():
     lines = to_markdown_by(records, "position", ["Score", "ASR"]).splitlines()
     assert lines[2] == "| row | Score (end) | ASR (end) | Score (random) | ASR (random) |"
     assert lines[6] == "| p-scanner | 0.9000 | 0.0100 | 0.9000 | 0.0200 |"
-    with pytest.raises(RecguardError, match="no metric 'HR@10' .*; they have Valid, ASR, Score"):
+    with pytest.raises(RecguardError, match="no record has the metric 'HR@10'; they have Valid, ASR, Score"):
         to_markdown_by(records, "position", ["ASR", "HR@10"])
+    # a metric of some records only: '/' in the table whose records lack it
+    other = _backdoor_record("end", "p-scanner", 0.3, "3", level="char")
+    del other["metrics"]["attacked+defense"]["Score"]
+    text = to_markdown_by(records + [other], "position", ["Score", "ASR"])
+    assert text.strip().splitlines()[-1] == "| p-scanner | / | 0.3000 |"
 
 
 def test_the_table_command_selects_and_lays_out_by_an_option(tmp_path, monkeypatch):

@@ -293,13 +293,13 @@ def to_markdown_by(records: list[dict], key: str, metrics: list[str] | None = No
     its rows are the model without the attack ("Benign"), under it (the attack's name) and
     behind each defense (its label, `variant_labels`, without ``key``), in the order first
     met; values are the mean ± std over seeds. ``metrics`` keeps only those columns, in
-    that order."""
+    that order; one that some records have and a table's do not reads '/' there."""
     coords = {id(r): record_coords(r) for r in records}
     check_keys(list(coords.values()), [key], "--by", "record")
     records = sorted((r for r in records if key in coords[id(r)]), key=lambda r: r["created_at"])
     attack = dict(zip(map(id, records), variant_labels(records, "attack", ignore=(key,))))
     defense = dict(zip(map(id, records), variant_labels(records, "defense", ignore=(key,))))
-    out = []
+    tables: list[_ByTable] = []
     for (dataset, protocol, backbone), group in _by_table(records, ignore=(key,)).items():
         by_attack: dict[str, list[dict]] = {}
         for record in group:
@@ -310,8 +310,12 @@ def to_markdown_by(records: list[dict], key: str, metrics: list[str] | None = No
             for record in members:
                 by.add(record, coords[id(record)][key], record["spec"]["attack"]["name"],
                        defense[id(record)])
-            out.append(by.markdown(metrics))
-    return "\n\n".join(out) + "\n"
+            tables.append(by)
+    found = list(dict.fromkeys(m for by in tables for m in by.metrics))
+    if metrics and (unknown := [m for m in metrics if m not in found]):
+        raise RecguardError(f"no record has the metric {', '.join(map(repr, unknown))}; "
+                            f"they have {', '.join(found)}")
+    return "\n\n".join(by.markdown(metrics) for by in tables) + "\n"
 
 
 @dataclass
@@ -334,11 +338,9 @@ class _ByTable:
                 self.seeds.update(values)
 
     def markdown(self, metrics: list[str] | None = None) -> str:
-        if metrics is None:
-            metrics = self.metrics
-        elif unknown := [m for m in metrics if m not in self.metrics]:
-            raise RecguardError(f"no metric {', '.join(map(repr, unknown))} in the records of "
-                                f"'{self.title.lstrip('# ')}'; they have {', '.join(self.metrics)}")
+        """The table, with ``metrics`` (default: all it has) as each value's columns; a metric
+        no record of this table measured reads '/'."""
+        metrics = metrics or self.metrics
         rows = list(dict.fromkeys(row for row, _ in self.values))
         header = [f"{metric} ({value})" for value in self.by_values for metric in metrics]
         lines = [f"{self.title}, seeds {','.join(map(str, sorted(self.seeds)))}", "",
