@@ -124,7 +124,8 @@ def balanced_order(labels: Sequence[str], rng: np.random.Generator) -> list[int]
     if n_extra == 0:
         return order
     rarer = np.flatnonzero(labels == kinds[np.argmin(counts)])
-    repeats = np.concatenate([rng.permutation(rarer) for _ in range(-(-n_extra // len(rarer)))])[:n_extra]
+    passes = -(-n_extra // len(rarer))          # each pass repeats every rarer sample once
+    repeats = np.concatenate([rng.permutation(rarer) for _ in range(passes)])[:n_extra]
     for index in repeats:
         order.insert(int(rng.integers(len(order) + 1)), int(index))
     return order
