@@ -74,6 +74,8 @@ class PScannerConfig(Config):
     agent_lr: float = param(1e-4, "agent LoRA learning rate (AdamW)", low=0, open_low=True)
     agent_max_nll: float = param(6.0, "clamp of the per-token NLL of a U = -1 rewrite in Eq. 8 "
                                       "(keeps the unlikelihood part bounded)", low=0, open_low=True)
+    agent_batch_size: int = param(8, "rewrites per agent generation pass and per Eq. 8 step "
+                                     "(not given; ours)", low=1)
     scan_batch: int = param(16, "titles per scanner forward pass at inference", low=1)
     device: str = param("auto", "where the scanner and the agent run: auto (this process's GPU, "
                                 "else the CPU), cpu, cuda, cuda:1 ...")
@@ -91,7 +93,7 @@ def plan_of(cfg: PScannerConfig) -> ScannerPlan:
                         target_modules=tuple(cfg.target_modules))
     agent = AgentSettings(model=cfg.agent_model, lora=lora, temperature=cfg.agent_temperature,
                           max_new_tokens=cfg.agent_max_new_tokens, steps=cfg.agent_steps,
-                          lr=cfg.agent_lr, max_nll=cfg.agent_max_nll, batch_size=cfg.batch_size,
+                          lr=cfg.agent_lr, max_nll=cfg.agent_max_nll, batch_size=cfg.agent_batch_size,
                           device=cfg.device, dtype=cfg.dtype)
     use_agent = cfg.finetune and cfg.augment
     return ScannerPlan(

@@ -28,6 +28,14 @@ def test_config():
         plan_of(build_config(PScannerConfig, {"m1": "7"}, "p-scanner"))
 
 
+def test_the_scanner_and_the_agent_take_their_own_batch_sizes():
+    plan = plan_of(build_config(PScannerConfig, {"batch_size": "4", "agent_batch_size": "16"},
+                                "p-scanner"))
+    assert plan.train.batch_size == 4 and plan.agent.batch_size == 16
+    default = plan_of(build_config(PScannerConfig, {}, "p-scanner"))
+    assert default.train.batch_size == default.agent.batch_size == 8
+
+
 class Spy:
     """Counts calls to fine_tune and to the agent, passing them through."""
 
