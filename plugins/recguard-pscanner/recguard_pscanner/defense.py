@@ -35,7 +35,9 @@ class PScannerConfig(Config):
     epochs: float = param(1.0, "scanner epochs per round (ours, CPU-sized)", low=0, open_low=True)
     lr: float = param(1e-3, "scanner LoRA learning rate (ours: high, few steps on CPU)", low=0,
                       open_low=True)
-    batch_size: int = param(8, "scanner fine-tuning batch size", low=1)
+    batch_size: int = param(4, "scanner fine-tuning batch size (ours; 8 gave half the steps, and "
+                               "the balanced scanner caught 80-86% of the sentence-triggered "
+                               "titles at Eq. 9's 0.5 on two seeds of three)", low=1)
     lora_r: int = param(8, "LoRA rank of the scanner and the agent", low=1)
     lora_alpha: int = param(16, "LoRA alpha of the scanner and the agent", low=1)
     target_modules: tuple[str, ...] = param(
