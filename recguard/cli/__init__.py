@@ -32,7 +32,7 @@ def cli(debug):
     recguard eval --attack bandwagon    another attack (recguard list attacks)
     recguard eval --attack badrec --defense p-scanner
                                         BadRec's backdoor in LLaRA (an LLM recommender)
-                                        and P-Scanner against it; about 15-20 minutes
+                                        and P-Scanner against it; about 18-21 minutes
                                         on 2 CPU cores (README, "The main cell")
     recguard list                       every registered component
     recguard show RECORD.json           a result record as tables
