@@ -25,9 +25,10 @@ class LLMRecConfig(Config):
                 "a CPU with AMX), else float32; mixed: float32 weights under bf16 autocast")
     device: str = param("auto", "cpu, cuda, cuda:1 ... or auto (cuda when there is one; the local "
                                 "rank's GPU under accelerate launch)")
-    batch_size: int = param(8, "prompts per forward pass when answering (on 2 CPU cores, 16 "
-                               "answered LLaRA's 100 requests in 21 s instead of 25 s, the same "
-                               "answers, with 0.5 GB more resident in the main cell)", low=1)
+    batch_size: int = param(8, "prompts per forward pass when answering (the answers are the "
+                               "same at 8, 16 and 32; on 2 CPU cores the larger ones answered "
+                               "at most a sixth faster, and held more memory: "
+                               "docs/main_cell.md)", low=1)
     lora_r: int = param(8, "LoRA rank", low=1)
     lora_alpha: int = param(16, "LoRA alpha", low=1)
     lora_dropout: float = param(0.05, "LoRA dropout", low=0, high=1, open_high=True)
