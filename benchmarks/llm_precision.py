@@ -8,8 +8,8 @@ For each dtype (`recguard.kit.lm.models.load_causal_lm`) and batch size, on a ba
 prompts of about ``--tokens`` tokens (440: LLaRA-sized at the paper's 20 candidates; 160:
 the `llara-cpu` preset's), each timed twice after loading: the prefill (a greedy
 generation of one token), its prompt tokens per second, a greedy generation of exactly 32
-tokens, and the milliseconds of each token after the first (the difference over 31). `mixed` is float32
-weights under bf16 autocast, the CPU default before bf16 weights were
+tokens, and the milliseconds of each token after the first (the difference over 31).
+`mixed` is float32 weights under bf16 autocast, the CPU default before bf16 weights were
 (`recguard.kit.lm.models.resolve_precision`).
 """
 
