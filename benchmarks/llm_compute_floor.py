@@ -144,8 +144,9 @@ def cell_phases(seed: int) -> tuple[list[Phase], object]:
     scanner_plan = plan_of(plan.defense.config)
     template_scan = load_prompt("recguard_pscanner", SCAN_PROMPT)
     titles = benign_pool(seed, scanner_plan.rounds * scanner_plan.n_items + scanner_plan.n_heldout)
-    prompt_lengths = [len(scan_tokenizer(p, add_special_tokens=False)["input_ids"])
-                      for p in scan_prompts(scan_tokenizer, template_scan, titles)]
+    encoded = [scan_tokenizer(p, add_special_tokens=False)["input_ids"]
+               for p in scan_prompts(scan_tokenizer, template_scan, titles)]
+    prompt_lengths = [len(ids) for ids in encoded]
     batch, n = scanner_plan.train.batch_size, scanner_plan.n_items
     for t in range(scanner_plan.rounds):
         n_yes = round(n * 2 / 3)                      # Eq. 4: l ~ U{0, 1, 2}; l > 0 is 'Yes'
@@ -158,8 +159,7 @@ def cell_phases(seed: int) -> tuple[list[Phase], object]:
                             f"({len(order)} samples, steps of {batch})", tokens,
                             2 * 2 * body * tokens + 2 * 2 * head * len(order),
                             tokens // -(-len(order) // batch)))
-    shared = _shared_prefix([scan_tokenizer(p, add_special_tokens=False)["input_ids"]
-                             for p in scan_prompts(scan_tokenizer, template_scan, titles[:2])])
+    shared = _shared_prefix(encoded)                 # the chat header and the instruction
     scored = sum(prompt_lengths) - shared * len(prompt_lengths)
     per_title = scored // len(prompt_lengths)        # scored in batches of 8 after the head
     phases.append(Phase("p-scanner: training", "p-scanner: scoring its rounds and held-out titles",
