@@ -129,8 +129,9 @@ def forest_probabilities(x, mask, weight, bias, leaf_logits, depth: int):
     masked = (weight * mask[:, :, None]).reshape(weight.shape[0], -1)   # unread features: 0
     decisions = torch.sigmoid((x @ masked).view(-1, n_trees, n_nodes) + bias)
     mu = x.new_ones(x.shape[0], n_trees, 1)
-    for level in range(depth):
-        d = decisions[:, :, 2 ** level - 1: 2 ** (level + 1) - 1]        # this level's nodes
+    # each level's nodes; split rather than sliced: the backward of a slice fills a zero
+    # tensor the size of all decisions, per level (a third of a step at the code's forest)
+    for d in torch.split(decisions, [2 ** level for level in range(depth)], dim=2):
         mu = torch.stack([mu * d, mu * (1.0 - d)], dim=-1).flatten(2)    # left, right children
     leaves = torch.softmax(leaf_logits, dim=-1)                        # π (T, L, C)
     return torch.einsum("btl,tlc->btc", mu, leaves).mean(1)
