@@ -61,36 +61,37 @@ def linear_parameters(model) -> tuple[int, int]:
     return body, head
 
 
-def padded(n: int) -> int:
+def training_tokens(lengths: list[int], batch_size: int) -> tuple[int, int]:
+    """(tokens, tokens per step) of fine-tuning on ``lengths`` in order, in steps of
+    ``batch_size`` rows, each step padded as trl pads (`generation.padded_width`)."""
     from recguard.kit.lm.generation import padded_width
 
-    return padded_width(n)
+    steps = [lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+    tokens = sum(padded_width(max(step)) * len(step) for step in steps)
+    return tokens, tokens // len(steps)
 
 
 def fine_tune_phase(group, name, tokenizer, prompts, completions, batch_size, body, head) -> Phase:
-    """Steps of ``batch_size`` rows, in order, each padded as trl pads (to a multiple of 16)."""
+    """The samples in order, each with its end token, in steps of ``batch_size``."""
     eos = 1 if tokenizer.eos_token_id is not None else 0
     lengths = [len(tokenizer(p + c, add_special_tokens=False)["input_ids"]) + eos
                for p, c in zip(prompts, completions)]
     answer = [len(tokenizer(c, add_special_tokens=False)["input_ids"]) + eos for c in completions]
-    tokens = sum(padded(max(lengths[i:i + batch_size])) * len(lengths[i:i + batch_size])
-                 for i in range(0, len(lengths), batch_size))
-    steps = -(-len(lengths) // batch_size)
+    tokens, per_step = training_tokens(lengths, batch_size)
     return Phase(group, name, tokens, 2 * (2 * body * tokens) + 2 * 2 * head * sum(answer),
-                 tokens // steps)
+                 per_step)
 
 
 def prefill_phase(group, name, lengths, batch_size, body, head, decode: list[int]) -> Phase:
-    """Prompts sorted by length in batches (`generation._sorted_batches`), left-padded."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    tokens, steps = 0, 0
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        tokens += padded(max(lengths[i] for i in rows)) * len(rows)
-        steps += max(decode[i] for i in rows)
-    batches = -(-len(lengths) // batch_size)
-    return Phase(group, name, tokens, 2 * body * tokens + 2 * head * len(lengths), tokens // batches,
-                 steps)
+    """Prompts batched as the cell batches them (`generation._sorted_batches`), left-padded;
+    a batch decodes until its longest answer (``decode``: each prompt's answer tokens) ends."""
+    from recguard.kit.lm.generation import _sorted_batches, padded_width
+
+    batches = [rows for rows, _ in _sorted_batches(lengths, batch_size)]
+    tokens = sum(padded_width(max(lengths[i] for i in rows)) * len(rows) for rows in batches)
+    steps = sum(max(decode[i] for i in rows) for rows in batches)
+    return Phase(group, name, tokens, 2 * body * tokens + 2 * head * len(lengths),
+                 tokens // len(batches), steps)
 
 
 def cell_phases(seed: int) -> tuple[list[Phase], object]:
@@ -153,12 +154,10 @@ def cell_phases(seed: int) -> tuple[list[Phase], object]:
         labels = ["Yes"] * n_yes + ["No"] * (n - n_yes)
         order = balanced_order(labels, np.random.default_rng([seed, t]))
         lengths = [prompt_lengths[t * n + i] + 2 for i in order]   # the answer, the end token
-        tokens = sum(padded(max(lengths[i:i + batch])) * len(lengths[i:i + batch])
-                     for i in range(0, len(lengths), batch))
+        tokens, per_step = training_tokens(lengths, batch)
         phases.append(Phase("p-scanner: training", f"p-scanner: round {t + 1} fine-tuning "
                             f"({len(order)} samples, steps of {batch})", tokens,
-                            2 * 2 * body * tokens + 2 * 2 * head * len(order),
-                            tokens // -(-len(order) // batch)))
+                            2 * 2 * body * tokens + 2 * 2 * head * len(order), per_step))
     shared = _shared_prefix(encoded)                 # the chat header and the instruction
     scored = sum(prompt_lengths) - shared * len(prompt_lengths)
     per_title = scored // len(prompt_lengths)        # scored in batches of 8 after the head
