@@ -18,9 +18,10 @@ FLOPs of each phase's matrix products:
   reading the weights rather than by arithmetic, so it is timed, not counted: the answer's
   length is taken as the target title's tokens + the end token (a model that answers
   with a candidate's title);
-- the scanner: its rounds' balanced samples (`scanner.balanced_order`'s count for the
-  seed's labels) in steps of ``batch_size``, its scoring of each round, the held-out
-  check and the titles of the cell it scans (the shared prompt head run once).
+- the scanner: its rounds' balanced samples (`scanner.balanced_order` on Eq. 4's expected
+  two thirds of 'Yes', the prompts without their triggers: a lower bound) in steps of
+  ``batch_size``, its scoring of each round, the held-out check and the titles of the
+  cell it scans (the shared prompt head run once).
 
 It then times this machine's float32 matrix products at each phase's number of rows (the
 fastest of the LM's three projection shapes) and one decoding step of the packaged
@@ -56,7 +57,7 @@ def linear_parameters(model) -> tuple[int, int]:
     import torch
 
     head = model.get_output_embeddings().weight.numel()
-    body = sum(m.weight.numel() for name, m in model.named_modules()
+    body = sum(m.weight.numel() for m in model.modules()
                if isinstance(m, torch.nn.Linear) and m is not model.get_output_embeddings())
     return body, head
 
