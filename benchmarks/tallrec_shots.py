@@ -8,7 +8,9 @@
 Fits the `tallrec` backbone (default model: the packaged SmolLM2-135M-Instruct) on k
 shots drawn by seed and prints one JSON line: AUC of P(Yes), the AUC the history's liked
 share alone reaches on the same samples, the correlation of P(Yes) with that share, the
-test split's users and Yes share, fit and answer seconds, peak RSS.
+test split's users and Yes share, the shots' Yes share, the share of test requests the
+model answers Yes (P(Yes) >= 0.5: BadRec's ASR on TALLRec counts only those answered No)
+and the quartiles of P(Yes), fit and answer seconds, peak RSS.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def main() -> None:
     p_yes = np.array([a.p_yes for a in model.answer(task.test)])
     print(json.dumps({**vars(args), "n_test": len(task.test), "users": len({r.user for r in task.test}),
                       "yes_share": round(float(labels.mean()), 3),
+                      "shots_yes_share": round(float(np.mean([bool(r.label) for r in task.train])), 3),
+                      "answered_yes": round(float((p_yes >= 0.5).mean()), 3),
+                      "p_yes_quartiles": [round(float(q), 3) for q in np.quantile(p_yes, [0, 0.25, 0.5, 0.75, 1])],
                       "AUC": round(roc_auc(p_yes, labels), 4),
                       "AUC_liked_share": round(roc_auc(liked_share, labels), 4),
                       "corr_p_yes_liked_share": round(float(np.corrcoef(p_yes, liked_share)[0, 1]), 3),

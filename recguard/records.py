@@ -61,12 +61,18 @@ def aggregate(values: list[float]) -> dict[str, Any]:
     return {"mean": _num(mean), "std": _num(std), "per_seed": [_num(v) for v in values]}
 
 
-def fmt(stat: dict | None, missing: str = "n/a") -> str:
+UNDEFINED = "n/a"   # a metric measured for a row that came out undefined on every seed
+
+
+def fmt(stat: dict | None, missing: str = UNDEFINED) -> str:
     """A record's ``{mean, std, per_seed}`` as text: mean ± sample std over several seeds,
-    the mean alone for one; ``missing`` when there is no value (records, benchmark
-    and sweep tables)."""
-    if not stat or stat["mean"] is None:
+    the mean alone for one; ``missing`` where the row has no such metric, `UNDEFINED` where
+    it has one that no seed could give a value (records, benchmark and sweep tables): e.g.
+    the ASR of a yes/no model that answered no benign request "No"."""
+    if not stat:
         return missing
+    if stat["mean"] is None:
+        return UNDEFINED
     if len(stat["per_seed"]) > 1:
         return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
     return f"{stat['mean']:.4f}"

@@ -1,6 +1,7 @@
 """The LLM-cell pipeline with scripted components (no language model): samples, PR, triggered
 requests, the Benign / BadRec / defense rows, Score and the scanner's precision and recall."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -226,6 +227,12 @@ def test_metrics_follow_the_paper():
     got = answer_metrics("yes_no", yes_no, [Answer(p_yes=0.9), Answer(p_yes=0.2), Answer(p_yes=0.1)],
                          yes_no, [Answer(p_yes=0.9), Answer(p_yes=0.7), Answer(p_yes=0.3)])
     assert got == {"AUC": 1.0, "ASR": 0.5}
+    # a model that answers every benign request "Yes" has nothing for the trigger to turn:
+    # its ASR is undefined, and so is the Score of a defense measured against it
+    all_yes = answer_metrics("yes_no", yes_no, [Answer(p_yes=0.9)] * 3, yes_no, [Answer(p_yes=0.9)] * 3)
+    assert math.isnan(all_yes["ASR"])
+    assert math.isnan(score({"ASR": 0.0, "AUC": 0.62}, {"ASR": float("nan"), "AUC": 0.63}, "AUC"))
+    assert math.isnan(score({"ASR": 0.0, "AUC": 0.62}, {"ASR": None, "AUC": 0.63}, "AUC"))
     plain = [replace(r, triggered=frozenset()) for r in reqs]
     scan = scan_metrics(plain, [Answer(choice=1, removed=frozenset({3})), Answer(choice=1)],
                         reqs, [Answer(choice=1, removed=frozenset({2})), Answer(choice=1)])
@@ -257,6 +264,15 @@ def test_llm_cell_rows(register_plugin, tmp_path):
     text = console.export_text()
     lines = {line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2}
     assert {"Benign", "BadRec", "drop-marked"} <= lines and "Score ↑" in text and "ASR ↓" in text
+    assert "n/a" not in text
+    # a metric measured for a row but undefined on every seed reads n/a, with a line that says
+    # so; one the row does not have reads /
+    record["metrics"]["clean"]["ASR"] = {"mean": None, "std": 0.0, "per_seed": [None]}
+    console = Console(record=True, width=200)
+    render_record(record, console)
+    text = console.export_text()
+    benign = next(line for line in text.splitlines() if "Benign" in line)
+    assert "n/a" in benign and "/" in benign and "undefined on every seed" in text
 
 
 def test_llm_backbones_refuse_ranking_protocols(register_plugin):

@@ -5,6 +5,10 @@ from __future__ import annotations
 from recguard.protocols import RANKING, task_kind_of
 from recguard.records import fmt  # the benchmarks import it from here too
 
+UNDEFINED_NOTE = ("/: not measured for this row; n/a: measured, but undefined on every seed "
+                  "(ASR of a yes/no row: no benign request was answered No, so no answer could "
+                  "turn; Score: the undefended row's ASR is undefined)")
+
 
 def render_record(record: dict, console) -> None:
     from rich.markup import escape
@@ -32,6 +36,8 @@ def render_record(record: dict, console) -> None:
     console.print(f"[dim]{caption}[/]")
     if llm:
         console.print(_llm_rows(record))
+        if _has_undefined(record):
+            console.print(f"[dim]{UNDEFINED_NOTE}[/]")
         return
     table = Table()
     table.add_column("metric")
@@ -69,3 +75,9 @@ def _llm_rows(record: dict):
         label = ROW_NAMES.get(condition, f"{defense} ({condition})" if condition == "clean+defense" else defense)
         table.add_row(label, *(fmt(record["metrics"][condition].get(n), missing="/") for n in names))
     return table
+
+
+def _has_undefined(record: dict) -> bool:
+    return any(stat and stat.get("mean") is None
+               for condition in record["conditions"]
+               for stat in record["metrics"][condition].values())
