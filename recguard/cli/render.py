@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from recguard.protocols import RANKING, task_kind_of
-from recguard.records import fmt  # the benchmarks import it from here too
+from recguard.records import UNDEFINED, fmt  # the benchmarks import fmt from here too
 
-UNDEFINED_NOTE = ("/: not measured for this row; n/a: measured, but undefined on every seed "
-                  "(ASR of a yes/no row: no benign request was answered No, so no answer could "
-                  "turn; Score: the undefended row's ASR is undefined)")
+UNDEFINED_NOTE = (f"/: not measured for this row; {UNDEFINED}: measured, but undefined on every "
+                  "seed (ASR of a yes/no row: no benign request was answered No, so no answer "
+                  "could turn; Score: the undefended row's ASR is undefined)")
 
 
 def render_record(record: dict, console) -> None:
