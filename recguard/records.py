@@ -64,6 +64,11 @@ def aggregate(values: list[float]) -> dict[str, Any]:
 UNDEFINED = "n/a"   # a metric measured for a row that came out undefined on every seed
 
 
+def is_undefined(stat: dict | None) -> bool:
+    """A metric the row has but no seed could give a value (its mean is stored as null)."""
+    return bool(stat) and stat["mean"] is None
+
+
 def fmt(stat: dict | None, missing: str = UNDEFINED) -> str:
     """A record's ``{mean, std, per_seed}`` as text: mean ± sample std over several seeds,
     the mean alone for one; ``missing`` where the row has no such metric, `UNDEFINED` where
@@ -71,7 +76,7 @@ def fmt(stat: dict | None, missing: str = UNDEFINED) -> str:
     the ASR of a yes/no model that answered no benign request "No"."""
     if not stat:
         return missing
-    if stat["mean"] is None:
+    if is_undefined(stat):
         return UNDEFINED
     if len(stat["per_seed"]) > 1:
         return f"{stat['mean']:.4f} ± {stat['std']:.4f}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from recguard.protocols import RANKING, task_kind_of
-from recguard.records import UNDEFINED, fmt  # the benchmarks import fmt from here too
+from recguard.records import UNDEFINED, fmt, is_undefined  # the benchmarks import fmt from here too
 
 UNDEFINED_NOTE = (f"/: not measured for this row; {UNDEFINED}: measured, but undefined on every "
                   "seed (ASR of a yes/no row: no benign request was answered No, so no answer "
@@ -78,6 +78,6 @@ def _llm_rows(record: dict):
 
 
 def _has_undefined(record: dict) -> bool:
-    return any(stat and stat.get("mean") is None
+    return any(is_undefined(stat)
                for condition in record["conditions"]
                for stat in record["metrics"][condition].values())
