@@ -28,8 +28,8 @@ import numpy as np
 
 from recguard.contracts import Backbone, Model
 
-# each task's default protocol: LLaRA's CPU-sized preset (`--protocol llara` is the paper's)
-TASK_PROTOCOLS = {"choose": "llara-cpu", "yes_no": "tallrec"}
+# each task's default protocol: the CPU-sized presets (`--protocol llara` / `tallrec` are the papers')
+TASK_PROTOCOLS = {"choose": "llara-cpu", "yes_no": "tallrec-cpu"}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from recguard.config import build_config, param
 from recguard.errors import RecguardError
 
 # Fields added after records were published: absent from a record means their empty default.
-OMITTED_WHEN_EMPTY = ("backbone_options",)
+OMITTED_WHEN_EMPTY = ("backbone_options", "balanced_shots")
 METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_@-]*$")
 METRIC_SPEC = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*?)@(?P<k>-?\d+)$")
 # What a protocol asks of a model (recguard.pipeline.kinds): a score for every item, one of
@@ -71,6 +71,9 @@ class Protocol:
     n_train_samples: int = param(0, "LLM protocols: training samples drawn by seed (TALLRec: the "
                                     "few-shot size); 0 = all", low=0)
     n_test_samples: int = param(0, "LLM protocols: test requests drawn by seed; 0 = all", low=0)
+    balanced_shots: bool = param(
+        False, "yes_no: draw half the training samples among likes and half among dislikes "
+               "(TALLRec's code draws them at random)")
     like_above: float = param(3.0, "yes_no: a rating above this is a like", low=0)
     title_style: Literal["raw", "llara"] = param(
         "raw", "llara: year removed and ', The' moved to the front, as LLaRA's data")
@@ -195,7 +198,22 @@ LLARA_CPU = dataclasses.replace(
     backbone_options=("epochs=1", "lr=1e-3", "lora_dropout=0", "train_batch_size=1", "grad_accum=1"),
 )
 
-PRESETS = (APT, PAMACF, LOREC, TALLREC, LLARA, LLARA_CPU)
+# TALLRec's cell on a CPU. At the paper's 16 shots SmolLM2-135M answers every request Yes
+# (P(Yes) 0.73-0.99 on seed 0), so BadRec, which turns No into Yes, has nothing to turn and
+# its ASR is undefined. 64 shots over 4 epochs rank the requests at AUC 0.74-0.78 and answer
+# some No, but drawn at random they were 3/4 Yes on seed 0 and the seed-1 model still said
+# Yes to all; half likes, half dislikes fixes the prior the model learns. 16 poisoned samples
+# among 80 implant the rule (ASR 1.00; 4 gave 0.22). README, "TALLRec".
+TALLREC_CPU = dataclasses.replace(
+    TALLREC, name="tallrec-cpu",
+    paper="recguard's CPU-sized TALLRec cell (README, 'TALLRec'): TALLRec's samples and prompt; "
+          "64 shots, half liked, over 4 epochs; 16 poisoned samples among 80 (PR 0.2); "
+          "300 test requests",
+    n_train_samples=64, n_test_samples=300, balanced_shots=True, budget=0.2,
+    backbone_options=("epochs=4",),
+)
+
+PRESETS = (APT, PAMACF, LOREC, TALLREC, LLARA, LLARA_CPU, TALLREC_CPU)
 
 
 def resolve(base: Protocol, overrides: dict[str, str]) -> Protocol:

@@ -19,7 +19,7 @@ from recguard.metrics.answers import answer_metrics, scan_metrics, score
 from recguard.pipeline import run_cell
 from recguard.pipeline.kinds.answers import n_poisoned
 from recguard.plan import CellSpec, make_plan
-from recguard.protocols import LLARA, LLARA_CPU, TALLREC
+from recguard.protocols import LLARA, LLARA_CPU, TALLREC, TALLREC_CPU
 from recguard.records import validate_record
 
 MARK = " zz"
@@ -198,6 +198,23 @@ def test_yes_no_task_follows_tallrec(ml100k):
     assert task.catalog[0].endswith(")")  # raw titles keep the year, as TALLRec's prompt
 
 
+def test_balanced_shots_are_half_likes_from_the_same_training_split(ml100k):
+    """tallrec-cpu draws its 64 shots half among likes; the random draw of the paper preset
+    is not balanced, and both come from the same first 80% of the samples."""
+    data = preprocess(ml100k, TALLREC_CPU)
+    balanced = build_task(data, TALLREC_CPU, 1)
+    at_random = build_task(data, replace(TALLREC_CPU, balanced_shots=False), 1)
+    assert [r.label for r in balanced.train].count(True) == 32 == len(balanced.train) // 2
+    assert [r.label for r in at_random.train].count(True) != 32
+    assert balanced.test == at_random.test and len(balanced.test) == 300
+    odd = build_task(data, replace(TALLREC_CPU, n_train_samples=5), 1)
+    assert [r.label for r in odd.train].count(True) == 3
+    with pytest.raises(RecguardError, match="n_train_samples > 0"):
+        build_task(data, replace(TALLREC_CPU, n_train_samples=0), 1)
+    with pytest.raises(RecguardError, match="liked samples; the training split has"):
+        build_task(data, replace(TALLREC_CPU, n_train_samples=20_000), 1)
+
+
 def test_fake_users_give_one_triggered_sample_each(ml100k):
     data = preprocess(ml100k, LLARA_CPU)
     task = build_task(data, LLARA_CPU, 0)
@@ -310,6 +327,9 @@ def test_the_main_command_plans_llara_under_its_protocol_on_one_seed():
         o.split("=") for o in plan.protocol.backbone_options)["epochs"])
     paper = make_plan(CellSpec(attack="badrec", protocol="llara", backbone_options={"lr": "1e-4"}))
     assert (paper.backbone.config.epochs, paper.backbone.config.lr) == (5.0, 1e-4)
+    tallrec = make_plan(CellSpec(backbone="tallrec", attack="badrec", defense="p-scanner", seeds=None))
+    assert (tallrec.protocol.name, tallrec.protocol.balanced_shots, tallrec.backbone.config.epochs) == (
+        "tallrec-cpu", True, 4.0)
     with pytest.raises(RecguardError, match="defense 'apt' supports cf backbones, not llm backbones"):
         make_plan(CellSpec(backbone=None, attack="badrec", defense="apt"))
 

@@ -11,7 +11,8 @@ them at every access, even at test time; recguard fixes them).
 of ``history_len`` items followed by a target; liked = rating > ``like_above``.
 All samples are ordered by the target's time, the last 10,000 kept and split
 8:1:1 in that order; the few-shot training set draws ``n_train_samples`` from the
-first part, the test set ``n_test_samples`` from the last.
+first part (half among likes, half among dislikes with ``balanced_shots``), the test
+set ``n_test_samples`` from the last.
 
 Fake users (an attack's, marked in ``Interactions.is_fake``) give one sample
 each, from their whole profile: the last row is the target, the rows before it
@@ -78,6 +79,21 @@ def _draw(n_total: int, n_wanted: int, rng: np.random.Generator) -> np.ndarray:
     if n_wanted <= 0 or n_wanted >= n_total:
         return np.arange(n_total)
     return np.sort(rng.choice(n_total, size=n_wanted, replace=False))
+
+
+def _draw_balanced(liked: np.ndarray, n_wanted: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_wanted`` indices, half where ``liked`` is true and half where it is false (the odd
+    one among the likes), in index order."""
+    if n_wanted <= 0:
+        raise RecguardError("balanced_shots draws a number of shots: set n_train_samples > 0")
+    halves = []
+    for label, want, pool in (("liked", (n_wanted + 1) // 2, np.flatnonzero(liked)),
+                              ("disliked", n_wanted // 2, np.flatnonzero(~liked))):
+        if len(pool) < want:
+            raise RecguardError(f"balanced_shots: {n_wanted} shots need {want} {label} samples; "
+                                f"the training split has {len(pool)}")
+        halves.append(rng.choice(pool, size=want, replace=False))
+    return np.sort(np.concatenate(halves))
 
 
 def _candidates(target: int, seen: set[int], n_items: int, n: int, rng: np.random.Generator) -> tuple[int, ...]:
@@ -153,7 +169,12 @@ def _yes_no_task(data: Interactions, protocol, seed: int) -> LLMTask:
     n_train = int(len(ordered) * TALLREC_SHARES[0])
     n_valid = int(len(ordered) * TALLREC_SHARES[1])
     train_pool, test_pool = ordered[:n_train], ordered[n_train + n_valid:]
-    shots = [train_pool[i] for i in _draw(len(train_pool), protocol.n_train_samples, train_rng)]
+    if protocol.balanced_shots:
+        liked = np.array([data.rating[rows[-1]] > protocol.like_above for _, rows in train_pool])
+        picked = _draw_balanced(liked, protocol.n_train_samples, train_rng)
+    else:
+        picked = _draw(len(train_pool), protocol.n_train_samples, train_rng)
+    shots = [train_pool[i] for i in picked]
     tests = [test_pool[i] for i in _draw(len(test_pool), protocol.n_test_samples, test_rng)]
     train = [_request(data, protocol, u, rows, set(), train_rng) for u, rows in shots]
     test = [_request(data, protocol, u, rows, set(), test_rng) for u, rows in tests]
