@@ -200,10 +200,10 @@ LLARA_CPU = dataclasses.replace(
 
 # TALLRec's cell on a CPU. At the paper's 16 shots SmolLM2-135M answers every request Yes
 # (P(Yes) 0.73-0.99 on seed 0), so BadRec, which turns No into Yes, has nothing to turn and
-# its ASR is undefined. 64 shots over 4 epochs rank the requests at AUC 0.74-0.78 and answer
-# some No, but drawn at random they were 3/4 Yes on seed 0 and the seed-1 model still said
-# Yes to all; half likes, half dislikes fixes the prior the model learns. 16 poisoned samples
-# among 80 implant the rule (ASR 1.00; 4 gave 0.22). README, "TALLRec".
+# its ASR is undefined. 64 shots drawn at random over 4 epochs answered 46% of seed 0's
+# requests No but none of seed 1's; drawn half among likes they answer some No on every seed
+# (seeds 0-2, AUC 0.72-0.77). 16 poisoned samples among 80 implant the rule (ASR 0.95-1.00;
+# 4 gave 0.22 on seed 0). README, "TALLRec".
 TALLREC_CPU = dataclasses.replace(
     TALLREC, name="tallrec-cpu",
     paper="recguard's CPU-sized TALLRec cell (README, 'TALLRec'): TALLRec's samples and prompt; "
