@@ -199,8 +199,8 @@ def test_yes_no_task_follows_tallrec(ml100k):
 
 
 def test_balanced_shots_are_half_likes_from_the_same_training_split(ml100k):
-    """tallrec-cpu draws its 64 shots half among likes; the random draw of the paper preset
-    is not balanced, and both come from the same first 80% of the samples."""
+    """tallrec-cpu draws its 64 shots half among likes (the odd one liked); drawn at random,
+    as the paper preset draws them, they are not balanced; the test requests are the same."""
     data = preprocess(ml100k, TALLREC_CPU)
     balanced = build_task(data, TALLREC_CPU, 1)
     at_random = build_task(data, replace(TALLREC_CPU, balanced_shots=False), 1)
