@@ -198,7 +198,7 @@ def test_yes_no_task_follows_tallrec(ml100k):
     assert task.catalog[0].endswith(")")  # raw titles keep the year, as TALLRec's prompt
 
 
-def test_balanced_shots_are_half_likes_from_the_same_training_split(ml100k):
+def test_balanced_shots_are_half_likes_and_leave_the_test_requests_as_they_are(ml100k):
     """tallrec-cpu draws its 64 shots half among likes (the odd one liked); drawn at random,
     as the paper preset draws them, they are not balanced; the test requests are the same."""
     data = preprocess(ml100k, TALLREC_CPU)
