@@ -92,6 +92,11 @@ class Protocol:
         for pair in self.backbone_options:
             if "=" not in pair or not pair.partition("=")[0].strip():
                 raise ValueError(f"backbone_options entry {pair!r} is not of the form key=value")
+        if self.balanced_shots and self.llm_task != "yes_no":
+            raise ValueError(f"balanced_shots applies to yes_no protocols (TALLRec's); this one's "
+                             f"llm_task is {self.llm_task!r}")
+        if self.balanced_shots and self.n_train_samples == 0:
+            raise ValueError("balanced_shots draws a number of shots: set n_train_samples > 0")
         # checked whatever the split: a record stores every field, used or not
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1) > 1e-6:
             raise ValueError(f"split_ratios must be three shares summing to 1, got {self.split_ratios}")

@@ -328,6 +328,22 @@ def test_split_ratios_are_checked_whatever_the_split(capsys, tmp_path, no_run):
     assert_one_line_error(code, err, "split_ratios must be three shares summing to 1, got (0.5, 0.6)")
 
 
+@pytest.mark.parametrize("protocol, options, message", [
+    ("llara-cpu", ["balanced_shots=true"], "balanced_shots applies to yes_no protocols (TALLRec's); "
+                                           "this one's llm_task is 'choose'"),
+    ("apt", ["balanced_shots=true"], "balanced_shots applies to yes_no protocols (TALLRec's); "
+                                     "this one's llm_task is 'none'"),
+    ("tallrec-cpu", ["n_train_samples=0"], "balanced_shots draws a number of shots: set n_train_samples > 0"),
+])
+def test_balanced_shots_are_refused_where_they_cannot_apply(protocol, options, message, capsys, tmp_path,
+                                                           no_run):
+    args = ["eval", "-q", "--protocol", protocol, "--output", str(tmp_path)]
+    for option in options:
+        args += ["--protocol-opt", option]
+    code, _, err = run_main(args, capsys)
+    assert_one_line_error(code, err, message)
+
+
 def test_files_are_written_with_the_umask_and_keep_their_mode(tmp_path):
     import os
     import stat

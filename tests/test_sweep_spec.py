@@ -217,7 +217,7 @@ llm_dtype = "bfloat16"
 
 
 BENCHMARK_SPECS = {"cf_defenses": 450, "heuristic_attacks": 30, "sequential_defenses": 69,
-                   "llm_backdoor": 109, "optimisation_attacks": 21, "fidelity": 315}
+                   "llm_backdoor": 133, "optimisation_attacks": 21, "fidelity": 315}
 
 
 @pytest.mark.parametrize("name, cells", sorted(BENCHMARK_SPECS.items()))

@@ -82,10 +82,8 @@ def _draw(n_total: int, n_wanted: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw_balanced(liked: np.ndarray, n_wanted: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_wanted`` indices, half where ``liked`` is true and half where it is false (the odd
-    one among the likes), in index order."""
-    if n_wanted <= 0:
-        raise RecguardError("balanced_shots draws a number of shots: set n_train_samples > 0")
+    """``n_wanted`` (> 0, as the protocol checks) indices, half where ``liked`` is true and half
+    where it is false (the odd one among the likes), in index order."""
     halves = []
     for label, want, pool in (("liked", (n_wanted + 1) // 2, np.flatnonzero(liked)),
                               ("disliked", n_wanted // 2, np.flatnonzero(~liked))):
