@@ -1,9 +1,11 @@
-"""TALLRec's AUC at k shots on the `tallrec` protocol's full 1,000-sample test split.
+"""TALLRec's AUC at k shots on the `tallrec` protocol's full 1,000-sample test split (or
+on another yes_no protocol's test requests: `--protocol tallrec-cpu`, its balanced shots).
 
     python benchmarks/tallrec_shots.py --shots 16 --epochs 10
     python benchmarks/tallrec_shots.py --shots 64 --epochs 4
     python benchmarks/tallrec_shots.py --shots 256 --epochs 1
     python benchmarks/tallrec_shots.py --shots 16 --backbone-opt train_batch_size=1
+    python benchmarks/tallrec_shots.py --protocol tallrec-cpu --shots 64 --epochs 4 --backbone-opt dtype=float32
 
 Fits the `tallrec` backbone (default model: the packaged SmolLM2-135M-Instruct) on k
 shots drawn by seed and prints one JSON line: AUC of P(Yes), the AUC the history's liked
@@ -29,7 +31,10 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--n-test", type=int, default=0, help="0: the full test split")
+    parser.add_argument("--protocol", default="tallrec", choices=("tallrec", "tallrec-cpu"),
+                        help="the shots' draw and the test requests (tallrec-cpu: balanced shots, 300 requests)")
+    parser.add_argument("--n-test", type=int, default=None,
+                        help="test requests (0: the full test split; default: the protocol's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="more tallrec options, e.g. train_batch_size=1 (repeatable)")
@@ -42,9 +47,11 @@ def main() -> None:
     from recguard.metrics.detection import roc_auc
     from recguard.data.llm_task import build_task
     from recguard.plugins import get_host
-    from recguard.protocols import TALLREC
+    from recguard.protocols import PRESETS
 
-    protocol = dataclasses.replace(TALLREC, n_train_samples=args.shots, n_test_samples=args.n_test)
+    base = next(p for p in PRESETS if p.name == args.protocol)
+    n_test = base.n_test_samples if args.n_test is None else args.n_test
+    protocol = dataclasses.replace(base, n_train_samples=args.shots, n_test_samples=n_test)
     task = build_task(preprocess(load_ml100k(None), protocol), protocol, args.seed)
     labels = np.array([bool(r.label) for r in task.test])
     liked_share = np.array([len(r.history) / max(1, len(r.history) + len(r.disliked))
