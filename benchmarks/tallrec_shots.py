@@ -47,9 +47,8 @@ def main() -> None:
     from recguard.metrics.detection import roc_auc
     from recguard.data.llm_task import build_task
     from recguard.plugins import get_host
-    from recguard.protocols import PRESETS
 
-    base = next(p for p in PRESETS if p.name == args.protocol)
+    base = get_host().protocols.get(args.protocol)
     n_test = base.n_test_samples if args.n_test is None else args.n_test
     protocol = dataclasses.replace(base, n_train_samples=args.shots, n_test_samples=n_test)
     task = build_task(preprocess(load_ml100k(None), protocol), protocol, args.seed)
